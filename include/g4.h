@@ -1,0 +1,184 @@
+/* g4.h - public API of libg4, an inference engine for Gemma 4 12B "unified".
+ *
+ * Narrow on purpose: the CLI and the server see only what is here. Internals
+ * (tensors, kernels, JSON) live in src/ and never leak through this header.
+ *
+ * Conventions
+ *  - Every fallible call returns a g4_status and fills a caller-owned g4_error
+ *    (may be NULL) with a one-line message naming the file, tensor or field.
+ *  - Objects are created by g4_X_open/create and released by g4_X_free;
+ *    free(NULL) style calls are no-ops.
+ *  - Strings are UTF-8. Token ids are int32.
+ */
+#ifndef G4_H
+#define G4_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status and errors ------------------------------------------------ */
+typedef enum g4_status {
+    G4_OK = 0,
+    G4_ERR_IO,              /* open/read/mmap failed */
+    G4_ERR_FORMAT,          /* malformed file bytes (safetensors header, ...) */
+    G4_ERR_JSON,            /* malformed JSON text */
+    G4_ERR_CONFIG,          /* config.json field missing/invalid */
+    G4_ERR_UNSUPPORTED,     /* valid but not supported (model_type, dtype, scheme) */
+    G4_ERR_MISSING_TENSOR,  /* a tensor the config implies is absent */
+    G4_ERR_SHAPE,           /* tensor shape differs from the config */
+    G4_ERR_DTYPE,           /* tensor dtype differs from what its format needs */
+    G4_ERR_NOMEM,           /* allocation failed */
+    G4_ERR_INVALID_ARG,     /* bad argument from the caller */
+    G4_ERR_TOKENIZER,       /* tokenizer.json invalid, or text cannot be encoded */
+    G4_ERR_TEMPLATE,        /* chat conversation cannot be rendered */
+    G4_ERR_CONTEXT,         /* context length exceeded */
+    G4_ERR_CUDA,            /* CUDA runtime error */
+    G4_ERR_INTERNAL         /* a bug: please report */
+} g4_status;
+
+typedef struct g4_error {
+    g4_status code;
+    char msg[512];          /* one line, no trailing newline */
+    const char *src_file;   /* where in g4 the error was raised (for debugging) */
+    int src_line;
+} g4_error;
+
+/* Static name of a status, e.g. "G4_ERR_SHAPE". */
+const char *g4_status_name(g4_status s);
+
+/* ---- tokenizer ---- */
+/* A Hugging Face tokenizer.json BPE tokenizer (Gemma 3/4 format). Read-only after
+ * load: any number of threads may encode/decode concurrently with one tokenizer. */
+typedef struct g4_tokenizer g4_tokenizer;
+
+/* path: a tokenizer.json file or a directory containing one. */
+g4_status g4_tokenizer_load(const char *path, g4_tokenizer **out, g4_error *err);
+void g4_tokenizer_free(g4_tokenizer *t);
+/* 1 + the largest id of the model vocabulary and added tokens (262145 for Gemma 3's file). */
+int32_t g4_tokenizer_vocab_size(const g4_tokenizer *t);
+
+enum {
+    G4_TOKENIZE_ADD_SPECIAL = 1,  /* apply the post-processor template (e.g. prepend <bos>) */
+    G4_TOKENIZE_SPECIAL_AS_TEXT = 2 /* don't match special added tokens (untrusted user text):
+                                     "<bos>" is encoded as plain text; non-special added
+                                     tokens ("\n", "<mask>") still match (HF encode_special_tokens) */
+};
+/* text[0..len) (UTF-8; invalid bytes become byte tokens) -> *ids (malloc'd, caller frees;
+ * non-NULL even when *n_ids is 0). Equals HF encode(text, add_special_tokens=False) ids
+ * when flags == 0. */
+g4_status g4_tokenize(const g4_tokenizer *t, const char *text, size_t len, unsigned flags,
+                      int32_t **ids, size_t *n_ids, g4_error *err);
+/* Same into buf[0..cap): *n_ids gets the full count; fails with G4_ERR_INVALID_ARG (buf
+ * holding the first cap ids) when the count exceeds cap. */
+g4_status g4_tokenize_into(const g4_tokenizer *t, const char *text, size_t len, unsigned flags,
+                           int32_t *buf, size_t cap, size_t *n_ids, g4_error *err);
+
+enum { G4_DETOKENIZE_SKIP_SPECIAL = 1 };  /* drop special added tokens (HF skip_special_tokens) */
+/* ids -> *text (malloc'd, NUL-terminated, may contain NUL bytes; length in *len).
+ * Matches HF decode: unknown ids are skipped, byte tokens are reassembled and
+ * invalid byte runs become one U+FFFD per byte. */
+g4_status g4_detokenize(const g4_tokenizer *t, const int32_t *ids, size_t n, unsigned flags,
+                        char **text, size_t *len, g4_error *err);
+/* The vocabulary string of id ("\u2581the", "<0x0A>", "<bos>"), NUL-terminated; NULL if no
+ * such id. Valid until g4_tokenizer_free. */
+const char *g4_token_piece(const g4_tokenizer *t, int32_t id);
+/* id of a vocabulary string or added token (added tokens first, like HF token_to_id); -1 if none. */
+int32_t g4_token_id(const g4_tokenizer *t, const char *piece);
+/* true when id is an added token with special=true (<bos>, <|turn>, ...). */
+bool g4_token_is_special(const g4_tokenizer *t, int32_t id);
+
+/* ---- chat template ---- */
+/* Render an OpenAI-style conversation with the Gemma 4 chat template
+ * (byte-identical to jinja2 on tools/templates/gemma4_chat_template.jinja).
+ * messages_json: JSON array of {role, content, tool_calls?, tool_responses?};
+ * content is a string, null, or an array of parts {type: text|image|audio|video}
+ * (also image_url, input_audio, video_url). Roles: system/developer (first
+ * message only), user, assistant (written "model"), tool, any other verbatim.
+ * The result is a malloc'd UTF-8 string (free() it); a prompt that would
+ * contain U+0000 is refused. Errors: G4_ERR_JSON,
+ * G4_ERR_TEMPLATE ("messages[2].content[0].type: ..."), G4_ERR_NOMEM. */
+typedef enum g4_thinking {
+    G4_THINKING_DEFAULT = 0,        /* enable_thinking not passed to the template (acts as off) */
+    G4_THINKING_OFF = 1,
+    G4_THINKING_ON = 2
+} g4_thinking;
+
+typedef struct g4_chat_options {
+    const char *bos_token;          /* NULL -> "<bos>" */
+    bool add_generation_prompt;     /* end with "<|turn>model\n" (+ empty thought when not thinking) */
+    g4_thinking enable_thinking;
+    const char *tools_json;         /* JSON array of tool declarations, or NULL */
+    size_t tools_len;               /* bytes of tools_json */
+} g4_chat_options;
+
+/* opt may be NULL: "<bos>", no generation prompt, thinking default, no tools. */
+g4_status g4_chat_render(const char *messages_json, size_t len, const g4_chat_options *opt, char **out,
+                         g4_error *err);
+
+/* ---- model info ---- */
+/* Describe the model in DIR (config.json + safetensors, fully validated):
+ * architecture, modalities, quantization, tensor bytes by format, parameter
+ * count (Hugging Face convention), bytes read per decoded token and
+ * unexpected tensors. flags: G4_INFO_JSON for one JSON object, else text.
+ * *out is malloc'd, NUL-terminated, ends with a newline; caller frees. */
+#define G4_INFO_JSON 1u
+g4_status g4_model_info(const char *model_dir, unsigned flags, char **out, g4_error *err);
+/* ---- end model info ---- */
+
+/* ---- engine and sessions ---- */
+/* An engine is immutable after g4_engine_open: weights (the checkpoint's mmap, or
+ * their upload to the GPU), tokenizer, config. Sessions hold the mutable state of
+ * one sequence: KV cache, position, logits. One engine serves many sessions; a
+ * session is used by one thread at a time. */
+typedef struct g4_engine g4_engine;
+typedef struct g4_session g4_session;
+
+typedef enum g4_device { G4_DEVICE_AUTO = 0, G4_DEVICE_CPU = 1, G4_DEVICE_CUDA = 2 } g4_device;
+
+typedef struct g4_engine_options {
+    int n_threads;          /* CPU threads; <= 0: all cores */
+    g4_device device;       /* AUTO: CUDA when built with it and a GPU is present, else CPU */
+    int max_context;        /* default context limit of new sessions; <= 0: the model's
+                               max_position_embeddings capped at 8192 */
+    bool no_tokenizer;      /* do not load tokenizer.json (ids-only use) */
+} g4_engine_options;
+
+g4_status g4_engine_open(const char *model_dir, const g4_engine_options *opt, g4_engine **out,
+                         g4_error *err);
+void g4_engine_free(g4_engine *e);
+/* NULL when the model has no tokenizer.json (or no_tokenizer was set). */
+const g4_tokenizer *g4_engine_tokenizer(const g4_engine *e);
+int32_t g4_engine_vocab(const g4_engine *e);
+const char *g4_engine_device_name(const g4_engine *e);   /* "cpu", "cuda (NVIDIA H200)" */
+/* Bytes the decoder reads per generated token (weights of every Linear + lm_head + norms). */
+size_t g4_engine_bytes_per_token(const g4_engine *e);
+/* Generation defaults of the model: eos ids and suppressed ids (generation_config.json). */
+size_t g4_engine_eos(const g4_engine *e, const int32_t **ids);
+size_t g4_engine_suppress(const g4_engine *e, const int32_t **ids);
+
+/* max_context <= 0: the engine's default. */
+g4_status g4_session_create(g4_engine *e, int max_context, g4_session **out, g4_error *err);
+void g4_session_free(g4_session *s);
+/* Make the session hold exactly tokens[0..n) (n >= 1) with the logits of the last
+ * token ready. The longest prefix the session already holds is reused when its KV
+ * state allows (appending always does; going back a few tokens usually does),
+ * otherwise it recomputes. G4_ERR_CONTEXT when n exceeds the session's context;
+ * on any error the session is reset to empty. */
+g4_status g4_session_sync(g4_session *s, const int32_t *tokens, size_t n, g4_error *err);
+/* Prefill tokens[0..n) from an empty state and write the logits of EVERY position
+ * to out[n * vocab] (float32, after the final softcap). Used for prompt logprobs. */
+g4_status g4_session_prefill_all(g4_session *s, const int32_t *tokens, size_t n, float *out,
+                                 g4_error *err);
+const float *g4_session_logits(const g4_session *s);    /* [vocab] of the last token */
+size_t g4_session_length(const g4_session *s);          /* tokens held */
+int g4_session_max_context(const g4_session *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

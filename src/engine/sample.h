@@ -1,0 +1,57 @@
+/* sample.h - next-token selection from a logits row (CPU, float32).
+ *
+ * Order of operations (vLLM's): suppressed ids -> -inf; repetition penalty
+ * (HF style: positive logits divided, negative multiplied, over ids seen in the
+ * prompt or output); frequency and presence penalties (OpenAI style, over the
+ * output ids only: l -= freq*count + presence*(count>0)); then greedy when
+ * temperature == 0, else logits/temperature -> softmax -> min-p -> top-k ->
+ * top-p filters -> one draw from the seeded generator. */
+#ifndef G4_SAMPLE_H
+#define G4_SAMPLE_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdbool.h>
+
+typedef struct g4_sampling {
+    float temperature;          /* 0 = greedy */
+    int top_k;                  /* <= 0: off */
+    float top_p;                /* >= 1: off */
+    float min_p;                /* <= 0: off */
+    float repetition_penalty;   /* 1 = off */
+    float presence_penalty;     /* 0 = off */
+    float frequency_penalty;    /* 0 = off */
+    uint64_t seed;
+} g4_sampling;
+
+void g4_sampling_default(g4_sampling *s);   /* greedy, everything off, seed 0 */
+
+/* Deterministic generator (xoshiro256**, seeded through splitmix64). */
+typedef struct g4_rng { uint64_t s[4]; } g4_rng;
+void g4_rng_seed(g4_rng *r, uint64_t seed);
+uint64_t g4_rng_next(g4_rng *r);
+double g4_rng_uniform(g4_rng *r);           /* [0, 1) with 53 bits */
+
+/* Token history the penalties look at. */
+typedef struct g4_history {
+    const int32_t *prompt; size_t n_prompt;
+    const int32_t *output; size_t n_output;
+} g4_history;
+
+/* Scratch reused across calls (avoid per-token allocation): sized to vocab. */
+typedef struct g4_sampler {
+    int n_vocab;
+    float *work;        /* [n_vocab] adjusted logits */
+    int32_t *idx;       /* [n_vocab] candidate ids */
+    uint32_t *count;    /* [n_vocab] output-token counts (penalties) */
+    uint8_t *seen;      /* [n_vocab] seen in prompt or output (repetition penalty) */
+} g4_sampler;
+
+int g4_sampler_init(g4_sampler *s, int n_vocab);   /* 0 ok, -1 out of memory */
+void g4_sampler_free(g4_sampler *s);
+
+/* Pick the next token from logits[n_vocab] (not modified). suppress may be NULL. */
+int32_t g4_sample(g4_sampler *s, const float *logits, const g4_sampling *p, const g4_history *h,
+                  const int32_t *suppress, size_t n_suppress, g4_rng *rng);
+
+#endif

@@ -1,0 +1,100 @@
+/* harness.c - test runner: runs every registered TEST, prints a summary.
+ * Usage: g4-tests [substring]   (run only tests whose name contains it) */
+#include "harness.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <time.h>
+
+typedef struct { const char *name, *file; void (*fn)(void); } t_case;
+static t_case g_cases[1024];
+static int g_ncases;
+static int g_cur_failed, g_cur_skipped;
+static char g_skip_why[256];
+static char g_tmp[512];
+
+void t_register(const char *name, void (*fn)(void), const char *file) {
+    if (g_ncases < (int)(sizeof g_cases / sizeof g_cases[0]))
+        g_cases[g_ncases++] = (t_case){name, file, fn};
+}
+
+void t_fail(const char *file, int line, const char *fmt, ...) {
+    if (g_cur_failed < 10) {
+        fprintf(stderr, "    %s:%d: ", file, line);
+        va_list ap;
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+    }
+    g_cur_failed++;
+}
+
+void t_skip(const char *why) {
+    g_cur_skipped = 1;
+    snprintf(g_skip_why, sizeof g_skip_why, "%s", why);
+}
+
+bool t_failed(void) { return g_cur_failed > 0; }
+
+const char *t_fixtures(void) {
+    const char *e = getenv("G4_FIXTURES");
+    return e ? e : "tests/fixtures";
+}
+
+const char *t_shared(void) {
+    static char buf[512];
+    const char *e = getenv("G4_SHARED");
+    snprintf(buf, sizeof buf, "%s", e ? e : "../shared");
+    struct stat st;
+    return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) ? buf : NULL;
+}
+
+const char *t_g4_bin(void) {
+    const char *e = getenv("G4_BIN");
+    return e ? e : "build/g4";
+}
+
+const char *t_tmpdir(void) {
+    if (!g_tmp[0]) {
+        snprintf(g_tmp, sizeof g_tmp, "/tmp/g4-tests-%d", (int)getpid());
+        mkdir(g_tmp, 0700);
+    }
+    return g_tmp;
+}
+
+int main(int argc, char **argv) {
+    const char *filter = argc > 1 ? argv[1] : NULL;
+    int passed = 0, failed = 0, skipped = 0;
+    for (int i = 0; i < g_ncases; i++) {
+        t_case *c = &g_cases[i];
+        if (filter && !strstr(c->name, filter)) continue;
+        g_cur_failed = 0;
+        g_cur_skipped = 0;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        c->fn();
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+        if (g_cur_failed) {
+            failed++;
+            printf("FAIL %s (%s, %.0f ms)\n", c->name, c->file, ms);
+        } else if (g_cur_skipped) {
+            skipped++;
+            printf("SKIP %s: %s\n", c->name, g_skip_why);
+        } else {
+            passed++;
+            printf("ok   %s (%.0f ms)\n", c->name, ms);
+        }
+        fflush(stdout);
+    }
+    if (g_tmp[0]) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);
+    }
+    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,134 @@
+/* test_sample.c - sampling: greedy, filters, penalties, determinism, distribution. */
+#include "harness.h"
+#include "engine/sample.h"
+
+#include <math.h>
+
+static void logits_from_probs(float *l, const double *p, int n) {
+    for (int i = 0; i < n; i++) l[i] = p[i] > 0 ? (float)log(p[i]) : -INFINITY;
+}
+
+TEST(sample_greedy_and_suppress) {
+    g4_sampler s;
+    REQUIRE(g4_sampler_init(&s, 7) == 0);
+    float l[7] = {0.1f, 3.0f, -1.0f, 2.9f, 3.0f, 0.0f, -5.0f};
+    g4_sampling p;
+    g4_sampling_default(&p);
+    g4_rng r;
+    g4_rng_seed(&r, 1);
+    CHECK_EQ_INT(g4_sample(&s, l, &p, NULL, NULL, 0, &r), 1); /* first max wins */
+    int32_t sup[] = {1, 4};
+    CHECK_EQ_INT(g4_sample(&s, l, &p, NULL, sup, 2, &r), 3);
+    p.temperature = 1.0f;
+    for (int i = 0; i < 200; i++) {
+        int32_t t = g4_sample(&s, l, &p, NULL, sup, 2, &r);
+        CHECK(t != 1 && t != 4);
+    }
+    g4_sampler_free(&s);
+}
+
+TEST(sample_seed_determinism) {
+    enum { N = 1000 };
+    g4_sampler s;
+    REQUIRE(g4_sampler_init(&s, N) == 0);
+    float l[N];
+    g4_rng g;
+    g4_rng_seed(&g, 99);
+    for (int i = 0; i < N; i++) l[i] = (float)(g4_rng_uniform(&g) * 4);
+    g4_sampling p;
+    g4_sampling_default(&p);
+    p.temperature = 0.8f;
+    p.top_p = 0.9f;
+    p.top_k = 50;
+    int32_t a[64], b[64];
+    g4_rng r1, r2;
+    g4_rng_seed(&r1, 1234);
+    g4_rng_seed(&r2, 1234);
+    for (int i = 0; i < 64; i++) a[i] = g4_sample(&s, l, &p, NULL, NULL, 0, &r1);
+    for (int i = 0; i < 64; i++) b[i] = g4_sample(&s, l, &p, NULL, NULL, 0, &r2);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    g4_rng_seed(&r2, 1235);
+    int same = 0;
+    for (int i = 0; i < 64; i++) same += g4_sample(&s, l, &p, NULL, NULL, 0, &r2) == a[i];
+    CHECK(same < 64);
+    g4_sampler_free(&s);
+}
+
+TEST(sample_distribution_and_filters) {
+    double pr[5] = {0.05, 0.1, 0.15, 0.3, 0.4};
+    float l[5];
+    logits_from_probs(l, pr, 5);
+    g4_sampler s;
+    REQUIRE(g4_sampler_init(&s, 5) == 0);
+    g4_sampling p;
+    g4_sampling_default(&p);
+    p.temperature = 1.0f;
+    g4_rng r;
+    g4_rng_seed(&r, 7);
+    int cnt[5] = {0};
+    int n = 40000;
+    for (int i = 0; i < n; i++) cnt[g4_sample(&s, l, &p, NULL, NULL, 0, &r)]++;
+    for (int i = 0; i < 5; i++) CHECK_NEAR(cnt[i] / (double)n, pr[i], 0.01);
+    /* top_p 0.7 keeps {0.4, 0.3}: renormalised 4/7, 3/7 */
+    p.top_p = 0.7f;
+    memset(cnt, 0, sizeof cnt);
+    for (int i = 0; i < n; i++) cnt[g4_sample(&s, l, &p, NULL, NULL, 0, &r)]++;
+    CHECK_EQ_INT(cnt[0] + cnt[1] + cnt[2], 0);
+    CHECK_NEAR(cnt[4] / (double)n, 4.0 / 7, 0.012);
+    /* top_k 1 == greedy */
+    p.top_p = 1;
+    p.top_k = 1;
+    for (int i = 0; i < 50; i++) CHECK_EQ_INT(g4_sample(&s, l, &p, NULL, NULL, 0, &r), 4);
+    /* min_p 0.5: keep p >= 0.2 -> {0.3, 0.4} */
+    p.top_k = 0;
+    p.min_p = 0.5f;
+    memset(cnt, 0, sizeof cnt);
+    for (int i = 0; i < n; i++) cnt[g4_sample(&s, l, &p, NULL, NULL, 0, &r)]++;
+    CHECK_EQ_INT(cnt[0] + cnt[1] + cnt[2], 0);
+    CHECK_NEAR(cnt[3] / (double)n, 3.0 / 7, 0.012);
+    /* temperature 0.5 sharpens: p^2 renormalised */
+    p.min_p = 0;
+    p.temperature = 0.5f;
+    memset(cnt, 0, sizeof cnt);
+    double z = 0;
+    for (int i = 0; i < 5; i++) z += pr[i] * pr[i];
+    for (int i = 0; i < n; i++) cnt[g4_sample(&s, l, &p, NULL, NULL, 0, &r)]++;
+    CHECK_NEAR(cnt[4] / (double)n, pr[4] * pr[4] / z, 0.012);
+    g4_sampler_free(&s);
+}
+
+TEST(sample_penalties) {
+    g4_sampler s;
+    REQUIRE(g4_sampler_init(&s, 4) == 0);
+    float l[4] = {2.0f, 1.9f, -1.0f, 0.5f};
+    g4_sampling p;
+    g4_sampling_default(&p);
+    g4_rng r;
+    g4_rng_seed(&r, 1);
+    int32_t prompt[] = {0};
+    g4_history h = {prompt, 1, NULL, 0};
+    /* repetition 1.2: 2.0 -> 1.667 < 1.9 */
+    p.repetition_penalty = 1.2f;
+    CHECK_EQ_INT(g4_sample(&s, l, &p, &h, NULL, 0, &r), 1);
+    /* frequency: output [1,1] -> 1.9 - 2*0.3 = 1.3 ; presence 0 */
+    p.repetition_penalty = 1.0f;
+    int32_t out[] = {1, 1, 0};
+    g4_history h2 = {NULL, 0, out, 2};
+    p.frequency_penalty = 0.3f;
+    CHECK_EQ_INT(g4_sample(&s, l, &p, &h2, NULL, 0, &r), 0);
+    /* presence 2.0 on output {1, 0}: 2.0-2 = 0, 1.9-2 = -0.1 -> token 3 (0.5) wins */
+    p.frequency_penalty = 0;
+    p.presence_penalty = 2.0f;
+    g4_history h3 = {NULL, 0, out, 3};
+    CHECK_EQ_INT(g4_sample(&s, l, &p, &h3, NULL, 0, &r), 3);
+    /* scratch was cleared: no penalty carried over to a call without history */
+    g4_sampling_default(&p);
+    CHECK_EQ_INT(g4_sample(&s, l, &p, NULL, NULL, 0, &r), 0);
+    /* negative logit with repetition penalty becomes more negative */
+    float l2[4] = {-1.0f, -1.1f, -3.0f, -3.0f};
+    int32_t pr2[] = {0};
+    g4_history h4 = {pr2, 1, NULL, 0};
+    p.repetition_penalty = 1.2f;
+    CHECK_EQ_INT(g4_sample(&s, l2, &p, &h4, NULL, 0, &r), 1);
+    g4_sampler_free(&s);
+}
