@@ -146,6 +146,7 @@ typedef struct g4_engine_options {
     int max_context;        /* default context limit of new sessions; <= 0: the model's
                                max_position_embeddings capped at 8192 */
     bool no_tokenizer;      /* do not load tokenizer.json (ids-only use) */
+    int prefill_chunk;      /* tokens per forward call in prefill; <= 0: the backend's default */
 } g4_engine_options;
 
 g4_status g4_engine_open(const char *model_dir, const g4_engine_options *opt, g4_engine **out,
@@ -154,9 +155,15 @@ void g4_engine_free(g4_engine *e);
 /* NULL when the model has no tokenizer.json (or no_tokenizer was set). */
 const g4_tokenizer *g4_engine_tokenizer(const g4_engine *e);
 int32_t g4_engine_vocab(const g4_engine *e);
+int g4_engine_max_context(const g4_engine *e);           /* default context of new sessions */
 const char *g4_engine_device_name(const g4_engine *e);   /* "cpu", "cuda (NVIDIA H200)" */
 /* Bytes the decoder reads per generated token (weights of every Linear + lm_head + norms). */
 size_t g4_engine_bytes_per_token(const g4_engine *e);
+/* Measure the memory ceiling of the engine's device now (CPU: all-thread read
+ * bandwidth of a 1 GiB buffer; CUDA: device-to-device copy), GB/s = 1e9 B/s. */
+double g4_engine_mem_gbs(g4_engine *e);
+/* Bytes of all weight tensors of the checkpoint. */
+size_t g4_engine_weight_bytes(const g4_engine *e);
 /* Generation defaults of the model: eos ids and suppressed ids (generation_config.json). */
 size_t g4_engine_eos(const g4_engine *e, const int32_t **ids);
 size_t g4_engine_suppress(const g4_engine *e, const int32_t **ids);
@@ -177,6 +184,52 @@ g4_status g4_session_prefill_all(g4_session *s, const int32_t *tokens, size_t n,
 const float *g4_session_logits(const g4_session *s);    /* [vocab] of the last token */
 size_t g4_session_length(const g4_session *s);          /* tokens held */
 int g4_session_max_context(const g4_session *s);
+
+/* ---- generation ---- */
+/* Sampling parameters. Order of operations (vLLM's): suppressed ids; repetition
+ * penalty (HF style, over prompt + output ids); frequency/presence penalties
+ * (OpenAI style, over output ids); then greedy when temperature == 0, else
+ * temperature -> min-p -> top-k -> top-p -> one draw from the seeded generator. */
+typedef struct g4_sampling {
+    float temperature;          /* 0 = greedy */
+    int top_k;                  /* <= 0: off */
+    float top_p;                /* >= 1: off */
+    float min_p;                /* <= 0: off */
+    float repetition_penalty;   /* 1 = off */
+    float presence_penalty;     /* 0 = off */
+    float frequency_penalty;    /* 0 = off */
+    uint64_t seed;              /* same seed, same output */
+} g4_sampling;
+void g4_sampling_default(g4_sampling *s);   /* greedy, everything off, seed 0 */
+
+typedef struct g4_gen_params {
+    g4_sampling sampling;
+    int max_tokens;             /* <= 0: until the context is full */
+    const char *const *stop;    /* stop strings (not included in the output) */
+    size_t n_stop;
+    bool ignore_eos;            /* keep going past eos ids */
+} g4_gen_params;
+
+typedef enum g4_finish { G4_FINISH_NONE = 0, G4_FINISH_STOP, G4_FINISH_LENGTH, G4_FINISH_ABORT } g4_finish;
+const char *g4_finish_name(g4_finish f);    /* "stop", "length", "abort" */
+
+typedef struct g4_gen_result {
+    g4_finish finish;
+    size_t n_prompt, n_generated;
+    double prefill_s, decode_s; /* wall time of the prompt sync and of the decode steps */
+} g4_gen_result;
+
+/* Called for each generated token: id, and the UTF-8 text that became final with it
+ * (may be empty while a stop-string prefix or an incomplete character is held back;
+ * held text is flushed at the end by one more call with id -1). Return false to stop
+ * (finish = abort). */
+typedef bool (*g4_token_fn)(void *user, int32_t id, const char *text, size_t len);
+
+/* Generate after prompt[0..n): syncs the session to the prompt (reusing what it
+ * holds), samples until eos / stop string / max_tokens / context full. Text deltas
+ * need the engine's tokenizer; without one, text is NULL/0. */
+g4_status g4_generate(g4_session *s, const int32_t *prompt, size_t n, const g4_gen_params *p,
+                      g4_token_fn on_token, void *user, g4_gen_result *res, g4_error *err);
 
 #ifdef __cplusplus
 }

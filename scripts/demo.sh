@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 make -j"$(nproc)" build/g4 >/dev/null
-MODEL=${G4_MODEL:-tests/fixtures/models/tiny-bf16}
+MODEL=${G4_MODEL:-tests/fixtures/models/tiny-a}
 echo "== g4 info $MODEL"
 build/g4 info "$MODEL"
 echo "== g4 tokenize $MODEL --text 'Hello, world!'"

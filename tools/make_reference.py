@@ -3,17 +3,22 @@
 
 For each model directory given (Hugging Face layout: config.json + safetensors, BF16,
 compressed-tensors NVFP4A16 / FP8-dynamic), this builds transformers'
-Gemma4UnifiedForConditionalGeneration in float32 on the CPU, loads the checkpoint's
+Gemma4UnifiedForConditionalGeneration on the CPU and runs it in float64 (weights are the
+checkpoint's values exactly; float64 because these tiny random models are ill-conditioned —
+scale-1.0 attention over normed q/k gives sharp softmaxes — and transformers' own float32
+run is up to 1.2e-4 (relative L2 per position) away from its float64 run, more than g4's
+float32 engine is), loads the checkpoint's
 weights (quantized ones dequantized here in PyTorch with the compressed-tensors formula:
 w = e2m1(code) * float(fp8 scale) / global_scale, and w = fp8 * per-channel scale), and writes
 <dir>/reference/:
 
   prompt_K.npy   int32 [T]        deterministic random prompt ids (no multimodal ids)
-  logits_K.npy   float32 [T, V]   logits of every prompt position (after final softcap)
+  logits_K.npy   float32 [T, V]   logits of every prompt position (after final softcap), computed in float64
   greedy_K.npy   int32 [G]        greedy continuation, full recompute each step (no cache)
   meta.json      what was run (torch/transformers versions, tolerances are the tests')
 
-The RoPE inv_freq buffers stay float32 (the model is built in float32, never cast).
+The RoPE inv_freq buffers are never rounded to BF16 (the model is built in float32, then
+converted to float64).
 Usage: python3 tools/make_reference.py DIR [DIR ...] [--prompts 2] [--len 80] [--greedy 32]
 """
 import argparse
@@ -53,16 +58,27 @@ def dequant_nvfp4(packed, scale, gscale):
     return vals * s.repeat_interleave(16, dim=1)
 
 
+def hf_name(k):
+    """Checkpoint tensor name -> HF module name (transformers renames these at load time)."""
+    if k.startswith("model.embed_vision.embedding_projection"):
+        return k.replace("model.embed_vision.", "model.embed_vision.multimodal_embedder.", 1)
+    if k.startswith("model.vision_embedder."):
+        return k.replace("model.vision_embedder.", "model.embed_vision.", 1)
+    return k
+
+
 def state_dict_from_checkpoint(t):
     sd = {}
     for k, v in t.items():
+        k0 = k
+        k = hf_name(k)
         if k.endswith(".weight_packed"):
-            base = k[: -len(".weight_packed")]
-            sd[base + ".weight"] = dequant_nvfp4(v, t[base + ".weight_scale"], t[base + ".weight_global_scale"])
+            base = k0[: -len(".weight_packed")]
+            sd[hf_name(base) + ".weight"] = dequant_nvfp4(v, t[base + ".weight_scale"], t[base + ".weight_global_scale"])
         elif k.endswith(".weight_scale") or k.endswith(".weight_global_scale"):
             continue
         elif v.dtype == torch.float8_e4m3fn:
-            base = k[: -len(".weight")]
+            base = k0[: -len(".weight")]
             sc = t[base + ".weight_scale"].to(torch.float32)
             sd[k] = v.to(torch.float32) * sc.reshape(-1, 1)
         else:
@@ -82,8 +98,8 @@ def build_model(d):
     missing = [m for m in missing if not m.endswith("lm_head.weight")]
     if missing or unexpected:
         sys.exit(f"{d}: state dict mismatch: missing={missing[:5]} unexpected={unexpected[:5]}")
-    # buffers that are checkpoint data (layer_scalar) were loaded above; inv_freq stays float32
-    return model, config
+    # buffers that are checkpoint data (layer_scalar) were loaded above
+    return model.double(), config
 
 
 def forbidden_ids(config):
@@ -132,7 +148,7 @@ def main():
                 seq.append(nxt)
             np.save(os.path.join(rdir, f"greedy_{k}.npy"), np.array(gen, dtype=np.int32))
         json.dump({"torch": torch.__version__, "transformers": transformers.__version__,
-                   "prompts": a.prompts, "len": a.len, "greedy": a.greedy, "dtype": "float32"},
+                   "prompts": a.prompts, "len": a.len, "greedy": a.greedy, "dtype": "float64"},
                   open(os.path.join(rdir, "meta.json"), "w"), indent=1)
         print(f"{d}: reference written ({a.prompts} prompts)")
 

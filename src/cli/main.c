@@ -12,6 +12,11 @@ static const g4_cmd cmds[] = {
     {"tokenize", cmd_tokenize, "PATH [--text S | --jsonl FILE] [--json]   text -> ids"},
     {"detokenize", cmd_detokenize, "PATH --ids 1,2,3                 ids -> text"},
     {"chat-render", cmd_chat_render, "[PATH] --messages FILE.json [--tools FILE.json] [--no-generation-prompt] [--thinking|--no-thinking]"},
+    {"run", cmd_run, "MODEL (--prompt TEXT | --tokens IDS) [--raw] [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--ids]"},
+    {"logits", cmd_logits, "MODEL --tokens IDS --npy OUT.npy   every position's logits"},
+    {"bench", cmd_bench, "MODEL [--prompt-len N] [--gen M] [--json]   decode/prefill speed vs memory bandwidth"},
+    {"quantize", cmd_quantize, "IN_DIR OUT_DIR --scheme nvfp4a16|fp8-dynamic [--ignore P ...] [--report] [--threads N]"},
+    {"synth", cmd_synth, "OUT_DIR --preset gemma-4-12b|tiny [--format bf16|nvfp4a16|fp8-dynamic] [--seed N]"},
 };
 
 static void usage(FILE *f) {

@@ -110,6 +110,11 @@ void cpu_softcap(float *y, float c, size_t n);
 g4_status cpu_embed_bf16(float *out, const void *table, int n_vocab, int d, const int32_t *ids, int T,
                          float scale, g4_error *err);
 
+/* ---- machine ceiling ---------------------------------------------------- */
+/* Best of `reps` passes of all pool threads summing a `bytes` buffer (GB/s,
+ * 1e9 bytes). Use a buffer far larger than the last-level cache (1 GiB). */
+double cpu_mem_read_gbs(tp_pool *pool, size_t bytes, int reps);
+
 /* ---- attention ----------------------------------------------------------
  * KV cache of one layer: k_cache, v_cache float [n_slots, Hkv, hd]; position p
  * lives in slot p % n_slots. Global layers: n_slots >= context length (slot = p).

@@ -49,6 +49,8 @@ struct be {
                            const int32_t *block_id, float scale, g4_error *err);
     /* a float copy of a small checkpoint vector (norm weights) in backend memory */
     float *(*weight_f32)(be *b, const ckpt_vec *v);
+    /* measured memory ceiling in GB/s (CPU: read bandwidth; CUDA: device copy) */
+    double (*mem_gbs)(be *b);
     /* a float table uploaded to backend memory (RoPE inverse frequencies) */
     float *(*upload)(be *b, const float *host, size_t n);
 };

@@ -144,6 +144,8 @@ static float *cpu_upload(be *b, const float *host, size_t n) {
     return f;
 }
 
+static double cpu_mem(be *b) { return cpu_mem_read_gbs(pool_of(b), (size_t)1 << 30, 3); }
+
 g4_status be_cpu_create(int n_threads, be **out, g4_error *err) {
     *out = NULL;
     be *b = calloc(1, sizeof *b);
@@ -158,7 +160,7 @@ g4_status be_cpu_create(int n_threads, be **out, g4_error *err) {
               .to_host = cpu_to_host, .matmul = cpu_mm, .embed = cpu_emb, .rmsnorm = cpu_rms,
               .rope = cpu_rope_op, .gelu_tanh_mul = cpu_gelu, .add = cpu_add_op, .scale = cpu_scale_op,
               .softcap = cpu_softcap_op, .copy = cpu_copy, .kv_store = cpu_kv, .attention = cpu_attn,
-              .weight_f32 = cpu_weight_f32, .upload = cpu_upload};
+              .weight_f32 = cpu_weight_f32, .upload = cpu_upload, .mem_gbs = cpu_mem};
     *out = b;
     return G4_OK;
 }

@@ -73,7 +73,7 @@ g4_status g4_engine_open(const char *model_dir, const g4_engine_options *opt, g4
     if (threads < 1) threads = 1;
     if ((st = be_cpu_create(threads, &e->be, err))) goto fail;
     snprintf(e->device_name, sizeof e->device_name, "cpu (%d threads, %s)", threads, cpu_isa_name(cpu_isa_active()));
-    e->chunk = G4_CHUNK_CPU;
+    e->chunk = o.prefill_chunk > 0 ? o.prefill_chunk : G4_CHUNK_CPU;
     /* arch doc §2.1: sqrt(d) cast to the embedding weight dtype before multiplying */
     float sc = sqrtf((float)tc->hidden);
     if (e->ck->embed.format == CKPT_BF16) sc = bf16_to_f32(f32_to_bf16(sc));
@@ -123,6 +123,9 @@ void g4_engine_free(g4_engine *e) {
 
 const g4_tokenizer *g4_engine_tokenizer(const g4_engine *e) { return e->tok; }
 int32_t g4_engine_vocab(const g4_engine *e) { return (int32_t)e->ck->cfg.text.vocab; }
+int g4_engine_max_context(const g4_engine *e) { return e->max_context; }
+double g4_engine_mem_gbs(g4_engine *e) { return e->be->mem_gbs(e->be); }
+size_t g4_engine_weight_bytes(const g4_engine *e) { return e->ck->stats.bytes_total; }
 const char *g4_engine_device_name(const g4_engine *e) { return e->device_name; }
 size_t g4_engine_bytes_per_token(const g4_engine *e) { return e->ck->stats.bytes_per_token; }
 

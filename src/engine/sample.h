@@ -12,19 +12,10 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <stdbool.h>
+#include "g4.h"
 
-typedef struct g4_sampling {
-    float temperature;          /* 0 = greedy */
-    int top_k;                  /* <= 0: off */
-    float top_p;                /* >= 1: off */
-    float min_p;                /* <= 0: off */
-    float repetition_penalty;   /* 1 = off */
-    float presence_penalty;     /* 0 = off */
-    float frequency_penalty;    /* 0 = off */
-    uint64_t seed;
-} g4_sampling;
+/* g4_sampling is public (include/g4.h). */
 
-void g4_sampling_default(g4_sampling *s);   /* greedy, everything off, seed 0 */
 
 /* Deterministic generator (xoshiro256**, seeded through splitmix64). */
 typedef struct g4_rng { uint64_t s[4]; } g4_rng;

@@ -15,6 +15,7 @@ typedef struct item { size_t off, len; } item;
 typedef struct tlist { char *p; size_t n, cap; item *it; size_t ni, icap; } tlist;
 
 static bool put(tlist *l, const char *s, size_t n) {
+    if (n == 0) return true;
     if (l->n + n + 1 > l->cap) {
         size_t cap = l->cap ? l->cap : 256;
         while (cap < l->n + n + 1) cap *= 2;

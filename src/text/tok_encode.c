@@ -491,6 +491,8 @@ static g4_status encode(const g4_tokenizer *t, const char *text, size_t len, uns
     e->skip_special = flags & G4_TOKENIZE_SPECIAL_AS_TEXT;
     if (!t) return G4_FAIL(err, G4_ERR_INVALID_ARG, "g4_tokenize: NULL tokenizer");
     if (!text && len) return G4_FAIL(err, G4_ERR_INVALID_ARG, "g4_tokenize: NULL text");
+    if (len > (size_t)INT32_MAX / 2)  /* symbol links and heap positions are 32-bit */
+        return G4_FAIL(err, G4_ERR_INVALID_ARG, "g4_tokenize: text of %zu bytes is too long (max %d)", len, INT32_MAX / 2);
     if (flags & G4_TOKENIZE_ADD_SPECIAL) {
         if (!t->post_ok)
             return G4_FAIL(err, G4_ERR_TOKENIZER, "%s: post_processor: only TemplateProcessing is supported",

@@ -11,8 +11,12 @@
  *   post_processor: TemplateProcessing "single" (used only with G4_TOKENIZE_ADD_SPECIAL).
  *   added_tokens:  matched leftmost-longest before BPE: normalized=false tokens on the raw
  *                  text, normalized=true tokens on the normalized text; lstrip/rstrip/
- *                  single_word honoured (single_word's "word char" test: ASCII alnum/_ or any
- *                  non-ASCII, non-space code point - an approximation of Rust's is_alphanumeric).
+ *                  single_word honoured (single_word's "word char" test: ASCII [0-9A-Za-z] or a
+ *                  non-ASCII code point that is not white space, U+2000..206F or U+3000..303F -
+ *                  an approximation of Rust's char::is_alphanumeric). Ids are assigned as HF
+ *                  does (the JSON "id" fields are ignored): a content in the model vocabulary
+ *                  gets that id, others the next id from the model vocabulary size up;
+ *                  empty and duplicate contents are ignored.
  * Anything else fails to load with G4_ERR_TOKENIZER naming the JSON field.
  *
  * Encoding is the algorithm of HF tokenizers 0.2x: split on added tokens, normalize,

@@ -1,0 +1,33 @@
+/* args.h - the option parser shared by the model-running subcommands
+ * (run, logits, bench). Unknown options are usage errors. */
+#ifndef G4_CLI_ARGS_H
+#define G4_CLI_ARGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "g4.h"
+
+#define ARGS_MAX_STOP 16
+
+typedef struct args {
+    const char *model;          /* first positional argument */
+    const char *prompt, *tokens, *npy, *json_out;
+    bool raw, ids, thinking, json;
+    int threads, ctx, max_tokens;
+    int bench_prompt, bench_gen, bench_reps;
+    g4_device device;
+    g4_sampling sampling;
+    char *stop[ARGS_MAX_STOP];
+    size_t n_stop;
+} args;
+
+/* 0 ok; non-zero after printing a one-line usage error for `cmd`. */
+int args_parse(args *a, int argc, char **argv, const char *cmd);
+void args_free(args *a);
+/* "2,105,7" -> malloc'd ids. */
+g4_status args_parse_ids(const char *s, int32_t **ids, size_t *n, g4_error *err);
+/* [{"role":"user","content":TEXT}] as malloc'd JSON. */
+char *args_json_user_message(const char *text);
+
+#endif

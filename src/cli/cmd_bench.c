@@ -1,0 +1,93 @@
+/* cmd_bench.c - `g4 bench MODEL [--prompt-len N] [--gen M] [--reps R] [--json]`.
+ *
+ * Measures, in one run on one device: the memory ceiling (CPU: all-thread read
+ * bandwidth; CUDA: device copy), prefill speed and time to first token for a
+ * random N-token prompt, and greedy decode speed for M tokens (eos ignored).
+ * The decode ratio to the ceiling is tok/s x bytes read per token / ceiling.
+ * Best of R repetitions. Prints a table, or one JSON object with --json. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+
+#include "cli/cli.h"
+#include "cli/args.h"
+#include "engine/sample.h"
+#include "g4.h"
+
+int cmd_bench(int argc, char **argv) {
+    args a;
+    if (args_parse(&a, argc, argv, "bench")) return 2;
+    if (!a.model) {
+        fprintf(stderr, "usage: g4 bench MODEL [--prompt-len N] [--gen M] [--reps R] [--json] [--threads N] "
+                        "[--device cpu|cuda]\n");
+        return 2;
+    }
+    g4_error err = {0};
+    g4_engine *e = NULL;
+    int ctx = a.ctx > 0 ? a.ctx : a.bench_prompt + a.bench_gen + 1;
+    g4_engine_options eo = {.n_threads = a.threads, .device = a.device, .max_context = ctx, .no_tokenizer = true};
+    g4_status st = g4_engine_open(a.model, &eo, &e, &err);
+    if (st) {
+        fprintf(stderr, "g4 bench: %s: %s\n", g4_status_name(st), err.msg);
+        return 1;
+    }
+    int V = g4_engine_vocab(e);
+    int32_t *ids = malloc((size_t)a.bench_prompt * sizeof *ids);
+    g4_rng rng;
+    g4_rng_seed(&rng, 1234);
+    ids[0] = 2;
+    for (int i = 1; i < a.bench_prompt; i++) ids[i] = 4 + (int32_t)(g4_rng_next(&rng) % (uint64_t)(V > 8 ? V - 4 : 1));
+    double mem = g4_engine_mem_gbs(e);
+    double best_prefill = 1e30, best_decode = 1e30;
+    size_t n_gen = 0;
+    g4_session *s = NULL;
+    st = g4_session_create(e, ctx, &s, &err);
+    for (int r = 0; r < a.bench_reps && !st; r++) {
+        g4_gen_params gp = {.max_tokens = a.bench_gen, .ignore_eos = true};
+        g4_sampling_default(&gp.sampling);
+        g4_gen_result res;
+        /* a fresh session state each repetition: sync to a 1-token prefix first */
+        st = g4_session_sync(s, (int32_t[]){(int32_t)(3 + r % 2)}, 1, &err);
+        if (!st) st = g4_generate(s, ids, (size_t)a.bench_prompt, &gp, NULL, NULL, &res, &err);
+        if (st) break;
+        if (res.prefill_s < best_prefill) best_prefill = res.prefill_s;
+        if (res.n_generated > 1) {
+            double per = res.decode_s / (double)(res.n_generated - 1);
+            if (per < best_decode) best_decode = per;
+        }
+        n_gen = res.n_generated;
+    }
+    if (st) {
+        fprintf(stderr, "g4 bench: %s: %s\n", g4_status_name(st), err.msg);
+        g4_session_free(s);
+        g4_engine_free(e);
+        free(ids);
+        return 1;
+    }
+    double bpt = (double)g4_engine_bytes_per_token(e);
+    double dec_tps = best_decode < 1e29 ? 1.0 / best_decode : 0;
+    double dec_gbs = dec_tps * bpt / 1e9;
+    double pre_tps = a.bench_prompt / best_prefill;
+    struct utsname un;
+    uname(&un);
+    if (a.json) {
+        printf("{\"model\": \"%s\", \"device\": \"%s\", \"machine\": \"%s\", \"weight_bytes\": %zu, "
+               "\"bytes_per_token\": %.0f, \"ceiling_gbs\": %.2f, \"prompt_tokens\": %d, \"prefill_tok_s\": %.2f, "
+               "\"ttft_s\": %.4f, \"decode_tokens\": %zu, \"decode_tok_s\": %.3f, \"decode_gbs\": %.2f, "
+               "\"ratio_to_ceiling\": %.3f, \"reps\": %d}\n",
+               a.model, g4_engine_device_name(e), un.machine, g4_engine_weight_bytes(e), bpt, mem, a.bench_prompt,
+               pre_tps, best_prefill, n_gen, dec_tps, dec_gbs, mem > 0 ? dec_gbs / mem : 0, a.bench_reps);
+    } else {
+        printf("model            %s\ndevice           %s\nweights          %.3f GB, %.3f GB read per token\n"
+               "ceiling          %.2f GB/s (measured now)\nprefill          %d tokens: %.1f tok/s, TTFT %.4f s\n"
+               "decode           %zu tokens: %.2f tok/s = %.2f GB/s = %.1f%% of the ceiling\n",
+               a.model, g4_engine_device_name(e), g4_engine_weight_bytes(e) / 1e9, bpt / 1e9, mem, a.bench_prompt,
+               pre_tps, best_prefill, n_gen, dec_tps, dec_gbs, mem > 0 ? 100 * dec_gbs / mem : 0);
+    }
+    g4_session_free(s);
+    g4_engine_free(e);
+    free(ids);
+    args_free(&a);
+    return 0;
+}
