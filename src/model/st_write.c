@@ -138,8 +138,9 @@ g4_status stw_begin(stw_writer *w, g4_error *err) {
     qsort_r(idx, (size_t)w->n, sizeof *idx, cmp_name, w->e);
     for (int i = 1; i < w->n; i++)
         if (!strcmp(w->e[idx[i]].name, w->e[idx[i - 1]].name)) {
+            g4_status st = G4_FAIL(err, G4_ERR_INVALID_ARG, "%s: tensor '%s' added twice", w->dir, w->e[idx[i]].name);
             free(idx);
-            return G4_FAIL(err, G4_ERR_INVALID_ARG, "%s: tensor '%s' added twice", w->dir, w->e[idx[i]].name);
+            return st;
         }
     /* shards in add order; a group (join_prev chain) never straddles two shards */
     int shard = 0;
