@@ -181,7 +181,38 @@ g4_status g4_session_sync(g4_session *s, const int32_t *tokens, size_t n, g4_err
  * to out[n * vocab] (float32, after the final softcap). Used for prompt logprobs. */
 g4_status g4_session_prefill_all(g4_session *s, const int32_t *tokens, size_t n, float *out,
                                  g4_error *err);
+/* Same with multimodal soft tokens: mm is float [n_mm, hidden], one row per image /
+ * video / audio placeholder id in tokens, in order (rows from the embedders). Image and
+ * video placeholder runs attend bidirectionally and are computed in one pass each. */
+g4_status g4_session_sync_mm(g4_session *s, const int32_t *tokens, size_t n, const float *mm,
+                             size_t n_mm, g4_error *err);
 const float *g4_session_logits(const g4_session *s);    /* [vocab] of the last token */
+const int32_t *g4_session_tokens(const g4_session *s);  /* the held tokens */
+/* For schedulers that append tokens through batches: keep the longest prefix of
+ * tokens[0..n) the session can reuse (always < n, so the last token is recomputed),
+ * drop the rest, and return its length. */
+size_t g4_session_reuse(g4_session *s, const int32_t *tokens, size_t n);
+/* How many of tokens[p..n) the next prefill step should take: at most `chunk`,
+ * never cutting an image/video block. */
+size_t g4_session_next_chunk(const g4_session *s, const int32_t *tokens, size_t n, size_t p,
+                             size_t chunk);
+
+/* ---- batches (continuous batching) ---- */
+/* A batch workspace runs one decoder step for several sessions at once: each item
+ * appends its tokens (a prefill chunk, or one decode token) to its session; the
+ * weights are read once per step for all rows. Afterwards g4_session_logits(item.s)
+ * holds the logits of each item's last token. */
+typedef struct g4_batch g4_batch;
+typedef struct g4_batch_item {
+    g4_session *s;
+    const int32_t *tokens;      /* appended at position g4_session_length(s) */
+    size_t n;
+    const float *mm;            /* soft-token rows for placeholders among tokens, or NULL */
+} g4_batch_item;
+g4_status g4_batch_create(g4_engine *e, int max_rows, int max_items, g4_batch **out, g4_error *err);
+void g4_batch_free(g4_batch *b);
+/* On error every item's session is reset to empty. */
+g4_status g4_batch_step(g4_batch *b, const g4_batch_item *items, int n_items, g4_error *err);
 size_t g4_session_length(const g4_session *s);          /* tokens held */
 int g4_session_max_context(const g4_session *s);
 

@@ -21,6 +21,7 @@ typedef struct cpu_mm_job {
     const uint8_t *row_scale; /* FP8: [N] F32 or BF16 (unaligned) */
     bool row_scale_bf16;
     const float *x;           /* [T, K] */
+    const float *xp;          /* T == 1: x rearranged by the ISA's x_prep (layout private to it), or NULL */
     float *y;                 /* [T, N] */
     int T, N, K;
 } cpu_mm_job;
@@ -31,6 +32,12 @@ typedef struct cpu_kernels {
     float (*dot)(const float *a, const float *b, int n);        /* sum a[i]*b[i] */
     void (*axpy)(float *y, float a, const float *x, int n);      /* y += a*x */
     void (*scale)(float *y, float a, int n);                     /* y *= a */
+    /* Optional (NULL = none). For a T == 1 job: returns the floats of scratch
+     * the ISA's decode kernel wants x rearranged into (0 = none for this weight
+     * type); with xp != NULL also fills xp (64-byte aligned, that many floats).
+     * matmul.c calls it once per call, on the calling thread, and passes the
+     * result to mm_rows as j->xp (mm_rows must still work with j->xp == NULL). */
+    size_t (*x_prep)(const cpu_mm_job *j, float *xp);
 } cpu_kernels;
 
 extern const cpu_kernels cpu_kernels_scalar;

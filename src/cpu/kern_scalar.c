@@ -86,4 +86,4 @@ static void scale(float *y, float a, int n) {
     for (int i = 0; i < n; i++) y[i] *= a;
 }
 
-const cpu_kernels cpu_kernels_scalar = {mm_rows, dot, axpy, scale};
+const cpu_kernels cpu_kernels_scalar = {mm_rows, dot, axpy, scale, NULL};

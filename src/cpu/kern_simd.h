@@ -8,6 +8,8 @@
  *   dec_bf16 dec_f16 dec_fp8 dec_fp4   VL values from a byte pointer (unaligned);
  *                        dec_fp4 reads VL/2 bytes and returns the E2M1 values
  *   KERNELS_NAME         name of the cpu_kernels table to define
+ * and optionally ISA_T1_FAST(j, n0, n1) (a T == 1 kernel that returns false
+ * when it does not handle the job) and ISA_X_PREP (the table's x_prep).
  * Register block: acc[r][t] += decode(W row n+r, k..k+VL) * x[t0+t, k..k+VL],
  * one decode per W chunk shared by TB x rows. Rows past N (or x rows past T)
  * are clamped to the last valid one and their results dropped, so the blocks
@@ -108,6 +110,9 @@ static void mm_rows(const cpu_mm_job *j, int n0, int n1) {
     static void (*const blk[])(const cpu_mm_job *, int, int, int) = {
         mm_f32_blk, mm_bf16_blk, mm_f16_blk, mm_nvfp4_blk, mm_fp8_blk};
     if (j->T == 1) {
+#ifdef ISA_T1_FAST
+        if (ISA_T1_FAST(j, n0, n1)) return;
+#endif
         t1[j->type](j, n0, n1);
         return;
     }
@@ -146,4 +151,7 @@ static ISA_ATTR void vscale(float *y, float a, int n) {
     for (; i < n; i++) y[i] *= a;
 }
 
-const cpu_kernels KERNELS_NAME = {mm_rows, vdot, vaxpy, vscale};
+#ifndef ISA_X_PREP
+#define ISA_X_PREP NULL
+#endif
+const cpu_kernels KERNELS_NAME = {mm_rows, vdot, vaxpy, vscale, ISA_X_PREP};

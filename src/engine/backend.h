@@ -49,6 +49,12 @@ struct be {
                            const int32_t *block_id, float scale, g4_error *err);
     /* a float copy of a small checkpoint vector (norm weights) in backend memory */
     float *(*weight_f32)(be *b, const ckpt_vec *v);
+    /* x[rows[i], :] = host[i, :] for i < n (host float [n, d]): multimodal soft tokens */
+    g4_status (*set_rows)(be *b, float *x, int d, const int *rows, int n, const float *host, g4_error *err);
+    /* int32 buffers (attention block ids over positions): alloc zero-filled, write from host */
+    int32_t *(*alloc_i32)(be *b, size_t n);
+    void (*release_i32)(be *b, int32_t *p);
+    g4_status (*write_i32)(be *b, int32_t *dst, const int32_t *host, size_t n, g4_error *err);
     /* measured memory ceiling in GB/s (CPU: read bandwidth; CUDA: device copy) */
     double (*mem_gbs)(be *b);
     /* a float table uploaded to backend memory (RoPE inverse frequencies) */

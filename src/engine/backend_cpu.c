@@ -144,6 +144,30 @@ static float *cpu_upload(be *b, const float *host, size_t n) {
     return f;
 }
 
+static g4_status cpu_set_rows(be *b, float *x, int d, const int *rows, int n, const float *host, g4_error *err) {
+    (void)b;
+    (void)err;
+    for (int i = 0; i < n; i++) memcpy(x + (size_t)rows[i] * d, host + (size_t)i * d, (size_t)d * sizeof(float));
+    return G4_OK;
+}
+
+static int32_t *cpu_alloc_i32(be *b, size_t n) {
+    (void)b;
+    return calloc(n ? n : 1, sizeof(int32_t));
+}
+
+static void cpu_release_i32(be *b, int32_t *p) {
+    (void)b;
+    free(p);
+}
+
+static g4_status cpu_write_i32(be *b, int32_t *dst, const int32_t *host, size_t n, g4_error *err) {
+    (void)b;
+    (void)err;
+    memmove(dst, host, n * sizeof *dst);
+    return G4_OK;
+}
+
 static double cpu_mem(be *b) { return cpu_mem_read_gbs(pool_of(b), (size_t)1 << 30, 3); }
 
 g4_status be_cpu_create(int n_threads, be **out, g4_error *err) {
@@ -160,7 +184,9 @@ g4_status be_cpu_create(int n_threads, be **out, g4_error *err) {
               .to_host = cpu_to_host, .matmul = cpu_mm, .embed = cpu_emb, .rmsnorm = cpu_rms,
               .rope = cpu_rope_op, .gelu_tanh_mul = cpu_gelu, .add = cpu_add_op, .scale = cpu_scale_op,
               .softcap = cpu_softcap_op, .copy = cpu_copy, .kv_store = cpu_kv, .attention = cpu_attn,
-              .weight_f32 = cpu_weight_f32, .upload = cpu_upload, .mem_gbs = cpu_mem};
+              .weight_f32 = cpu_weight_f32, .upload = cpu_upload, .mem_gbs = cpu_mem,
+              .set_rows = cpu_set_rows, .alloc_i32 = cpu_alloc_i32, .release_i32 = cpu_release_i32,
+              .write_i32 = cpu_write_i32};
     *out = b;
     return G4_OK;
 }

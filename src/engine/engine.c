@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #define G4_CHUNK_CPU 128
+#define G4_MAX_MEDIA_BLOCK 1120
 
 static g4_status engine_prepare_layers(g4_engine *e, g4_error *err) {
     const cfg_text *tc = &e->ck->cfg.text;
@@ -74,6 +75,15 @@ g4_status g4_engine_open(const char *model_dir, const g4_engine_options *opt, g4
     if ((st = be_cpu_create(threads, &e->be, err))) goto fail;
     snprintf(e->device_name, sizeof e->device_name, "cpu (%d threads, %s)", threads, cpu_isa_name(cpu_isa_active()));
     e->chunk = o.prefill_chunk > 0 ? o.prefill_chunk : G4_CHUNK_CPU;
+    /* one image/video block must fit one forward: up to 1120 soft tokens (the largest budget) */
+    e->max_chunk = e->ck->cfg.vision.present && e->chunk < G4_MAX_MEDIA_BLOCK ? G4_MAX_MEDIA_BLOCK : e->chunk;
+    for (int l = 0; l < tc->n_layers; l++) {
+        const ckpt_layer *CL = &e->ck->layers[l];
+        size_t hd = (size_t)CL->geo.head_dim;
+        if ((size_t)tc->n_heads * hd > e->q_max) e->q_max = (size_t)tc->n_heads * hd;
+        if ((size_t)CL->geo.n_kv_heads * hd > e->kv_max) e->kv_max = (size_t)CL->geo.n_kv_heads * hd;
+        if ((size_t)CL->gate_proj.n > e->ff_max) e->ff_max = (size_t)CL->gate_proj.n;
+    }
     /* arch doc §2.1: sqrt(d) cast to the embedding weight dtype before multiplying */
     float sc = sqrtf((float)tc->hidden);
     if (e->ck->embed.format == CKPT_BF16) sc = bf16_to_f32(f32_to_bf16(sc));
@@ -145,6 +155,38 @@ size_t g4_engine_suppress(const g4_engine *e, const int32_t **ids) {
     return c->gen.present ? (size_t)c->gen.n_suppress : 0;
 }
 
+/* ---- workspaces -------------------------------------------------------- */
+
+g4_status eng_ws_init(g4_engine *e, eng_ws *w, int rows, int groups, g4_error *err) {
+    be *b = e->be;
+    memset(w, 0, sizeof *w);
+    size_t d = (size_t)e->ck->cfg.text.hidden, R = (size_t)rows;
+    w->rows = rows;
+    w->groups = groups;
+    w->x = b->alloc(b, R * d);
+    w->xn = b->alloc(b, R * d);
+    w->o = b->alloc(b, R * d);
+    w->q = b->alloc(b, R * e->q_max);
+    w->att = b->alloc(b, R * e->q_max);
+    w->k = b->alloc(b, R * e->kv_max);
+    w->v = b->alloc(b, R * e->kv_max);
+    w->gate = b->alloc(b, R * e->ff_max);
+    w->up = b->alloc(b, R * e->ff_max);
+    w->logits = b->alloc(b, (size_t)groups * (size_t)e->ck->cfg.text.vocab);
+    if (!w->x || !w->xn || !w->o || !w->q || !w->att || !w->k || !w->v || !w->gate || !w->up || !w->logits) {
+        eng_ws_free(e, w);
+        return G4_FAIL(err, G4_ERR_NOMEM, "out of memory for a workspace of %d rows", rows);
+    }
+    return G4_OK;
+}
+
+void eng_ws_free(g4_engine *e, eng_ws *w) {
+    be *b = e->be;
+    float *ps[] = {w->x, w->xn, w->o, w->q, w->att, w->k, w->v, w->gate, w->up, w->logits};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) if (ps[i]) b->release(b, ps[i]);
+    memset(w, 0, sizeof *w);
+}
+
 /* ---- sessions ----------------------------------------------------------- */
 
 g4_status g4_session_create(g4_engine *e, int max_context, g4_session **out, g4_error *err) {
@@ -159,43 +201,34 @@ g4_status g4_session_create(g4_engine *e, int max_context, g4_session **out, g4_
     be *b = e->be;
     s->e = e;
     s->max_ctx = max_context;
-    int L = tc->n_layers, C = e->chunk, d = (int)tc->hidden;
-    size_t qmax = 0, kvmax = 0, ffmax = 0;
+    int L = tc->n_layers;
     s->tokens = malloc((size_t)max_context * sizeof *s->tokens);
+    s->block_host = malloc((size_t)max_context * sizeof *s->block_host);
+    s->block_dev = b->alloc_i32(b, (size_t)max_context);
     s->n_slots = calloc((size_t)L, sizeof *s->n_slots);
     s->kc = calloc((size_t)L, sizeof *s->kc);
     s->vc = calloc((size_t)L, sizeof *s->vc);
-    if (!s->tokens || !s->n_slots || !s->kc || !s->vc) goto oom;
+    if (!s->tokens || !s->block_host || !s->block_dev || !s->n_slots || !s->kc || !s->vc) goto oom;
     for (int l = 0; l < L; l++) {
         const ckpt_layer *CL = &e->ck->layers[l];
         int hd = CL->geo.head_dim, nkv = CL->geo.n_kv_heads;
         int slots = max_context;
         if (CL->geo.type == CFG_SLIDING && CL->geo.window > 0) {
-            long ring = (long)CL->geo.window + C - 1 + G4_ROLLBACK;
+            long ring = (long)CL->geo.window + e->max_chunk - 1 + G4_ROLLBACK;
             if (ring < slots) slots = (int)ring;
         }
         s->n_slots[l] = slots;
         s->kc[l] = b->alloc(b, (size_t)slots * nkv * hd);
         s->vc[l] = b->alloc(b, (size_t)slots * nkv * hd);
         if (!s->kc[l] || !s->vc[l]) goto oom;
-        if ((size_t)tc->n_heads * hd > qmax) qmax = (size_t)tc->n_heads * hd;
-        if ((size_t)nkv * hd > kvmax) kvmax = (size_t)nkv * hd;
-        if ((size_t)CL->gate_proj.n > ffmax) ffmax = (size_t)CL->gate_proj.n;
     }
-    s->x = b->alloc(b, (size_t)C * d);
-    s->xn = b->alloc(b, (size_t)C * d);
-    s->o = b->alloc(b, (size_t)C * d);
-    s->q = b->alloc(b, (size_t)C * qmax);
-    s->att = b->alloc(b, (size_t)C * qmax);
-    s->k = b->alloc(b, (size_t)C * kvmax);
-    s->v = b->alloc(b, (size_t)C * kvmax);
-    s->gate = b->alloc(b, (size_t)C * ffmax);
-    s->up = b->alloc(b, (size_t)C * ffmax);
-    s->logits_dev = b->alloc(b, (size_t)tc->vocab);
     s->logits = calloc((size_t)tc->vocab, sizeof(float));
-    if (!s->x || !s->xn || !s->o || !s->q || !s->att || !s->k || !s->v || !s->gate || !s->up ||
-        !s->logits_dev || !s->logits)
-        goto oom;
+    if (!s->logits) goto oom;
+    g4_status st = eng_ws_init(e, &s->ws, e->max_chunk, 1, err);
+    if (st) {
+        g4_session_free(s);
+        return st;
+    }
     *out = s;
     return G4_OK;
 oom:
@@ -211,12 +244,13 @@ void g4_session_free(g4_session *s) {
         if (s->kc && s->kc[l]) b->release(b, s->kc[l]);
         if (s->vc && s->vc[l]) b->release(b, s->vc[l]);
     }
-    float *ps[] = {s->x, s->xn, s->o, s->q, s->att, s->k, s->v, s->gate, s->up, s->logits_dev};
-    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) if (ps[i]) b->release(b, ps[i]);
+    eng_ws_free(s->e, &s->ws);
+    if (s->block_dev) b->release_i32(b, s->block_dev);
     free(s->kc);
     free(s->vc);
     free(s->n_slots);
     free(s->tokens);
+    free(s->block_host);
     free(s->logits);
     free(s);
 }
@@ -236,80 +270,181 @@ static bool can_rollback(const g4_session *s, int keep) {
     return true;
 }
 
-static g4_status run_from(g4_session *s, const int32_t *tokens, int from, int n, float *all_out, g4_error *err) {
+static g4_status check_tokens(const g4_session *s, const int32_t *tokens, size_t n, g4_error *err) {
+    if (n < 1) return G4_FAIL(err, G4_ERR_INVALID_ARG, "empty token sequence");
+    if (n > (size_t)s->max_ctx)
+        return G4_FAIL(err, G4_ERR_CONTEXT, "%zu tokens exceed the session context of %d", n, s->max_ctx);
+    int32_t V = (int32_t)s->e->ck->cfg.text.vocab;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return G4_FAIL(err, G4_ERR_INVALID_ARG, "token %zu: id %d outside the vocabulary [0, %d)", i, tokens[i], V);
+    return G4_OK;
+}
+
+static bool is_block_id(const g4_config *c, int32_t id) {
+    return c->text.bidirectional && (id == c->image_token_id || id == c->video_token_id);
+}
+static bool is_mm_id(const g4_config *c, int32_t id) {
+    return id == c->image_token_id || id == c->video_token_id || id == c->audio_token_id;
+}
+
+size_t g4_session_reuse(g4_session *s, const int32_t *tokens, size_t n) {
+    int common = 0;
+    while (common < s->n && common < (int)n && s->tokens[common] == tokens[common]) common++;
+    if (common >= (int)n) common = (int)n - 1;            /* recompute the last token's logits */
+    /* never resume inside an image/video block: it must be computed in one pass */
+    const g4_config *c = &s->e->ck->cfg;
+    while (common > 0 && is_block_id(c, tokens[common]) && tokens[common - 1] == tokens[common]) common--;
+    if (common < s->n && !can_rollback(s, common)) common = 0;
+    if (common < 0) common = 0;
+    s->n = common;
+    return (size_t)common;
+}
+
+/* Length of the next group starting at p: up to `chunk` tokens, never ending
+ * inside an image/video block (a block longer than chunk gets a group of its own,
+ * up to max_chunk). */
+size_t g4_session_next_chunk(const g4_session *s, const int32_t *tokens, size_t n, size_t p, size_t chunk) {
+    const g4_engine *e = s->e;
+    const g4_config *c = &e->ck->cfg;
+    if (chunk < 1) chunk = 1;
+    if (chunk > (size_t)e->max_chunk) chunk = (size_t)e->max_chunk;
+    size_t end = p + chunk < n ? p + chunk : n;
+    if (end < n && is_block_id(c, tokens[end]) && tokens[end - 1] == tokens[end]) {
+        size_t bs = end - 1;   /* start of the block that `end` cuts */
+        while (bs > p && tokens[bs - 1] == tokens[end]) bs--;
+        if (bs > p) end = bs;  /* stop before the block */
+        else {                 /* the group starts with the block: take all of it */
+            while (end < n && tokens[end] == tokens[p]) end++;
+        }
+    }
+    return end - p;
+}
+
+static g4_status run_groups(g4_session *s, const int32_t *tokens, size_t n, const float *mm, float *all_host,
+                            g4_error *err) {
     g4_engine *e = s->e;
     be *b = e->be;
-    size_t V = (size_t)e->ck->cfg.text.vocab;
-    for (int p = from; p < n;) {
-        int T = n - p < e->chunk ? n - p : e->chunk;
-        bool last = p + T == n;
-        g4_status st = eng_forward(s, tokens + p, T, p, last ? s->logits_dev : NULL,
-                                   all_out ? all_out + (size_t)(p - from) * V : NULL, err);
-        if (st) return st;
-        memcpy(s->tokens + p, tokens + p, (size_t)T * sizeof *tokens);
-        s->n = p + T;
-        p += T;
+    const g4_config *c = &e->ck->cfg;
+    size_t V = (size_t)c->text.vocab, d = (size_t)c->text.hidden;
+    /* mm rows consumed by the already-held prefix */
+    size_t mm_off = 0;
+    for (int i = 0; i < s->n; i++) mm_off += is_mm_id(c, tokens[i]);
+    float *all_dev = NULL;
+    if (all_host) {
+        all_dev = b->alloc(b, (size_t)e->max_chunk * V);
+        if (!all_dev) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory for %d x %zu logits", e->max_chunk, V);
     }
-    return b->to_host(b, s->logits, s->logits_dev, V, err);
+    g4_status st = G4_OK;
+    while ((size_t)s->n < n && !st) {
+        size_t p = (size_t)s->n;
+        size_t T = g4_session_next_chunk(s, tokens, n, p, (size_t)e->chunk);
+        if (T > (size_t)e->max_chunk) {
+            st = G4_FAIL(err, G4_ERR_INVALID_ARG, "position %zu: an image/video block of %zu tokens exceeds %d", p, T,
+                         e->max_chunk);
+            break;
+        }
+        eng_group g = {s, tokens + p, (int)T, mm ? mm + mm_off * d : NULL};
+        for (size_t t = p; t < p + T; t++) mm_off += is_mm_id(c, tokens[t]);
+        st = eng_forward(e, &s->ws, &g, 1, all_dev, err);
+        if (!st && all_dev) st = b->to_host(b, all_host + p * V, all_dev, T * V, err);
+    }
+    if (!st) st = b->to_host(b, s->logits, s->ws.logits, V, err);
+    if (all_dev) b->release(b, all_dev);
+    if (st) s->n = 0;
+    return st;
+}
+
+g4_status g4_session_sync_mm(g4_session *s, const int32_t *tokens, size_t n, const float *mm, size_t n_mm,
+                             g4_error *err) {
+    g4_status st = check_tokens(s, tokens, n, err);
+    if (st) {
+        s->n = 0;
+        return st;
+    }
+    const g4_config *c = &s->e->ck->cfg;
+    size_t need = 0;
+    for (size_t i = 0; i < n; i++) need += is_mm_id(c, tokens[i]);
+    if (mm && n_mm != need) {
+        s->n = 0;
+        return G4_FAIL(err, G4_ERR_INVALID_ARG, "%zu soft-token rows given for %zu placeholder tokens", n_mm, need);
+    }
+    if (s->n == (int)n && !memcmp(s->tokens, tokens, n * sizeof *tokens) && !mm) return G4_OK;
+    if (mm) s->n = 0;   /* media content is not part of the token ids: recompute */
+    else g4_session_reuse(s, tokens, n);
+    return run_groups(s, tokens, n, mm, NULL, err);
 }
 
 g4_status g4_session_sync(g4_session *s, const int32_t *tokens, size_t n, g4_error *err) {
-    if (n < 1) return G4_FAIL(err, G4_ERR_INVALID_ARG, "sync: empty token sequence");
-    if (n > (size_t)s->max_ctx) {
-        s->n = 0;
-        return G4_FAIL(err, G4_ERR_CONTEXT, "%zu tokens exceed the session context of %d", n, s->max_ctx);
-    }
-    int32_t V = (int32_t)s->e->ck->cfg.text.vocab;
-    for (size_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= V) {
-            s->n = 0;
-            return G4_FAIL(err, G4_ERR_INVALID_ARG, "token %zu: id %d outside the vocabulary [0, %d)", i,
-                           tokens[i], V);
-        }
-    int common = 0;
-    while (common < s->n && common < (int)n && s->tokens[common] == tokens[common]) common++;
-    if (common == (int)n && common == s->n) return G4_OK;   /* logits of tokens[n-1] are current */
-    if (common >= (int)n) common = (int)n - 1;               /* recompute the last token's logits */
-    if (common < s->n && !can_rollback(s, common)) common = 0;
-    s->n = common;
-    g4_status st = run_from(s, tokens, common, (int)n, NULL, err);
-    if (st) s->n = 0;
-    return st;
+    return g4_session_sync_mm(s, tokens, n, NULL, 0, err);
 }
 
 g4_status g4_session_prefill_all(g4_session *s, const int32_t *tokens, size_t n, float *out, g4_error *err) {
-    if (n < 1) return G4_FAIL(err, G4_ERR_INVALID_ARG, "prefill: empty token sequence");
-    if (n > (size_t)s->max_ctx)
-        return G4_FAIL(err, G4_ERR_CONTEXT, "%zu tokens exceed the session context of %d", n, s->max_ctx);
-    g4_engine *e = s->e;
-    be *b = e->be;
-    size_t V = (size_t)e->ck->cfg.text.vocab;
-    int32_t Vi = (int32_t)V;
-    for (size_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= Vi)
-            return G4_FAIL(err, G4_ERR_INVALID_ARG, "token %zu: id %d outside the vocabulary [0, %d)", i,
-                           tokens[i], Vi);
-    /* one chunk of all-position logits at a time, copied to host */
-    float *buf = b->alloc(b, (size_t)e->chunk * V);
-    if (!buf) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory for %d x %zu logits", e->chunk, V);
+    g4_status st = check_tokens(s, tokens, n, err);
+    if (st) return st;
     s->n = 0;
-    g4_status st = G4_OK;
-    for (int p = 0; p < (int)n && !st;) {
-        int T = (int)n - p < e->chunk ? (int)n - p : e->chunk;
-        st = eng_forward(s, tokens + p, T, p, s->logits_dev, buf, err);
-        if (!st) st = b->to_host(b, out + (size_t)p * V, buf, (size_t)T * V, err);
-        if (!st) {
-            memcpy(s->tokens + p, tokens + p, (size_t)T * sizeof *tokens);
-            s->n = p + T;
-        }
-        p += T;
-    }
-    if (!st) st = b->to_host(b, s->logits, s->logits_dev, V, err);
-    if (st) s->n = 0;
-    b->release(b, buf);
-    return st;
+    return run_groups(s, tokens, n, NULL, out, err);
 }
 
 const float *g4_session_logits(const g4_session *s) { return s->logits; }
 size_t g4_session_length(const g4_session *s) { return (size_t)s->n; }
 int g4_session_max_context(const g4_session *s) { return s->max_ctx; }
+const int32_t *g4_session_tokens(const g4_session *s) { return s->tokens; }
+
+/* ---- batches ------------------------------------------------------------ */
+
+g4_status g4_batch_create(g4_engine *e, int max_rows, int max_items, g4_batch **out, g4_error *err) {
+    *out = NULL;
+    if (max_rows < 1 || max_items < 1 || max_items > max_rows)
+        return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch: max_rows %d, max_items %d", max_rows, max_items);
+    g4_batch *bt = calloc(1, sizeof *bt);
+    if (!bt) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    bt->e = e;
+    g4_status st = eng_ws_init(e, &bt->ws, max_rows, max_items, err);
+    if (st) {
+        free(bt);
+        return st;
+    }
+    *out = bt;
+    return G4_OK;
+}
+
+void g4_batch_free(g4_batch *bt) {
+    if (!bt) return;
+    eng_ws_free(bt->e, &bt->ws);
+    free(bt);
+}
+
+g4_status g4_batch_step(g4_batch *bt, const g4_batch_item *items, int n_items, g4_error *err) {
+    g4_engine *e = bt->e;
+    be *b = e->be;
+    size_t V = (size_t)e->ck->cfg.text.vocab;
+    if (n_items < 1 || n_items > bt->ws.groups)
+        return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch step: %d items (capacity %d)", n_items, bt->ws.groups);
+    eng_group g[n_items];
+    int rows = 0;
+    for (int i = 0; i < n_items; i++) {
+        const g4_batch_item *it = &items[i];
+        if (!it->s || it->s->e != e || it->n < 1 || !it->tokens)
+            return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch item %d: bad session or tokens", i);
+        for (int j = 0; j < i; j++)
+            if (items[j].s == it->s) return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch item %d: session repeated", i);
+        if ((size_t)it->s->n + it->n > (size_t)it->s->max_ctx)
+            return G4_FAIL(err, G4_ERR_CONTEXT, "batch item %d: %zu tokens exceed the session context of %d", i,
+                           (size_t)it->s->n + it->n, it->s->max_ctx);
+        if (it->n > (size_t)e->max_chunk)
+            return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch item %d: %zu tokens in one step (max %d)", i, it->n,
+                           e->max_chunk);
+        int32_t Vi = (int32_t)V;
+        for (size_t t = 0; t < it->n; t++)
+            if (it->tokens[t] < 0 || it->tokens[t] >= Vi)
+                return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch item %d: id %d outside the vocabulary", i, it->tokens[t]);
+        g[i] = (eng_group){it->s, it->tokens, (int)it->n, it->mm};
+        rows += (int)it->n;
+    }
+    if (rows > bt->ws.rows)
+        return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch step: %d rows (capacity %d)", rows, bt->ws.rows);
+    g4_status st = eng_forward(e, &bt->ws, g, n_items, NULL, err);
+    for (int i = 0; i < n_items && !st; i++) st = b->to_host(b, g[i].s->logits, bt->ws.logits + (size_t)i * V, V, err);
+    return st;
+}

@@ -1,14 +1,21 @@
-/* engine.h - internals of g4_engine / g4_session (public API in include/g4.h).
+/* engine.h - internals of g4_engine / g4_session / g4_batch (public API in include/g4.h).
  *
- * Memory layout of a session (all float32 in backend memory):
- *   KV cache per layer: k, v [n_slots, n_kv, hd]; position p in slot p % n_slots.
+ * One forward (forward.c) runs a list of row GROUPS: each group is a run of T
+ * consecutive new tokens of one session starting at its position p0 (a prefill
+ * chunk, or T = 1 for a decode step). Matrix products run over all rows of all
+ * groups at once (one pass over the weights per step: continuous batching);
+ * RoPE, the KV write and attention run per group against that session's cache.
+ *
+ * Memory (float32 in backend memory):
+ *   session KV cache per layer: k, v [n_slots, n_kv, hd]; position p in slot p % n_slots.
  *     full layers: n_slots = max_context;
- *     sliding layers: a ring of min(max_context, window + chunk - 1 + G4_ROLLBACK) slots,
- *     so prefill chunks of `chunk` tokens fit (cpu_ops.h contract) and a sync may go
- *     back up to G4_ROLLBACK tokens without recomputing.
- *   Scratch for one chunk of C tokens: x, xn, o [C, d]; q, att [C, nh*hd_max];
- *   k, v [C, nkv_max*hd_max]; gate, up [C, ff]; logits [vocab] (or [C, vocab] for
- *   prefill_all, allocated by the call). */
+ *     sliding layers: a ring of min(max_context, window + max_chunk - 1 + G4_ROLLBACK)
+ *     slots, so a group of up to max_chunk tokens fits (cpu_ops.h contract) and a
+ *     sync may go back up to G4_ROLLBACK tokens without recomputing.
+ *   session block ids: int32 [max_context], the bidirectional block of each position
+ *     (-1: none; a run of image/video placeholders gets the position of its first token).
+ *   workspace (eng_ws) for R rows: x, xn, o [R, d]; q, att [R, nh*hd_max];
+ *     k, v [R, nkv_max*hd_max]; gate, up [R, ff]; logits [G, vocab] for G groups. */
 #ifndef G4_ENGINE_ENGINE_H
 #define G4_ENGINE_ENGINE_H
 
@@ -32,27 +39,55 @@ struct g4_engine {
     float *final_norm;                  /* [d] */
     float embed_scale;                  /* sqrt(d) rounded to the embedding dtype */
     int max_context;
-    int chunk;                          /* prefill chunk (tokens per forward call) */
+    int chunk;                          /* default prefill chunk (tokens per forward call) */
+    int max_chunk;                      /* largest group: >= chunk and >= the largest media block */
+    size_t q_max, kv_max, ff_max;       /* per-row widths of the workspace buffers */
     char device_name[300];
 };
+
+typedef struct eng_ws {
+    int rows, groups;                   /* capacity */
+    float *x, *xn, *o, *q, *att, *k, *v, *gate, *up;
+    float *logits;                      /* [groups, vocab] backend */
+} eng_ws;
 
 struct g4_session {
     g4_engine *e;
     int max_ctx;
     int n;                              /* tokens held (KV valid for positions < n) */
     int32_t *tokens;                    /* [max_ctx] the held prefix */
+    int32_t *block_host;                /* [max_ctx] block ids (host mirror) */
+    int32_t *block_dev;                 /* [max_ctx] block ids (backend) */
+    bool has_blocks;                    /* some held position belongs to a block */
     int *n_slots;                       /* [n_layers] */
     float **kc, **vc;                   /* [n_layers] caches */
-    float *x, *xn, *o, *q, *att, *k, *v, *gate, *up;   /* chunk scratch */
-    float *logits_dev;                  /* [vocab] backend copy of the last logits */
-    float *logits;                      /* [vocab] host copy */
+    eng_ws ws;                          /* private workspace for g4_session_sync (max_chunk rows) */
+    float *logits;                      /* [vocab] host copy of the last token's logits */
 };
 
-/* Run tokens[0..T) at positions p0.. through the decoder (T <= e->chunk), updating
- * the KV caches. When logits_out != NULL, the logits of the LAST token are written
- * there (backend buffer [vocab]); when all_out != NULL, those of every token
- * (backend buffer [T, vocab]). */
-g4_status eng_forward(g4_session *s, const int32_t *tokens, int T, int p0, float *logits_out,
-                      float *all_out, g4_error *err);
+struct g4_batch {
+    g4_engine *e;
+    eng_ws ws;
+};
+
+/* One group of new rows: tokens[0..T) of session s at positions s->n .. s->n+T-1.
+ * mm: host float [n_placeholders, d] soft tokens for the image/video/audio
+ * placeholder ids among the T tokens, in order (NULL: placeholders embed as pad). */
+typedef struct eng_group {
+    g4_session *s;
+    const int32_t *tokens;
+    int T;
+    const float *mm;
+} eng_group;
+
+g4_status eng_ws_init(g4_engine *e, eng_ws *ws, int rows, int groups, g4_error *err);
+void eng_ws_free(g4_engine *e, eng_ws *ws);
+
+/* Run the groups through the decoder, append their tokens to their sessions
+ * (s->n advances by T) and leave the logits of each group's LAST token in
+ * ws->logits[g] (backend). When all_out != NULL (one group only), the logits of
+ * every row go there (backend [T, vocab]). On error the sessions of the failed
+ * step are reset to empty (their caches may hold partial writes). */
+g4_status eng_forward(g4_engine *e, eng_ws *ws, eng_group *g, int ng, float *all_out, g4_error *err);
 
 #endif

@@ -8,87 +8,168 @@
  *   x += rms(att Wo^T; post_attn_norm)
  *   x += rms(down(gelu_tanh(gate(y)) * up(y)); post_ffn_norm),  y = rms(x; pre_ffn_norm)
  *   x *= layer_scalar
- * then final norm, tied lm_head, softcap. The residual stream stays float32. */
+ * then final norm, tied lm_head, softcap. The residual stream stays float32.
+ *
+ * Rows: the groups' tokens are stacked (group 0's T rows, then group 1's, ...);
+ * matrix products, norms and elementwise ops run over all rows; RoPE, the KV
+ * write and attention run per group (each has its own session and positions). */
 #include "engine/engine.h"
 #include "base/status.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-static g4_status layer_forward(g4_session *s, int l, int T, int p0, g4_error *err) {
-    g4_engine *e = s->e;
+static g4_status layer_forward(g4_engine *e, eng_ws *w, const eng_group *g, int ng, const int *row0, int R, int l,
+                               g4_error *err) {
     be *b = e->be;
     const cfg_text *tc = &e->ck->cfg.text;
     const ckpt_layer *L = &e->ck->layers[l];
     const eng_layer *EL = &e->layers[l];
     int d = (int)tc->hidden, nh = tc->n_heads, hd = L->geo.head_dim, nkv = L->geo.n_kv_heads;
     float eps = (float)tc->rms_norm_eps;
-    size_t nd = (size_t)T * (size_t)d;
+    size_t nd = (size_t)R * (size_t)d, qw = (size_t)nh * hd, kw = (size_t)nkv * hd;
     g4_status st;
 
-    b->rmsnorm(b, s->xn, s->x, EL->input_norm, (size_t)T, d, eps);
-    if ((st = b->matmul(b, s->q, s->xn, T, &L->q_proj, err))) return st;
-    if ((st = b->matmul(b, s->k, s->xn, T, &L->k_proj, err))) return st;
-    if (L->geo.k_eq_v) b->copy(b, s->v, s->k, (size_t)T * nkv * hd);
-    else if ((st = b->matmul(b, s->v, s->xn, T, &L->v_proj, err))) return st;
+    b->rmsnorm(b, w->xn, w->x, EL->input_norm, (size_t)R, d, eps);
+    if ((st = b->matmul(b, w->q, w->xn, R, &L->q_proj, err))) return st;
+    if ((st = b->matmul(b, w->k, w->xn, R, &L->k_proj, err))) return st;
+    if (L->geo.k_eq_v) b->copy(b, w->v, w->k, (size_t)R * kw);
+    else if ((st = b->matmul(b, w->v, w->xn, R, &L->v_proj, err))) return st;
 
-    b->rmsnorm(b, s->q, s->q, EL->q_norm, (size_t)T * nh, hd, eps);
-    b->rope(b, s->q, T, nh, hd, p0, EL->inv_freq);
-    b->rmsnorm(b, s->k, s->k, EL->k_norm, (size_t)T * nkv, hd, eps);
-    b->rope(b, s->k, T, nkv, hd, p0, EL->inv_freq);
-    b->rmsnorm(b, s->v, s->v, NULL, (size_t)T * nkv, hd, eps);
-
-    b->kv_store(b, s->kc[l], s->vc[l], s->n_slots[l], nkv, hd, s->k, s->v, T, p0);
+    b->rmsnorm(b, w->q, w->q, EL->q_norm, (size_t)R * nh, hd, eps);
+    b->rmsnorm(b, w->k, w->k, EL->k_norm, (size_t)R * nkv, hd, eps);
+    b->rmsnorm(b, w->v, w->v, NULL, (size_t)R * nkv, hd, eps);
     int window = L->geo.type == CFG_SLIDING ? L->geo.window : 0;
-    if ((st = b->attention(b, s->att, s->q, T, nh, hd, s->kc[l], s->vc[l], nkv, s->n_slots[l], p0, window,
-                           NULL, 1.0f, err)))
-        return st;
-    if ((st = b->matmul(b, s->o, s->att, T, &L->o_proj, err))) return st;
-    b->rmsnorm(b, s->o, s->o, EL->post_attn_norm, (size_t)T, d, eps);
-    b->add(b, s->x, s->x, s->o, nd);
+    for (int i = 0; i < ng; i++) {
+        g4_session *s = g[i].s;
+        int p0 = s->n, T = g[i].T;
+        float *q = w->q + (size_t)row0[i] * qw, *k = w->k + (size_t)row0[i] * kw, *v = w->v + (size_t)row0[i] * kw;
+        b->rope(b, q, T, nh, hd, p0, EL->inv_freq);
+        b->rope(b, k, T, nkv, hd, p0, EL->inv_freq);
+        b->kv_store(b, s->kc[l], s->vc[l], s->n_slots[l], nkv, hd, k, v, T, p0);
+        if ((st = b->attention(b, w->att + (size_t)row0[i] * qw, q, T, nh, hd, s->kc[l], s->vc[l], nkv,
+                               s->n_slots[l], p0, window, s->has_blocks ? s->block_dev : NULL, 1.0f, err)))
+            return st;
+    }
+    if ((st = b->matmul(b, w->o, w->att, R, &L->o_proj, err))) return st;
+    b->rmsnorm(b, w->o, w->o, EL->post_attn_norm, (size_t)R, d, eps);
+    b->add(b, w->x, w->x, w->o, nd);
 
-    b->rmsnorm(b, s->xn, s->x, EL->pre_ffn_norm, (size_t)T, d, eps);
-    if ((st = b->matmul(b, s->gate, s->xn, T, &L->gate_proj, err))) return st;
-    if ((st = b->matmul(b, s->up, s->xn, T, &L->up_proj, err))) return st;
-    b->gelu_tanh_mul(b, s->gate, s->gate, s->up, (size_t)T * (size_t)L->gate_proj.n);
-    if ((st = b->matmul(b, s->o, s->gate, T, &L->down_proj, err))) return st;
-    b->rmsnorm(b, s->o, s->o, EL->post_ffn_norm, (size_t)T, d, eps);
-    b->add(b, s->x, s->x, s->o, nd);
-    if (L->layer_scalar != 1.0f) b->scale(b, s->x, L->layer_scalar, nd);
+    b->rmsnorm(b, w->xn, w->x, EL->pre_ffn_norm, (size_t)R, d, eps);
+    if ((st = b->matmul(b, w->gate, w->xn, R, &L->gate_proj, err))) return st;
+    if ((st = b->matmul(b, w->up, w->xn, R, &L->up_proj, err))) return st;
+    b->gelu_tanh_mul(b, w->gate, w->gate, w->up, (size_t)R * (size_t)L->gate_proj.n);
+    if ((st = b->matmul(b, w->o, w->gate, R, &L->down_proj, err))) return st;
+    b->rmsnorm(b, w->o, w->o, EL->post_ffn_norm, (size_t)R, d, eps);
+    b->add(b, w->x, w->x, w->o, nd);
+    if (L->layer_scalar != 1.0f) b->scale(b, w->x, L->layer_scalar, nd);
     return G4_OK;
 }
 
-g4_status eng_forward(g4_session *s, const int32_t *tokens, int T, int p0, float *logits_out, float *all_out,
-                      g4_error *err) {
-    g4_engine *e = s->e;
-    be *b = e->be;
-    const cfg_text *tc = &e->ck->cfg.text;
-    int d = (int)tc->hidden, V = (int)tc->vocab;
-    g4_status st;
-    if (T < 1 || T > e->chunk) return G4_FAIL(err, G4_ERR_INTERNAL, "forward: chunk of %d tokens", T);
-    /* placeholder ids (image/video/audio) are looked up as pad (id 0), arch doc §2.1 */
-    int32_t ids[T];
+static bool is_placeholder(const g4_config *c, int32_t id) {
+    return id == c->image_token_id || id == c->video_token_id || id == c->audio_token_id;
+}
+static bool is_block_token(const g4_config *c, int32_t id) {
+    return c->text.bidirectional && (id == c->image_token_id || id == c->video_token_id);
+}
+
+/* Block ids of the new positions of group g (arch doc §2.6): a maximal run of
+ * image (or video) placeholders is one bidirectional block, id = its first
+ * position. A run may not continue from already-held positions (the whole
+ * block must be in one forward). */
+static g4_status group_blocks(g4_engine *e, const eng_group *g, g4_error *err) {
     const g4_config *c = &e->ck->cfg;
-    for (int t = 0; t < T; t++) {
-        int32_t id = tokens[t];
-        if (id == c->image_token_id || id == c->video_token_id || id == c->audio_token_id) id = 0;
-        ids[t] = id;
-    }
-    if ((st = b->embed(b, s->x, &e->ck->embed, V, d, ids, T, e->embed_scale, err))) return st;
-    for (int l = 0; l < tc->n_layers; l++)
-        if ((st = layer_forward(s, l, T, p0, err))) {
-            g4_error_prefix(err, "layer %d", l);
-            return st;
+    g4_session *s = g->s;
+    int p0 = s->n;
+    bool any = false;
+    for (int t = 0; t < g->T; t++) {
+        int32_t id = g->tokens[t];
+        int32_t blk = -1;
+        if (is_block_token(c, id)) {
+            if (t > 0 && g->tokens[t - 1] == id) blk = s->block_host[p0 + t - 1];
+            else if (t == 0 && p0 > 0 && s->tokens[p0 - 1] == id)
+                return G4_FAIL(err, G4_ERR_INVALID_ARG,
+                               "position %d: an image/video block is split across two forward passes", p0);
+            else blk = p0 + t;
+            any = true;
         }
-    if (!logits_out && !all_out) return G4_OK;
-    int first = all_out ? 0 : T - 1;
-    int rows = T - first;
-    const float *xs = s->x + (size_t)first * d;
-    b->rmsnorm(b, s->xn, xs, e->final_norm, (size_t)rows, d, (float)tc->rms_norm_eps);
-    float *dst = all_out ? all_out : logits_out;
-    if ((st = b->matmul(b, dst, s->xn, rows, &e->ck->lm_head, err))) return st;
-    if (tc->final_logit_softcapping > 0)
-        b->softcap(b, dst, (float)tc->final_logit_softcapping, (size_t)rows * V);
-    if (all_out && logits_out) b->copy(b, logits_out, all_out + (size_t)(rows - 1) * V, (size_t)V);
+        s->block_host[p0 + t] = blk;
+    }
+    if (any || s->has_blocks) {
+        /* the backend copy is only kept current once a block exists: write it all then */
+        int from = s->has_blocks ? p0 : 0;
+        g4_status st = e->be->write_i32(e->be, s->block_dev + from, s->block_host + from, (size_t)(p0 + g->T - from),
+                                        err);
+        if (st) return st;
+        s->has_blocks = true;
+    }
     return G4_OK;
+}
+
+g4_status eng_forward(g4_engine *e, eng_ws *w, eng_group *g, int ng, float *all_out, g4_error *err) {
+    be *b = e->be;
+    const g4_config *c = &e->ck->cfg;
+    const cfg_text *tc = &c->text;
+    int d = (int)tc->hidden, V = (int)tc->vocab;
+    g4_status st = G4_OK;
+    if (ng < 1 || ng > w->groups) return G4_FAIL(err, G4_ERR_INTERNAL, "forward: %d groups (capacity %d)", ng, w->groups);
+    int row0[ng], R = 0;
+    for (int i = 0; i < ng; i++) {
+        if (g[i].T < 1 || g[i].T > e->max_chunk || g[i].s->n + g[i].T > g[i].s->max_ctx)
+            return G4_FAIL(err, G4_ERR_INTERNAL, "forward: group of %d tokens at %d", g[i].T, g[i].s->n);
+        row0[i] = R;
+        R += g[i].T;
+    }
+    if (R > w->rows) return G4_FAIL(err, G4_ERR_INTERNAL, "forward: %d rows (capacity %d)", R, w->rows);
+    /* placeholder ids (image/video/audio) are looked up as pad (id 0), arch doc §2.1 */
+    int32_t *ids = malloc((size_t)R * sizeof *ids);
+    int *mm_rows = malloc((size_t)R * sizeof *mm_rows);
+    if (!ids || !mm_rows) {
+        free(ids);
+        free(mm_rows);
+        return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < ng && !st; i++) {
+        for (int t = 0; t < g[i].T; t++) ids[row0[i] + t] = is_placeholder(c, g[i].tokens[t]) ? 0 : g[i].tokens[t];
+        st = group_blocks(e, &g[i], err);
+    }
+    if (!st) st = b->embed(b, w->x, &e->ck->embed, V, d, ids, R, e->embed_scale, err);
+    /* soft tokens overwrite the placeholder rows (not scaled by sqrt(d)) */
+    for (int i = 0; i < ng && !st; i++) {
+        if (!g[i].mm) continue;
+        int n = 0;
+        for (int t = 0; t < g[i].T; t++)
+            if (is_placeholder(c, g[i].tokens[t])) mm_rows[n++] = row0[i] + t;
+        if (n) st = b->set_rows(b, w->x, d, mm_rows, n, g[i].mm, err);
+    }
+    free(ids);
+    free(mm_rows);
+    for (int l = 0; l < tc->n_layers && !st; l++)
+        if ((st = layer_forward(e, w, g, ng, row0, R, l, err))) g4_error_prefix(err, "layer %d", l);
+    if (!st) {
+        /* append the tokens: the caches now hold their K/V */
+        for (int i = 0; i < ng; i++) {
+            memcpy(g[i].s->tokens + g[i].s->n, g[i].tokens, (size_t)g[i].T * sizeof *g[i].tokens);
+            g[i].s->n += g[i].T;
+        }
+        /* final norm + lm_head on the last row of each group (or on every row for all_out) */
+        if (all_out) {
+            b->rmsnorm(b, w->xn, w->x, e->final_norm, (size_t)R, d, (float)tc->rms_norm_eps);
+            st = b->matmul(b, all_out, w->xn, R, &e->ck->lm_head, err);
+            if (!st && tc->final_logit_softcapping > 0)
+                b->softcap(b, all_out, (float)tc->final_logit_softcapping, (size_t)R * V);
+            if (!st) b->copy(b, w->logits, all_out + (size_t)(R - 1) * V, (size_t)V);
+        } else {
+            for (int i = 0; i < ng; i++)
+                b->rmsnorm(b, w->xn + (size_t)i * d, w->x + (size_t)(row0[i] + g[i].T - 1) * d, e->final_norm, 1, d,
+                           (float)tc->rms_norm_eps);
+            st = b->matmul(b, w->logits, w->xn, ng, &e->ck->lm_head, err);
+            if (!st && tc->final_logit_softcapping > 0)
+                b->softcap(b, w->logits, (float)tc->final_logit_softcapping, (size_t)ng * V);
+        }
+    }
+    if (st)
+        for (int i = 0; i < ng; i++) g[i].s->n = 0;
+    return st;
 }

@@ -36,7 +36,8 @@
 #include "model/codec.h"
 #include "model/st_write.h"
 
-static const char *const k_default_ignore[] = {"lm_head", "re:.*embedding_projection.*"};
+const char *const qz_default_ignore[2] = {"lm_head", "re:.*embedding_projection.*"};
+#define k_default_ignore qz_default_ignore
 
 const char *qz_scheme_name(qz_scheme s) { return s == QZ_NVFP4A16 ? "NVFP4A16" : "FP8_DYNAMIC"; }
 const char *qz_scheme_format(qz_scheme s) { return s == QZ_NVFP4A16 ? "nvfp4-pack-quantized" : "float-quantized"; }
@@ -180,11 +181,12 @@ static void hf_alt(const char *n, char *alt, size_t cap) {
     }
 }
 
-static bool ignored(const qctx *q, const qmod *m) {
-    const char *const *ig = q->opt.ignore ? q->opt.ignore : k_default_ignore;
-    int n = q->opt.ignore ? q->opt.n_ignore : 2;
+bool qz_ignored(const char *module, const char *const *ig, int n) {
+    char alt[300];
+    if (!ig) { ig = k_default_ignore; n = 2; }
+    hf_alt(module, alt, sizeof alt);
     for (int i = 0; i < n; i++)
-        if (cfg_quant_entry_match(ig[i], m->name, "Linear") || (m->alt[0] && cfg_quant_entry_match(ig[i], m->alt, "Linear")))
+        if (cfg_quant_entry_match(ig[i], module, "Linear") || (alt[0] && cfg_quant_entry_match(ig[i], alt, "Linear")))
             return true;
     return false;
 }
@@ -204,7 +206,7 @@ static g4_status add_mod(qctx *q, const ckpt_linear *L, const char *tied_name) {
         m->name[len - 7] = 0;
     } else snprintf(m->name, sizeof m->name, "%s", tied_name);
     hf_alt(m->name, m->alt, sizeof m->alt);
-    m->quant = L && !ignored(q, m);
+    m->quant = L && !qz_ignored(m->name, q->opt.ignore, q->opt.n_ignore);
     if (m->quant) {
         if (L->format != CKPT_BF16)
             return G4_FAIL(q->err, G4_ERR_UNSUPPORTED, "tensor '%s': dtype %s, g4 quantize needs BF16 weights",

@@ -76,6 +76,13 @@ g4_status qz_quantize_checkpoint(const char *in_dir, const char *out_dir, const 
                                  g4_error *err);
 void qz_result_free(qz_result *r);
 
+/* True when a compressed-tensors ignore entry matches the Linear module (checkpoint name, or the
+ * HF module name when it differs: model.vision_embedder.* = model.embed_vision.*,
+ * model.embed_vision.embedding_projection = model.embed_vision.multimodal_embedder.embedding_projection).
+ * ignore NULL: the default list. */
+bool qz_ignored(const char *module, const char *const *ignore, int n_ignore);
+extern const char *const qz_default_ignore[2];
+
 /* config.json text -> the same object written like json.dump(indent=2, sort_keys=True)
  * (no trailing newline) with "quantization_config" for the scheme and the concrete
  * ignore names (scheme < 0: no quantization_config, just re-serialized). *out malloc'd. */
