@@ -1,9 +1,9 @@
 /* bench_cpu_ops.c - micro-benchmark of the CPU matvec kernels (not a test).
  *
- *   build-x/bench_cpu_ops [--threads N] [--reps R]
+ *   build-x/bench_cpu_ops [--threads N] [--reps R] [--isa avx512|avx2|scalar] [--fmt nvfp4|bf16|fp8]
  *
  * Prints one JSON object: memory read bandwidth (all threads summing a 1 GiB
- * buffer) and, per ISA, NVFP4 / BF16 decode matvec (T = 1) GB/s of weight
+ * buffer) and, per ISA, NVFP4 / BF16 / FP8 (F32 row scales) decode matvec (T = 1) GB/s of weight
  * bytes at a 12B-like shape (N = 15360, K = 3840). "cold" cycles through
  * copies of the weight totalling >= 1 GiB so every byte comes from DRAM;
  * "hot" repeats one matrix (may sit in L3). ratio = cold GB/s / memory GB/s. */
@@ -35,17 +35,21 @@ static double mem_bw(tp_pool *pool, int reps) { return cpu_mem_read_gbs(pool, (s
 /* ---- matvec ---- */
 enum { N = 15360, K = 3840 };
 
+enum { F_NVFP4, F_BF16, F_FP8, F_COUNT };
+static const char *const fmt_names[F_COUNT] = {"nvfp4", "bf16", "fp8"};
+
 typedef struct {
-    int nvfp4;
+    int fmt;
     int copies;
     size_t wbytes, sbytes;
     uint8_t *w, *s;
 } mats;
 
-static void make_mats(mats *m, int nvfp4, size_t min_total) {
-    m->nvfp4 = nvfp4;
-    m->wbytes = nvfp4 ? (size_t)N * K / 2 : (size_t)N * K * 2;
-    m->sbytes = nvfp4 ? (size_t)N * K / 16 : 0;
+static void make_mats(mats *m, int fmt, size_t min_total) {
+    int nvfp4 = fmt == F_NVFP4;
+    m->fmt = fmt;
+    m->wbytes = nvfp4 ? (size_t)N * K / 2 : fmt == F_FP8 ? (size_t)N * K : (size_t)N * K * 2;
+    m->sbytes = nvfp4 ? (size_t)N * K / 16 : fmt == F_FP8 ? (size_t)N * 4 : 0;
     size_t per = m->wbytes + m->sbytes;
     m->copies = (int)((min_total + per - 1) / per);
     m->w = malloc(m->wbytes * m->copies);
@@ -53,6 +57,11 @@ static void make_mats(mats *m, int nvfp4, size_t min_total) {
     if (nvfp4) {
         for (size_t i = 0; i < m->wbytes * m->copies; i++) m->w[i] = (uint8_t)rnd();
         for (size_t i = 0; i < m->sbytes * m->copies; i++) m->s[i] = (uint8_t)(0x30 + rnd() % 16); /* normal scales */
+    } else if (fmt == F_FP8) {
+        m->s = malloc(m->sbytes * m->copies);
+        for (size_t i = 0; i < m->wbytes * m->copies; i++) m->w[i] = (uint8_t)(rnd() % 0x7F + (rnd() & 0x80));
+        float *fs = (float *)m->s;
+        for (size_t i = 0; i < (size_t)N * m->copies; i++) fs[i] = 0.001f;
     } else {
         uint16_t *h = (uint16_t *)m->w;
         for (size_t i = 0; i < (size_t)N * K * m->copies; i++)
@@ -61,8 +70,10 @@ static void make_mats(mats *m, int nvfp4, size_t min_total) {
 }
 
 static void run_mv(tp_pool *pool, const mats *m, int c, float *y, const float *x) {
-    if (m->nvfp4)
+    if (m->fmt == F_NVFP4)
         cpu_matmul_nvfp4(pool, y, x, 1, m->w + m->wbytes * c, m->s + m->sbytes * c, 2688.0f, N, K, NULL);
+    else if (m->fmt == F_FP8)
+        cpu_matmul_fp8(pool, y, x, 1, m->w + m->wbytes * c, m->s + m->sbytes * c, false, N, K, NULL);
     else
         cpu_matmul_bf16(pool, y, x, 1, m->w + m->wbytes * c, N, K, NULL);
 }
@@ -88,30 +99,34 @@ static double bench_mv(tp_pool *pool, const mats *m, int cold, int reps, double 
 
 int main(int argc, char **argv) {
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), reps = 3;
+    const char *only_isa = NULL, *only_fmt = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--isa")) only_isa = argv[i + 1];
+        else if (!strcmp(argv[i], "--fmt")) only_fmt = argv[i + 1];
     }
     if (threads < 1) threads = 1;
     if (reps < 1) reps = 1;
     tp_pool *pool = NULL;
     if (tp_create(threads, &pool, NULL) != G4_OK) return 1;
     double mem = mem_bw(pool, reps + 2); /* measured again at the end; the max is used */
-    mats fp4, bf;
-    make_mats(&fp4, 1, (size_t)1 << 30);
-    make_mats(&bf, 0, (size_t)1 << 30);
+    mats mt[F_COUNT] = {{0}};
+    for (int f = 0; f < F_COUNT; f++)
+        if (!only_fmt || !strcmp(only_fmt, fmt_names[f])) make_mats(&mt[f], f, (size_t)1 << 30);
     printf("{\"threads\": %d, \"N\": %d, \"K\": %d, \"T\": 1, \"matvec\": [", threads, N, K);
     const char *sep = "";
     for (int isa = CPU_ISA_COUNT - 1; isa >= 0; isa--) {
+        if (only_isa && strcmp(only_isa, cpu_isa_name((cpu_isa)isa))) continue;
         if (cpu_isa_set((cpu_isa)isa, NULL) != G4_OK) continue;
-        const mats *ms_[2] = {&fp4, &bf};
-        for (int f = 0; f < 2; f++)
-            for (int cold = 1; cold >= 0; cold--) {
+        for (int f = 0; f < F_COUNT; f++)
+            for (int cold = 1; cold >= 0 && mt[f].w; cold--) {
+                const mats *ms_[F_COUNT] = {&mt[0], &mt[1], &mt[2]};
                 int r = isa == CPU_ISA_SCALAR ? 1 : reps;
                 double ms, gbs = bench_mv(pool, ms_[f], cold, r, &ms);
                 printf("%s\n  {\"isa\": \"%s\", \"fmt\": \"%s\", \"cache\": \"%s\", \"bytes\": %zu, \"ms\": %.3f, "
                        "\"gbs\": %.2f, \"ratio_to_mem\": %.3f}",
-                       sep, cpu_isa_name((cpu_isa)isa), f ? "bf16" : "nvfp4", cold ? "cold" : "hot",
+                       sep, cpu_isa_name((cpu_isa)isa), fmt_names[f], cold ? "cold" : "hot",
                        ms_[f]->wbytes + ms_[f]->sbytes, ms, gbs, gbs / mem);
                 sep = ",";
             }
@@ -120,8 +135,9 @@ int main(int argc, char **argv) {
     printf("\n], \"mem_read_gbs_start\": %.2f, \"mem_read_gbs_end\": %.2f, \"note\": \"ratio_to_mem uses the start "
            "value; the machine may be shared, rerun when idle\"}\n", mem, mem2);
     tp_free(pool);
-    free(fp4.w);
-    free(fp4.s);
-    free(bf.w);
+    for (int f = 0; f < F_COUNT; f++) {
+        free(mt[f].w);
+        free(mt[f].s);
+    }
     return 0;
 }

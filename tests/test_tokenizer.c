@@ -12,7 +12,7 @@
 #include "base/json.h"
 #include "base/mapfile.h"
 #include "text/tokenizer.h"
-#include "text/utf8.h"
+#include "base/utf8.h"
 
 #include <pthread.h>
 #include <stdlib.h>

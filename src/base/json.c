@@ -6,6 +6,7 @@
  * copied into the arena once their length is known. */
 #include "base/json.h"
 #include "base/status.h"
+#include "base/utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -134,21 +135,9 @@ static size_t put_utf8(char *o, unsigned cp) {
 
 /* Length of a valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
 static size_t utf8_valid_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned min;
-    if ((c & 0xE0) == 0xC0) { len = 2; min = 0x80; c &= 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; min = 0x800; c &= 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { len = 4; min = 0x10000; c &= 0x07; }
-    else return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
-    return len;
+    uint32_t cp;
+    size_t l = utf8_next(s, n, &cp);
+    return cp == UTF8_BAD ? 0 : l;
 }
 
 /* Parse a string starting at the opening quote; returns decoded bytes in the arena. */
@@ -488,6 +477,19 @@ bool json_get_bool(const json_value *v, bool *out) {
     if (!v || (v->type != JSON_TRUE && v->type != JSON_FALSE)) return false;
     *out = v->type == JSON_TRUE;
     return true;
+}
+
+const char *json_type_name(const json_value *v) {
+    if (!v) return "missing";
+    switch (v->type) {
+    case JSON_NULL: return "null";
+    case JSON_FALSE: case JSON_TRUE: return "boolean";
+    case JSON_NUMBER: return "number";
+    case JSON_STRING: return "string";
+    case JSON_ARRAY: return "array";
+    case JSON_OBJECT: return "object";
+    }
+    return "?";
 }
 
 const char *json_get_str(const json_value *v) {

@@ -58,5 +58,7 @@ bool json_get_i64(const json_value *v, int64_t *out);
 bool json_get_double(const json_value *v, double *out);
 bool json_get_bool(const json_value *v, bool *out);
 const char *json_get_str(const json_value *v);   /* NULL unless a string */
+/* "null", "boolean", "number", "string", "array", "object"; "missing" for NULL. */
+const char *json_type_name(const json_value *v);
 
 #endif

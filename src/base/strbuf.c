@@ -1,5 +1,6 @@
 /* strbuf.c - growable byte buffer (see strbuf.h). */
 #include "base/strbuf.h"
+#include "base/utf8.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,23 +60,10 @@ void sb_printf(strbuf *b, const char *fmt, ...) {
     b->len += (size_t)n;
 }
 
-/* Length of a valid UTF-8 sequence at s, 0 if invalid (overlongs, surrogates rejected). */
 static size_t u8len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned min;
-    if ((c & 0xE0) == 0xC0) { len = 2; min = 0x80; c &= 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; min = 0x800; c &= 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { len = 4; min = 0x10000; c &= 0x07; }
-    else return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
-    return len;
+    uint32_t cp;
+    size_t l = utf8_next(s, n, &cp);
+    return cp == UTF8_BAD ? 0 : l;
 }
 
 void sb_json_str(strbuf *b, const char *s, size_t n) {

@@ -2,11 +2,13 @@
  * NVFP4: one 16-value vector is exactly one E4M3 scale group. 8 packed bytes are
  * duplicated (unpacklo), widened to 16 lanes, shifted by 0/4 alternately, and
  * _mm512_permutexvar_ps looks the low 4 bits up in the full signed E2M1 table.
- * FP8: as AVX2 (bit assembly for normals, m * 2^-9 for subnormals). */
+ * FP8: as AVX2 (bit assembly for normals, m * 2^-9 for subnormals).
+ * T == 1 (decode) has its own NVFP4 and FP8 kernels at the end of this file. */
 #include "cpu/cpu_kernels.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <stdbool.h>
 #include <string.h>
 
 #define ISA_ATTR __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
@@ -49,5 +51,146 @@ A VF dec_fp4(const uint8_t *p) {
 }
 #undef A
 
+static bool t1_fast(const cpu_mm_job *j, int n0, int n1);
+static size_t t1_x_prep(const cpu_mm_job *j, float *xp);
+#define ISA_T1_FAST t1_fast
+#define ISA_X_PREP t1_x_prep
+
 #include "cpu/kern_simd.h"
+
+/* ---- T == 1 (decode) kernels ----------------------------------------------
+ * E4M3 -> float, exact and branch-free: the sign-extended byte shifted left by
+ * 7 and masked with 0xBF80 is an IEEE half whose value is exactly e4m3 / 256
+ * (subnormals included: half subnormals are converted exactly by vcvtph2ps);
+ * the factor 256 is put back once per output (FP8) or folded into the E2M1
+ * table (NVFP4). One sign-extend, shift, and, convert per 16 values instead of
+ * the blend-based bit assembly of dec_fp8. */
+#define A static inline __attribute__((always_inline)) ISA_ATTR
+A __m512 e4m3x16_div256(__m128i b16) {
+    __m256i w = _mm256_slli_epi16(_mm256_cvtepi8_epi16(b16), 7);
+    return _mm512_cvtph_ps(_mm256_and_si256(w, _mm256_set1_epi16((short)0xBF80)));
+}
+
+/* NVFP4, T == 1. A block = 128 weights = 64 packed bytes = 16 dwords of 8
+ * nibbles. Vector i (0..7) = dword >> 4i: vpermps uses only the low 4 bits of
+ * each lane, so it looks up nibble i of every dword in the signed E2M1 table
+ * directly (no mask, no widening). Lane d of vector i is weight 8d + i of the
+ * block; t1_x_prep stores x in that order (xp, zero-padded to whole blocks),
+ * so a block is 7 shifts + 8 vpermps + 8 FMAs into two partial sums. Lane d
+ * belongs to scale group d/2: the block's 8 scales, duplicated per lane pair,
+ * multiply the partial sum once (e2m1 * x summed, then times the scale: the
+ * same fp32 sum of products as before, in a different order). The table holds
+ * e2m1 * 256 (exact) to undo the /256 of the half-precision scale decode. A
+ * partial last block (K % 128) uses masked loads (never reads past the row). */
+A __m512 nv_scales(__m128i s8) { return e4m3x16_div256(_mm_unpacklo_epi8(s8, s8)); }
+
+A void nv_rows(const cpu_mm_job *j, int n, const int NR) {
+    const int K = j->K, nfull = K / 128, rem_g = (K % 128) / 16;
+    const size_t sc_row = (size_t)(K / 16);
+    const __m512 tbl = _mm512_setr_ps(0.0f, 128.0f, 256.0f, 384.0f, 512.0f, 768.0f, 1024.0f, 1536.0f, -0.0f,
+                                      -128.0f, -256.0f, -384.0f, -512.0f, -768.0f, -1024.0f, -1536.0f);
+    const uint8_t *row[4], *sc[4];
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        row[r] = j->w + (size_t)(n + r) * j->row_bytes;
+        sc[r] = j->scales + (size_t)(n + r) * sc_row;
+        acc[r] = _mm512_setzero_ps();
+    }
+    for (int b = 0; b <= nfull; b++) {
+        if (b == nfull && rem_g == 0) break;
+        const float *xb = j->xp + (size_t)b * 128;
+        __m512 x[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) x[i] = _mm512_load_ps(xb + 16 * i);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            __m512i v;
+            __m128i s8;
+            if (b < nfull) {
+                v = _mm512_loadu_si512((const void *)(row[r] + (size_t)b * 64));
+                s8 = _mm_loadl_epi64((const __m128i *)(const void *)(sc[r] + (size_t)b * 8));
+            } else {
+                v = _mm512_maskz_loadu_epi32((__mmask16)((1u << (2 * rem_g)) - 1), row[r] + (size_t)b * 64);
+                s8 = _mm_maskz_loadu_epi8((__mmask16)((1u << rem_g) - 1), sc[r] + (size_t)b * 8);
+            }
+            __m512 p0 = _mm512_mul_ps(_mm512_permutexvar_ps(v, tbl), x[0]);
+            __m512 p1 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl), x[1]);
+            p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), tbl), x[2], p0);
+            p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), tbl), x[3], p1);
+            p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), tbl), x[4], p0);
+            p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), tbl), x[5], p1);
+            p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), tbl), x[6], p0);
+            p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), tbl), x[7], p1);
+            acc[r] = _mm512_fmadd_ps(_mm512_add_ps(p0, p1), nv_scales(s8), acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) j->y[n + r] = cpu_mm_post(j, n + r, _mm512_reduce_add_ps(acc[r]));
+}
+
+/* FP8, T == 1: 16 weights per step through e4m3x16_div256, NR rows share each
+ * x vector; the K tail (K % 16) uses masked loads; the sum is times 256 (exact). */
+A void f8_rows(const cpu_mm_job *j, int n, const int NR) {
+    const int K = j->K;
+    const uint8_t *row[4];
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        row[r] = j->w + (size_t)(n + r) * j->row_bytes;
+        acc[r] = _mm512_setzero_ps();
+    }
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 xv = _mm512_loadu_ps(j->x + k);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++)
+            acc[r] = _mm512_fmadd_ps(e4m3x16_div256(_mm_loadu_si128((const __m128i *)(const void *)(row[r] + k))),
+                                     xv, acc[r]);
+    }
+    if (k < K) {
+        __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+        __m512 xv = _mm512_maskz_loadu_ps(m, j->x + k);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++)
+            acc[r] = _mm512_fmadd_ps(e4m3x16_div256(_mm_maskz_loadu_epi8(m, row[r] + k)), xv, acc[r]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+        j->y[n + r] = cpu_mm_post(j, n + r, _mm512_reduce_add_ps(acc[r]) * 256.0f);
+}
+#undef A
+
+static ISA_ATTR void nv_t1(const cpu_mm_job *j, int n0, int n1) {
+    int n = n0;
+    for (; n + 4 <= n1; n += 4) nv_rows(j, n, 4);
+    for (; n < n1; n++) nv_rows(j, n, 1);
+}
+
+static ISA_ATTR void f8_t1(const cpu_mm_job *j, int n0, int n1) {
+    int n = n0;
+    for (; n + 4 <= n1; n += 4) f8_rows(j, n, 4);
+    for (; n < n1; n++) f8_rows(j, n, 1);
+}
+
+static bool t1_fast(const cpu_mm_job *j, int n0, int n1) {
+    if (j->type == CPU_W_NVFP4 && j->xp) nv_t1(j, n0, n1);
+    else if (j->type == CPU_W_FP8) f8_t1(j, n0, n1);
+    else return false;
+    return true;
+}
+
+/* NVFP4: xp[b*128 + 16i + d] = x[b*128 + 8d + i] (0 past K), whole blocks. */
+static size_t t1_x_prep(const cpu_mm_job *j, float *xp) {
+    if (j->type != CPU_W_NVFP4) return 0;
+    const int K = j->K, nb = (K + 127) / 128;
+    if (xp)
+        for (int b = 0; b < nb; b++)
+            for (int i = 0; i < 8; i++)
+                for (int d = 0; d < 16; d++) {
+                    int k = b * 128 + 8 * d + i;
+                    xp[b * 128 + 16 * i + d] = k < K ? j->x[k] : 0.0f;
+                }
+    return (size_t)nb * 128;
+}
 #endif

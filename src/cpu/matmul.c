@@ -1,10 +1,15 @@
 /* matmul.c - y[T, N] = x[T, K] . W^T drivers: argument checks, row-range tasks
  * over the thread pool, dispatch to the active ISA's mm_rows (cpu_kernels.h).
- * Tasks are ranges of W rows (multiples of 4); each task reads its rows once. */
+ * Tasks are ranges of W rows (multiples of 4); each task reads its rows once.
+ * T == 1: the ISA's x_prep may rearrange x into a scratch buffer first (one
+ * allocation per call, freed before returning). If that allocation fails the
+ * generic kernel runs instead. */
 #include "cpu/cpu_ops.h"
 #include "cpu/cpu_kernels.h"
 
 #include "base/status.h"
+
+#include <stdlib.h>
 
 typedef struct {
     const cpu_mm_job *job;
@@ -32,8 +37,16 @@ static g4_status mm_run(tp_pool *pool, cpu_mm_job *j, const char *what, g4_error
     if (rows < 16) rows = 16;
     rows = (rows + 3) & ~3;
     int n_tasks = (j->N + rows - 1) / rows;
+    /* T == 1: let the ISA rearrange x once for all rows (e.g. NVFP4 nibble order). */
+    float *xp = NULL;
+    size_t nxp = j->T == 1 && kern->x_prep ? kern->x_prep(j, NULL) : 0;
+    if (nxp && (xp = aligned_alloc(64, (nxp * sizeof(float) + 63) & ~(size_t)63))) {
+        kern->x_prep(j, xp);
+        j->xp = xp;
+    }
     mm_ctx c = {j, kern, rows};
     tp_run(pool, n_tasks, mm_task, &c);
+    free(xp);
     return G4_OK;
 }
 

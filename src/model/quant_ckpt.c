@@ -467,6 +467,7 @@ static g4_status prepass_amax(qctx *q, int *cap) {
         float a = 0;
         for (int t = 0; t < nt; t++) a = q->t_amax[t] > a ? q->t_amax[t] : a;
         m->amax = a;
+        drop_pages(m->L->w, m->L->t_w->nbytes);
     }
     for (int i = 0; i < q->nm; i++)   /* fused groups: max over the quantized siblings */
         if (q->m[i].quant && q->m[i].fuse != i && q->m[i].amax > q->m[q->m[i].fuse].amax)

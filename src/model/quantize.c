@@ -41,18 +41,11 @@ float qz_nvfp4_global_scale(float amax) {
 }
 
 unsigned qz_e2m1_code(float q) {
-    unsigned s = q < 0 ? 8u : 0u;
+    /* thresholds with the reference's ties: > for 0.25 1.25 2.5 5, >= for 0.75 1.75 3.5 (branch-free) */
     float a = fabsf(q);
-    unsigned m;
-    if (a <= 0.25f) m = 0;
-    else if (a < 0.75f) m = 1;
-    else if (a <= 1.25f) m = 2;
-    else if (a < 1.75f) m = 3;
-    else if (a <= 2.5f) m = 4;
-    else if (a < 3.5f) m = 5;
-    else if (a <= 5.0f) m = 6;
-    else m = 7;
-    return s | m;
+    unsigned m = (unsigned)(a > 0.25f) + (unsigned)(a >= 0.75f) + (unsigned)(a > 1.25f) + (unsigned)(a >= 1.75f) +
+                 (unsigned)(a > 2.5f) + (unsigned)(a >= 3.5f) + (unsigned)(a > 5.0f);
+    return (q < 0 ? 8u : 0u) | m;
 }
 
 void qz_nvfp4_row(const void *w, int64_t k, float gs, uint8_t *packed, uint8_t *scales) {

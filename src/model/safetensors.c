@@ -81,18 +81,6 @@ static char *dup_str(const char *s) {
     return p;
 }
 
-static const char *json_type_name(const json_value *v) {
-    if (!v) return "missing";
-    switch (v->type) {
-    case JSON_NULL: return "null";
-    case JSON_FALSE: case JSON_TRUE: return "boolean";
-    case JSON_NUMBER: return "number";
-    case JSON_STRING: return "string";
-    case JSON_ARRAY: return "array";
-    case JSON_OBJECT: return "object";
-    }
-    return "?";
-}
 
 /* Non-negative integer literal (no fraction, fits int64). */
 static bool get_nonneg(const json_value *v, int64_t *out) {

@@ -27,7 +27,7 @@
 #include "base/status.h"
 #include "base/strbuf.h"
 #include "text/chat_case.h"
-#include "text/utf8.h"
+#include "base/utf8.h"
 
 #define QUOTE "<|\"|>"
 
@@ -90,18 +90,6 @@ static size_t path_key(rd *r, const char *key, size_t klen) {
     return path_push(r, "%s%.*s", r->path.len ? "." : "", n, key);
 }
 
-static const char *type_name(const json_value *v) {
-    if (!v) return "missing";
-    switch (v->type) {
-    case JSON_NULL: return "null";
-    case JSON_FALSE: case JSON_TRUE: return "boolean";
-    case JSON_NUMBER: return "number";
-    case JSON_STRING: return "string";
-    case JSON_ARRAY: return "array";
-    case JSON_OBJECT: return "object";
-    }
-    return "?";
-}
 
 /* ---- Python value semantics ------------------------------------------------ */
 
@@ -196,7 +184,7 @@ static bool py_str(rd *r, strbuf *b, const json_value *v) {
     default:
         if (!v->len) { sb_puts(b, v->type == JSON_ARRAY ? "[]" : "{}"); return true; }   /* exact repr */
         return fail(r, G4_ERR_TEMPLATE, "expected a string or scalar, found %s (the template would print a Python repr)",
-                    type_name(v));
+                    json_type_name(v));
     }
 }
 
@@ -403,7 +391,7 @@ static bool put_quoted_list(rd *r, const json_value *v, bool upper) {
         free(it);
         return true;
     }
-    return fail(r, G4_ERR_TEMPLATE, "expected a list, found %s", type_name(v));
+    return fail(r, G4_ERR_TEMPLATE, "expected a list, found %s", json_type_name(v));
 }
 
 /* ---- template macros ------------------------------------------------------------ */
@@ -538,7 +526,7 @@ static bool format_property(rd *r, const char *key, size_t klen, const json_valu
     /* value_type = value['type'] if value['type'] is string else value['type'][0] */
     const json_value *t = jg(value, "type");
     const json_value *vt = NULL;
-    if (!t) return fail(r, G4_ERR_TEMPLATE, "parameter schema has no 'type' (the template indexes value['type'][0]; value is %s)", type_name(value));
+    if (!t) return fail(r, G4_ERR_TEMPLATE, "parameter schema has no 'type' (the template indexes value['type'][0]; value is %s)", json_type_name(value));
     if (t->type == JSON_STRING) vt = t;
     else if (t->type == JSON_ARRAY && t->len) vt = t->u.items[0];
     strbuf up;
@@ -615,10 +603,10 @@ static bool has_key(const json_value *obj, const char *key) { return jg(obj, key
 
 static bool format_function_declaration(rd *r, const json_value *tool) {
     strbuf *o = &r->out;
-    if (!is_obj(tool)) return fail(r, G4_ERR_TEMPLATE, "expected an object, found %s", type_name(tool));
+    if (!is_obj(tool)) return fail(r, G4_ERR_TEMPLATE, "expected an object, found %s", json_type_name(tool));
     const json_value *fn = jg(tool, "function");
     size_t pp = path_push(r, ".function");
-    if (!is_obj(fn)) return fail(r, G4_ERR_TEMPLATE, "expected an object, found %s", type_name(fn));
+    if (!is_obj(fn)) return fail(r, G4_ERR_TEMPLATE, "expected an object, found %s", json_type_name(fn));
     sb_puts(o, "declaration:");
     size_t p2 = path_push(r, ".name");
     if (!py_str(r, o, jg(fn, "name"))) return false;
@@ -635,7 +623,7 @@ static bool format_function_declaration(rd *r, const json_value *tool) {
         const json_value *props = jg(params, "properties");
         if (truthy(props)) {
             size_t p3 = path_push(r, ".properties");
-            if (!is_obj(props)) return fail(r, G4_ERR_TEMPLATE, "expected an object, found %s", type_name(props));
+            if (!is_obj(props)) return fail(r, G4_ERR_TEMPLATE, "expected an object, found %s", json_type_name(props));
             sb_puts(o, "properties:{");
             if (!format_parameters(r, props)) return false;
             sb_puts(o, "},");
@@ -709,17 +697,17 @@ static void strip_thinking(strbuf *o, const char *s, size_t n) {
 
 static bool render_tool_calls(rd *r, const json_value *calls) {
     strbuf *o = &r->out;
-    if (!is_arr(calls)) return fail(r, G4_ERR_TEMPLATE, "expected an array, found %s", type_name(calls));
+    if (!is_arr(calls)) return fail(r, G4_ERR_TEMPLATE, "expected an array, found %s", json_type_name(calls));
     for (size_t i = 0; i < calls->len; i++) {
         const json_value *call = calls->u.items[i];
         size_t pp = path_push(r, "[%zu]", i);
         const json_value *fn = jg(call, "function");
         size_t p2 = path_push(r, ".function");
-        if (!is_obj(fn)) return fail(r, G4_ERR_TEMPLATE, "expected an object, found %s", type_name(fn));
+        if (!is_obj(fn)) return fail(r, G4_ERR_TEMPLATE, "expected an object, found %s", json_type_name(fn));
         const json_value *name = jg(fn, "name");
         if (!is_str(name)) {
             path_push(r, ".name");
-            return fail(r, G4_ERR_TEMPLATE, "expected a string, found %s", type_name(name));
+            return fail(r, G4_ERR_TEMPLATE, "expected a string, found %s", json_type_name(name));
         }
         sb_puts(o, "<|tool_call>call:");
         sb_put(o, name->u.str, name->len);
@@ -754,15 +742,15 @@ static bool render_tool_calls(rd *r, const json_value *calls) {
 
 static bool render_tool_responses(rd *r, const json_value *resps) {
     strbuf *o = &r->out;
-    if (!is_arr(resps)) return fail(r, G4_ERR_TEMPLATE, "expected an array, found %s", type_name(resps));
+    if (!is_arr(resps)) return fail(r, G4_ERR_TEMPLATE, "expected an array, found %s", json_type_name(resps));
     for (size_t i = 0; i < resps->len; i++) {
         const json_value *tr = resps->u.items[i];
         size_t pp = path_push(r, "[%zu]", i);
-        if (!is_obj(tr)) return fail(r, G4_ERR_TEMPLATE, "expected an object, found %s", type_name(tr));
+        if (!is_obj(tr)) return fail(r, G4_ERR_TEMPLATE, "expected an object, found %s", json_type_name(tr));
         const json_value *name = jg(tr, "name");
         if (name && !is_str(name)) {
             path_push(r, ".name");
-            return fail(r, G4_ERR_TEMPLATE, "expected a string, found %s", type_name(name));
+            return fail(r, G4_ERR_TEMPLATE, "expected a string, found %s", json_type_name(name));
         }
         const json_value *resp = jg(tr, "response");
         sb_puts(o, "<|tool_response>response:");
@@ -807,21 +795,21 @@ static bool render_content(rd *r, const json_value *c, bool model, prev_type *pr
         return true;
     }
     if (c->type != JSON_ARRAY)
-        return fail(r, G4_ERR_TEMPLATE, "expected a string, an array of parts or null, found %s", type_name(c));
+        return fail(r, G4_ERR_TEMPLATE, "expected a string, an array of parts or null, found %s", json_type_name(c));
     for (size_t i = 0; i < c->len; i++) {
         const json_value *part = c->u.items[i];
         size_t pp = path_push(r, "[%zu]", i);
-        if (!is_obj(part)) return fail(r, G4_ERR_TEMPLATE, "expected an object, found %s", type_name(part));
+        if (!is_obj(part)) return fail(r, G4_ERR_TEMPLATE, "expected an object, found %s", json_type_name(part));
         const json_value *type = jg(part, "type");
         if (!is_str(type)) {
             path_push(r, ".type");
-            return fail(r, G4_ERR_TEMPLATE, "expected a string, found %s", type_name(type));
+            return fail(r, G4_ERR_TEMPLATE, "expected a string, found %s", json_type_name(type));
         }
         if (str_eq(type, "text")) {
             const json_value *text = jg(part, "text");
             if (!is_str(text)) {
                 path_push(r, ".text");
-                return fail(r, G4_ERR_TEMPLATE, "expected a string, found %s", type_name(text));
+                return fail(r, G4_ERR_TEMPLATE, "expected a string, found %s", json_type_name(text));
             }
             if (model) strip_thinking(o, text->u.str, text->len);
             else put_trim(o, text->u.str, text->len);
@@ -885,7 +873,7 @@ g4_status chat_render(const json_value *messages, const chat_opts *opt, char **o
     sb_puts(&r.path, "messages");
 
     if (!is_arr(messages)) {
-        fail(&r, G4_ERR_TEMPLATE, "expected an array, found %s", type_name(messages));
+        fail(&r, G4_ERR_TEMPLATE, "expected an array, found %s", json_type_name(messages));
         goto done;
     }
     if (!messages->len) {
@@ -895,11 +883,11 @@ g4_status chat_render(const json_value *messages, const chat_opts *opt, char **o
     for (size_t i = 0; i < messages->len; i++) {
         const json_value *m = messages->u.items[i];
         size_t pp = path_push(&r, "[%zu]", i);
-        if (!is_obj(m)) { fail(&r, G4_ERR_TEMPLATE, "expected an object, found %s", type_name(m)); goto done; }
+        if (!is_obj(m)) { fail(&r, G4_ERR_TEMPLATE, "expected an object, found %s", json_type_name(m)); goto done; }
         const json_value *role = jg(m, "role");
         if (!is_str(role)) {
             path_push(&r, ".role");
-            fail(&r, G4_ERR_TEMPLATE, "expected a string, found %s", type_name(role));
+            fail(&r, G4_ERR_TEMPLATE, "expected a string, found %s", json_type_name(role));
             goto done;
         }
         path_pop(&r, pp);
@@ -908,7 +896,7 @@ g4_status chat_render(const json_value *messages, const chat_opts *opt, char **o
     if (tools && tools->type != JSON_ARRAY) {
         path_pop(&r, 0);
         path_push(&r, "tools");
-        fail(&r, G4_ERR_TEMPLATE, "expected an array, found %s", type_name(tools));
+        fail(&r, G4_ERR_TEMPLATE, "expected an array, found %s", json_type_name(tools));
         goto done;
     }
     bool think = opt->enable_thinking == CHAT_THINKING_ON;

@@ -5,7 +5,7 @@
  * each op writes a new list into a second buffer (ping-pong). Output may contain NUL
  * bytes (<0x00>); invalid byte runs become one U+FFFD per byte, as in HF. */
 #include "text/tokenizer.h"
-#include "text/utf8.h"
+#include "base/utf8.h"
 #include "base/status.h"
 
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * pre-tokenize each gap (recursive over the op list) -> BPE each word -> append ids.
  * All scratch state lives in a per-call `enc` struct, so the tokenizer stays read-only. */
 #include "text/tokenizer.h"
-#include "text/utf8.h"
+#include "base/utf8.h"
 #include "base/status.h"
 
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * normalizer/pre-tokenizer/decoder/post-processor ops -> merges -> tries. The JSON DOM
  * is freed before returning; nothing in the tokenizer points into it. */
 #include "text/tokenizer.h"
-#include "text/utf8.h"
+#include "base/utf8.h"
 #include "base/json.h"
 #include "base/mapfile.h"
 #include "base/status.h"

@@ -1,5 +1,5 @@
 /* utf8.c - strict UTF-8 decoding/encoding (see utf8.h). */
-#include "text/utf8.h"
+#include "base/utf8.h"
 
 size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
     unsigned c = s[0];

@@ -1,4 +1,4 @@
-/* utf8.h - strict UTF-8 helpers for the tokenizer (untrusted text).
+/* utf8.h - strict UTF-8 helpers (JSON, tokenizer, chat template: untrusted text).
  *
  * Strict means RFC 3629: no overlong forms, no surrogates (U+D800..DFFF), nothing
  * above U+10FFFF. utf8_next never reads past s+n and always advances by >= 1 byte:
