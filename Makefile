@@ -8,13 +8,15 @@ NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 G4FLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -Iinclude -Isrc -MMD -MP
-LDLIBS  := -lm -lpthread
+# media decoders (Debian: libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libsndfile1-dev libsoxr-dev)
+MEDIA_LIBS := $(shell pkg-config --libs libjpeg libpng libwebpdemux libwebp sndfile soxr 2>/dev/null || echo -ljpeg -lpng16 -lwebpdemux -lwebp -lsndfile -lsoxr) -lgif
+LDLIBS  := $(MEDIA_LIBS) -lm -lpthread
 BUILD   ?= build
 # sm_90a for wgmma/setmaxnreg on H100/H200 plus PTX for anything newer.
 CUDA_ARCH ?= -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90
 NVFLAGS := -std=c++17 -O3 -lineinfo $(CUDA_ARCH) -Iinclude -Isrc -Xcompiler -Wall,-Wextra
 
-LIB_SRC := $(wildcard src/base/*.c src/model/*.c src/text/*.c src/engine/*.c src/cpu/*.c)
+LIB_SRC := $(wildcard src/base/*.c src/model/*.c src/text/*.c src/engine/*.c src/cpu/*.c src/media/*.c src/server/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/*.c)
 CU_SRC  := $(wildcard src/cuda/*.cu)
@@ -25,11 +27,21 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 CU_OBJ  := $(CU_SRC:%.cu=$(BUILD)/%.o)
 
 ALL := $(BUILD)/g4 $(BUILD)/g4-tests
+# With nvcc: the CUDA kernels join libg4.a, the C code gets -DG4_HAVE_CUDA and links
+# cudart + cublas (rpath to the toolkit's lib dir). Without: a CPU-only build (the CUDA
+# backend answers G4_ERR_UNSUPPORTED). G4_NO_CUDA=1 forces the CPU-only build.
+ifeq ($(G4_NO_CUDA),1)
+NVCC :=
+endif
 ifneq ($(NVCC),)
-ALL += cuda
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_LIBDIR ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/targets/x86_64-linux/lib $(CUDA_HOME)/lib))
+G4FLAGS += -DG4_HAVE_CUDA
+LIB_OBJ += $(CU_OBJ)
+LDLIBS += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcudart -lstdc++ -ldl -lrt
 endif
 
-.PHONY: all test bench cuda fuzz asan ubsan clean
+.PHONY: all test bench bench-synth cuda fuzz asan ubsan clean
 all: $(ALL)
 
 $(BUILD)/libg4.a: $(LIB_OBJ)
@@ -47,12 +59,16 @@ $(BUILD)/%.o: %.c
 	$(CC) $(G4FLAGS) $(CFLAGS) -c $< -o $@
 
 cuda: $(CU_OBJ)
+$(CU_OBJ): $(wildcard src/cuda/*.h src/cuda/*.cuh)
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
 # Micro-benchmarks (tools, not tests): make bench; $(BUILD)/bench_cpu_ops prints JSON.
 bench: $(BUILD)/bench_cpu_ops
+# Time `g4 synth` of the full 12B NVFP4A16 preset (writes ~8 GB to /tmp, then deletes it).
+bench-synth: $(BUILD)/g4
+	sh scripts/bench_synth.sh $(BUILD)/g4 nvfp4a16
 $(BUILD)/bench_cpu_ops: bench/bench_cpu_ops.c $(BUILD)/libg4.a
 	$(CC) $(G4FLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -71,7 +87,7 @@ FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 fuzz: $(FUZZ_BIN)
 build-fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRC)
 	@mkdir -p $(@D)
-	clang -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) -lm -lpthread
+	clang -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(LDLIBS)
 
 clean:
 	rm -rf build build-asan build-ubsan build-fuzz

@@ -239,6 +239,9 @@ typedef struct g4_gen_params {
     const char *const *stop;    /* stop strings (not included in the output) */
     size_t n_stop;
     bool ignore_eos;            /* keep going past eos ids */
+    const float *mm;            /* soft-token rows [n_mm, hidden] for the prompt's placeholder ids
+                                   (g4_mm_prompt), or NULL */
+    size_t n_mm;
 } g4_gen_params;
 
 typedef enum g4_finish { G4_FINISH_NONE = 0, G4_FINISH_STOP, G4_FINISH_LENGTH, G4_FINISH_ABORT } g4_finish;
@@ -261,6 +264,75 @@ typedef bool (*g4_token_fn)(void *user, int32_t id, const char *text, size_t len
  * need the engine's tokenizer; without one, text is NULL/0. */
 g4_status g4_generate(g4_session *s, const int32_t *prompt, size_t n, const g4_gen_params *p,
                       g4_token_fn on_token, void *user, g4_gen_result *res, g4_error *err);
+
+/* ---- media ---- */
+/* Images, audio and video as model input (arch doc §2.7, §2.8, §4.4).
+ *
+ * 1. g4_media_load_file / g4_media_load_memory decode one input into a g4_media
+ *    (model-independent: RGB pixels after EXIF orientation and alpha-over-white,
+ *    16 kHz mono float audio, or uniformly sampled video frames). Image formats:
+ *    JPEG, PNG, WebP, GIF (first frame), BMP; audio: WAV, FLAC, Ogg Vorbis/Opus,
+ *    MP3; video: whatever the `ffmpeg` command reads (it must be installed).
+ * 2. g4_mm_prompt_build takes the rendered prompt text (chat template output with
+ *    one "<|image|>", "<|audio|>" or "<|video|>" per media part, as the template
+ *    writes them) and the media in the same order; it expands each placeholder
+ *    (image: <|image> + N x <|image|> + <image|>; audio: <|audio> + N x <|audio|> +
+ *    <audio|>; video: "MM:SS <|image>" + N x <|video|> + "<image|>" per frame, joined
+ *    by spaces), tokenizes the result, and computes the soft-token rows with the
+ *    model's embedders on the engine's device.
+ * 3. Pass ids + rows to g4_session_sync_mm, or to g4_generate via g4_gen_params.mm.
+ * Errors name the media ("image: PNG image: truncated file", "audio: ...") and use
+ * G4_ERR_FORMAT (undecodable), G4_ERR_UNSUPPORTED (format / size over a limit),
+ * G4_ERR_INVALID_ARG (bad budget, placeholder count mismatch). A g4_media is
+ * immutable after load and may be used by several threads at once. */
+typedef enum g4_media_kind {
+    G4_MEDIA_AUTO = 0,          /* load: guess from the bytes (image / audio) or the file name */
+    G4_MEDIA_IMAGE = 1,
+    G4_MEDIA_AUDIO = 2,
+    G4_MEDIA_VIDEO = 3
+} g4_media_kind;
+
+typedef struct g4_media g4_media;
+
+typedef struct g4_media_options {
+    int image_tokens;           /* image soft-token budget: 70, 140, 280, 560 or 1120; 0: the model's (280) */
+    int video_tokens;           /* budget per video frame; 0: 70 */
+    int video_frames;           /* frames sampled per video; 0: 32 */
+    double audio_max_seconds;   /* audio is cut after this; 0: 30 s; < 0: no cap */
+    size_t max_pixels;          /* decoded image / frame size limit; 0: 64 Mi pixels */
+} g4_media_options;
+
+/* opt may be NULL (defaults). The budgets of opt are kept in the media. */
+g4_status g4_media_load_file(const char *path, g4_media_kind kind, const g4_media_options *opt, g4_media **out,
+                             g4_error *err);
+/* format: optional hint (NULL, "wav", "mp3", "png", "image/jpeg", "video/mp4", ...);
+ * the bytes decide for images and audio. Video bytes go through a temporary file. */
+g4_status g4_media_load_memory(const void *data, size_t len, g4_media_kind kind, const char *format,
+                               const g4_media_options *opt, g4_media **out, g4_error *err);
+void g4_media_free(g4_media *m);
+g4_media_kind g4_media_get_kind(const g4_media *m);
+/* Seconds spent decoding (file read + decode + resample / frame extraction). */
+double g4_media_decode_seconds(const g4_media *m);
+/* Image: source width/height after orientation; video: frame size; audio: 0. */
+void g4_media_size(const g4_media *m, int *w, int *h);
+/* Audio: 16 kHz samples kept; video: sampled frames; image: 1. */
+size_t g4_media_length(const g4_media *m);
+
+typedef struct g4_mm_prompt {
+    int32_t *ids;               /* expanded prompt token ids */
+    size_t n;
+    float *mm;                  /* float [n_mm, hidden]: one row per placeholder id, in order */
+    size_t n_mm;
+    double embed_s;             /* preprocessing (resize, patches) + embedders */
+} g4_mm_prompt;
+
+/* See above. n_media may be 0 (then it is plain tokenization, mm = NULL). A budget in
+ * override (may be NULL) replaces the budgets stored in the media when non-zero
+ * (per-request image token budget). Needs the engine's tokenizer. */
+g4_status g4_mm_prompt_build(g4_engine *e, const char *text, size_t len, g4_media *const *media, size_t n_media,
+                             const g4_media_options *override, g4_mm_prompt *out, g4_error *err);
+void g4_mm_prompt_free(g4_mm_prompt *p);
+/* ---- end media ---- */
 
 #ifdef __cplusplus
 }

@@ -450,3 +450,19 @@ TEST(config_generation_and_dir) {
     CHECK(strstr(e.msg, "generation_config.json: eos_token_id") != NULL);
     CHECK(cfg_load_dir("/nonexistent-g4-dir", &c, &e) == G4_ERR_IO);
 }
+
+/* Found by fuzz_config: stacked quantifiers made glibc's regcomp use > 2 GB. */
+TEST(config_regex_budget) {
+    char buf[1024];
+    CHECK(!cfg_regex_translate("ffffNum_global++++++++++++++++++++ffff(ffffhead", buf, sizeof buf));
+    CHECK(!cfg_regex_translate("a**", buf, sizeof buf));
+    CHECK(!cfg_regex_translate("a{2}+", buf, sizeof buf));
+    char longp[400];
+    memset(longp, 'a', sizeof longp - 1);
+    longp[sizeof longp - 1] = 0;
+    CHECK(!cfg_regex_translate(longp, buf, sizeof buf));
+    /* ordinary patterns still work */
+    CHECK(cfg_regex_translate(".*embedding_projection.*", buf, sizeof buf));
+    CHECK(cfg_regex_translate("model\\.layers\\.\\d+\\.mlp.*?", buf, sizeof buf));
+    CHECK(cfg_regex_translate("a\\++", buf, sizeof buf));
+}

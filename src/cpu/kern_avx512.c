@@ -82,6 +82,12 @@ A __m512 e4m3x16_div256(__m128i b16) {
  * same fp32 sum of products as before, in a different order). The table holds
  * e2m1 * 256 (exact) to undo the /256 of the half-precision scale decode. A
  * partial last block (K % 128) uses masked loads (never reads past the row). */
+/* Software prefetch distance (bytes ahead in each weight row) of the T == 1
+ * kernels: the hardware streamers alone left NVFP4 at ~5 GB/s from DRAM on one
+ * core (docs/PERF.md). */
+#ifndef NV_PF
+#define NV_PF 512
+#endif
 A __m512 nv_scales(__m128i s8) { return e4m3x16_div256(_mm_unpacklo_epi8(s8, s8)); }
 
 A void nv_rows(const cpu_mm_job *j, int n, const int NR) {
@@ -108,6 +114,9 @@ A void nv_rows(const cpu_mm_job *j, int n, const int NR) {
             __m512i v;
             __m128i s8;
             if (b < nfull) {
+#if NV_PF > 0
+                _mm_prefetch((const char *)(row[r] + (size_t)b * 64 + NV_PF), _MM_HINT_T0);
+#endif
                 v = _mm512_loadu_si512((const void *)(row[r] + (size_t)b * 64));
                 s8 = _mm_loadl_epi64((const __m128i *)(const void *)(sc[r] + (size_t)b * 8));
             } else {
@@ -141,6 +150,18 @@ A void f8_rows(const cpu_mm_job *j, int n, const int NR) {
         acc[r] = _mm512_setzero_ps();
     }
     int k = 0;
+    for (; k + 64 <= K; k += 64) {
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) _mm_prefetch((const char *)(row[r] + k + NV_PF), _MM_HINT_T0);
+#pragma GCC unroll 4
+        for (int u = 0; u < 64; u += 16) {
+            __m512 xv = _mm512_loadu_ps(j->x + k + u);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++)
+                acc[r] = _mm512_fmadd_ps(
+                    e4m3x16_div256(_mm_loadu_si128((const __m128i *)(const void *)(row[r] + k + u))), xv, acc[r]);
+        }
+    }
     for (; k + 16 <= K; k += 16) {
         __m512 xv = _mm512_loadu_ps(j->x + k);
 #pragma GCC unroll 4
@@ -159,7 +180,50 @@ A void f8_rows(const cpu_mm_job *j, int n, const int NR) {
     for (int r = 0; r < NR; r++)
         j->y[n + r] = cpu_mm_post(j, n + r, _mm512_reduce_add_ps(acc[r]) * 256.0f);
 }
+/* BF16, T == 1: as the generic block (zero-extend, shift 16, FMA) plus the
+ * software prefetch; 64 weights (128 bytes) per row per step. */
+A void bf_rows(const cpu_mm_job *j, int n, const int NR) {
+    const int K = j->K;
+    const uint8_t *row[4];
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        row[r] = j->w + (size_t)(n + r) * j->row_bytes;
+        acc[r] = _mm512_setzero_ps();
+    }
+    int k = 0;
+    for (; k + 64 <= K; k += 64) {
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            _mm_prefetch((const char *)(row[r] + 2 * k + NV_PF), _MM_HINT_T0);
+            _mm_prefetch((const char *)(row[r] + 2 * k + NV_PF + 64), _MM_HINT_T0);
+        }
+#pragma GCC unroll 4
+        for (int u = 0; u < 64; u += 16) {
+            __m512 xv = _mm512_loadu_ps(j->x + k + u);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) acc[r] = _mm512_fmadd_ps(dec_bf16(row[r] + 2 * (k + u)), xv, acc[r]);
+        }
+    }
+    for (; k < K; k += 16) {
+        __mmask16 m = (__mmask16)(K - k >= 16 ? 0xFFFF : (1u << (K - k)) - 1);
+        __m512 xv = _mm512_maskz_loadu_ps(m, j->x + k);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, row[r] + 2 * k));
+            acc[r] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(h, 16)), xv, acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) j->y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
 #undef A
+
+static ISA_ATTR void bf_t1(const cpu_mm_job *j, int n0, int n1) {
+    int n = n0;
+    for (; n + 4 <= n1; n += 4) bf_rows(j, n, 4);
+    for (; n < n1; n++) bf_rows(j, n, 1);
+}
 
 static ISA_ATTR void nv_t1(const cpu_mm_job *j, int n0, int n1) {
     int n = n0;
@@ -176,6 +240,7 @@ static ISA_ATTR void f8_t1(const cpu_mm_job *j, int n0, int n1) {
 static bool t1_fast(const cpu_mm_job *j, int n0, int n1) {
     if (j->type == CPU_W_NVFP4 && j->xp) nv_t1(j, n0, n1);
     else if (j->type == CPU_W_FP8) f8_t1(j, n0, n1);
+    else if (j->type == CPU_W_BF16) bf_t1(j, n0, n1);
     else return false;
     return true;
 }

@@ -13,6 +13,7 @@
 #define G4_ENGINE_BACKEND_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include "g4.h"
 #include "model/checkpoint.h"
@@ -59,8 +60,51 @@ struct be {
     double (*mem_gbs)(be *b);
     /* a float table uploaded to backend memory (RoPE inverse frequencies) */
     float *(*upload)(be *b, const float *host, size_t n);
+
+    /* ---- fused ops: be_fused_defaults() composes any left NULL from the ops above ---- */
+    /* y0 = x W0^T, y1 = x W1^T, y2 = x W2^T (w1 / w2 may be NULL: skipped) */
+    g4_status (*matmul3)(be *b, float *y0, float *y1, float *y2, const float *x, int T, const ckpt_linear *w0,
+                         const ckpt_linear *w1, const ckpt_linear *w2, g4_error *err);
+    /* h[T, ff] = gelu_tanh(x Wg^T) * (x Wu^T); scratch [T, ff] may be used */
+    g4_status (*matmul_geglu)(be *b, float *h, float *scratch, const float *x, int T, const ckpt_linear *gate,
+                              const ckpt_linear *up, g4_error *err);
+    /* attention prologue: if k_eq_v v = k (raw); q = rope(rms(q) q_norm); k = rope(rms(k) k_norm);
+     * v = rms(v) (no weight); store k, v in the cache at p0.. */
+    void (*attn_prep)(be *b, float *q, float *k, float *v, int T, int Hq, int Hkv, int hd, const float *q_norm,
+                      const float *k_norm, const float *inv_freq, int p0, float eps, bool k_eq_v, float *kc, float *vc,
+                      int n_slots);
+    /* x = (x + rms(o) w_post) * scalar; then xn = rms(x) w_next when w_next (o is clobbered) */
+    void (*residual)(be *b, float *x, float *o, const float *w_post, float scalar, const float *w_next, float *xn,
+                     size_t rows, int d, float eps);
+
+    /* ---- optional (NULL on the CPU) ---- */
+    /* Decode-step graphs: called by the forward for a one-token step. *mode = 0: run the ops
+     * eagerly; 1: the step was replayed from a graph (done); 2: a capture began, the forward
+     * runs its ops and then calls graph_end with its status. key/key2 identify the step's
+     * buffers (session, logits output). */
+    g4_status (*graph_begin)(be *b, const void *key, const void *key2, const int32_t *ids, int T, int p0, int *mode,
+                             g4_error *err);
+    g4_status (*graph_end)(be *b, const void *key, const void *key2, g4_status st, g4_error *err);
+    /* drop every graph made for key (a session being freed) */
+    void (*forget)(be *b, const void *key);
+    /* device bytes held by the backend; *weights gets the bytes of uploaded weights */
+    size_t (*mem_used)(be *b, size_t *weights);
 };
 
+/* Fill the fused ops left NULL with compositions of the basic ops (backend_fused.c). */
+void be_fused_defaults(be *b);
+
 g4_status be_cpu_create(int n_threads, be **out, g4_error *err);
+/* The CUDA backend over device 0 (backend_cuda.c). ck (may be NULL for op tests) is
+ * uploaded once into one device allocation. G4_ERR_UNSUPPORTED in builds without CUDA,
+ * G4_ERR_CUDA when no device is usable. name: "cuda (NVIDIA H200)". */
+g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, g4_error *err);
+/* true when the build has CUDA and a device is present */
+bool be_cuda_available(void);
+/* op tests: upload one Linear / float vector table that is not part of a checkpoint */
+g4_status be_cuda_upload_linear(be *b, const ckpt_linear *w, g4_error *err);
+g4_status be_cuda_upload_vec(be *b, const ckpt_vec *v, g4_error *err);
+/* op tests: T at and above which matmuls take the tensor-core (BF16 cuBLAS) path */
+void be_cuda_set_tc_min_t(be *b, int t);
 
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #define G4_CHUNK_CPU 128
+#define G4_CHUNK_CUDA 1024
 #define G4_MAX_MEDIA_BLOCK 1120
 
 static g4_status engine_prepare_layers(g4_engine *e, g4_error *err) {
@@ -57,8 +58,6 @@ g4_status g4_engine_open(const char *model_dir, const g4_engine_options *opt, g4
     *out = NULL;
     g4_engine_options o = {0};
     if (opt) o = *opt;
-    if (o.device == G4_DEVICE_CUDA)
-        return G4_FAIL(err, G4_ERR_UNSUPPORTED, "this build of g4 has no CUDA backend (--device cpu)");
     g4_engine *e = calloc(1, sizeof *e);
     if (!e) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
     g4_status st = ckpt_open(model_dir, &e->ck, err);
@@ -70,11 +69,18 @@ g4_status g4_engine_open(const char *model_dir, const g4_engine_options *opt, g4
                      model_dir, tc->hidden_activation);
         goto fail;
     }
-    int threads = o.n_threads > 0 ? o.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (threads < 1) threads = 1;
-    if ((st = be_cpu_create(threads, &e->be, err))) goto fail;
-    snprintf(e->device_name, sizeof e->device_name, "cpu (%d threads, %s)", threads, cpu_isa_name(cpu_isa_active()));
-    e->chunk = o.prefill_chunk > 0 ? o.prefill_chunk : G4_CHUNK_CPU;
+    /* AUTO: CUDA when this build has it and a device is present, else the CPU */
+    bool cuda = o.device == G4_DEVICE_CUDA || (o.device == G4_DEVICE_AUTO && be_cuda_available());
+    if (cuda) {
+        if ((st = be_cuda_create(e->ck, &e->be, e->device_name, sizeof e->device_name, err))) goto fail;
+    } else {
+        int threads = o.n_threads > 0 ? o.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+        if (threads < 1) threads = 1;
+        if ((st = be_cpu_create(threads, &e->be, err))) goto fail;
+        snprintf(e->device_name, sizeof e->device_name, "cpu (%d threads, %s)", threads, cpu_isa_name(cpu_isa_active()));
+    }
+    be_fused_defaults(e->be);
+    e->chunk = o.prefill_chunk > 0 ? o.prefill_chunk : cuda ? G4_CHUNK_CUDA : G4_CHUNK_CPU;
     /* one image/video block must fit one forward: up to 1120 soft tokens (the largest budget) */
     e->max_chunk = e->ck->cfg.vision.present && e->chunk < G4_MAX_MEDIA_BLOCK ? G4_MAX_MEDIA_BLOCK : e->chunk;
     for (int l = 0; l < tc->n_layers; l++) {
@@ -182,6 +188,7 @@ g4_status eng_ws_init(g4_engine *e, eng_ws *w, int rows, int groups, g4_error *e
 
 void eng_ws_free(g4_engine *e, eng_ws *w) {
     be *b = e->be;
+    if (b->forget) b->forget(b, w);   /* device graphs made over this workspace */
     float *ps[] = {w->x, w->xn, w->o, w->q, w->att, w->k, w->v, w->gate, w->up, w->logits};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) if (ps[i]) b->release(b, ps[i]);
     memset(w, 0, sizeof *w);
@@ -239,6 +246,7 @@ oom:
 void g4_session_free(g4_session *s) {
     if (!s) return;
     be *b = s->e->be;
+    if (b->forget) b->forget(b, s);   /* device graphs made for this session */
     int L = s->e->ck->cfg.text.n_layers;
     for (int l = 0; l < L; l++) {
         if (s->kc && s->kc[l]) b->release(b, s->kc[l]);

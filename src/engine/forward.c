@@ -28,42 +28,32 @@ static g4_status layer_forward(g4_engine *e, eng_ws *w, const eng_group *g, int 
     const eng_layer *EL = &e->layers[l];
     int d = (int)tc->hidden, nh = tc->n_heads, hd = L->geo.head_dim, nkv = L->geo.n_kv_heads;
     float eps = (float)tc->rms_norm_eps;
-    size_t nd = (size_t)R * (size_t)d, qw = (size_t)nh * hd, kw = (size_t)nkv * hd;
+    size_t qw = (size_t)nh * hd, kw = (size_t)nkv * hd;
     g4_status st;
 
-    b->rmsnorm(b, w->xn, w->x, EL->input_norm, (size_t)R, d, eps);
-    if ((st = b->matmul(b, w->q, w->xn, R, &L->q_proj, err))) return st;
-    if ((st = b->matmul(b, w->k, w->xn, R, &L->k_proj, err))) return st;
-    if (L->geo.k_eq_v) b->copy(b, w->v, w->k, (size_t)R * kw);
-    else if ((st = b->matmul(b, w->v, w->xn, R, &L->v_proj, err))) return st;
-
-    b->rmsnorm(b, w->q, w->q, EL->q_norm, (size_t)R * nh, hd, eps);
-    b->rmsnorm(b, w->k, w->k, EL->k_norm, (size_t)R * nkv, hd, eps);
-    b->rmsnorm(b, w->v, w->v, NULL, (size_t)R * nkv, hd, eps);
+    /* on entry w->xn = rms(x; input_norm): the previous layer's residual op (or the embedding) made it */
+    const bool kv = L->geo.k_eq_v;
+    if ((st = b->matmul3(b, w->q, w->k, kv ? NULL : w->v, w->xn, R, &L->q_proj, &L->k_proj, kv ? NULL : &L->v_proj,
+                         err)))
+        return st;
     int window = L->geo.type == CFG_SLIDING ? L->geo.window : 0;
     for (int i = 0; i < ng; i++) {
         g4_session *s = g[i].s;
         int p0 = s->n, T = g[i].T;
         float *q = w->q + (size_t)row0[i] * qw, *k = w->k + (size_t)row0[i] * kw, *v = w->v + (size_t)row0[i] * kw;
-        b->rope(b, q, T, nh, hd, p0, EL->inv_freq);
-        b->rope(b, k, T, nkv, hd, p0, EL->inv_freq);
-        b->kv_store(b, s->kc[l], s->vc[l], s->n_slots[l], nkv, hd, k, v, T, p0);
+        b->attn_prep(b, q, k, v, T, nh, nkv, hd, EL->q_norm, EL->k_norm, EL->inv_freq, p0, eps, kv, s->kc[l],
+                     s->vc[l], s->n_slots[l]);
         if ((st = b->attention(b, w->att + (size_t)row0[i] * qw, q, T, nh, hd, s->kc[l], s->vc[l], nkv,
                                s->n_slots[l], p0, window, s->has_blocks ? s->block_dev : NULL, 1.0f, err)))
             return st;
     }
     if ((st = b->matmul(b, w->o, w->att, R, &L->o_proj, err))) return st;
-    b->rmsnorm(b, w->o, w->o, EL->post_attn_norm, (size_t)R, d, eps);
-    b->add(b, w->x, w->x, w->o, nd);
-
-    b->rmsnorm(b, w->xn, w->x, EL->pre_ffn_norm, (size_t)R, d, eps);
-    if ((st = b->matmul(b, w->gate, w->xn, R, &L->gate_proj, err))) return st;
-    if ((st = b->matmul(b, w->up, w->xn, R, &L->up_proj, err))) return st;
-    b->gelu_tanh_mul(b, w->gate, w->gate, w->up, (size_t)R * (size_t)L->gate_proj.n);
+    b->residual(b, w->x, w->o, EL->post_attn_norm, 1.0f, EL->pre_ffn_norm, w->xn, (size_t)R, d, eps);
+    if ((st = b->matmul_geglu(b, w->gate, w->up, w->xn, R, &L->gate_proj, &L->up_proj, err))) return st;
     if ((st = b->matmul(b, w->o, w->gate, R, &L->down_proj, err))) return st;
-    b->rmsnorm(b, w->o, w->o, EL->post_ffn_norm, (size_t)R, d, eps);
-    b->add(b, w->x, w->x, w->o, nd);
-    if (L->layer_scalar != 1.0f) b->scale(b, w->x, L->layer_scalar, nd);
+    /* x = (x + rms(o)) * layer_scalar; xn = the next layer's input norm (the final norm after the last) */
+    const float *w_next = l + 1 < tc->n_layers ? e->layers[l + 1].input_norm : e->final_norm;
+    b->residual(b, w->x, w->o, EL->post_ffn_norm, L->layer_scalar, w_next, w->xn, (size_t)R, d, eps);
     return G4_OK;
 }
 
@@ -134,9 +124,13 @@ g4_status eng_forward(g4_engine *e, eng_ws *w, eng_group *g, int ng, float *all_
         for (int t = 0; t < g[i].T; t++) ids[row0[i] + t] = is_placeholder(c, g[i].tokens[t]) ? 0 : g[i].tokens[t];
         st = group_blocks(e, &g[i], err);
     }
-    if (!st) st = b->embed(b, w->x, &e->ck->embed, V, d, ids, R, e->embed_scale, err);
+    /* a one-token decode step of one text session may be captured/replayed as a device graph */
+    int gmode = 0;
+    if (!st && b->graph_begin && ng == 1 && R == 1 && !all_out && !g[0].mm && !g[0].s->has_blocks)
+        st = b->graph_begin(b, g[0].s, w, ids, 1, g[0].s->n, &gmode, err);
+    if (!st && gmode != 1) st = b->embed(b, w->x, &e->ck->embed, V, d, ids, R, e->embed_scale, err);
     /* soft tokens overwrite the placeholder rows (not scaled by sqrt(d)) */
-    for (int i = 0; i < ng && !st; i++) {
+    for (int i = 0; i < ng && !st && gmode != 1; i++) {
         if (!g[i].mm) continue;
         int n = 0;
         for (int t = 0; t < g[i].T; t++)
@@ -145,30 +139,33 @@ g4_status eng_forward(g4_engine *e, eng_ws *w, eng_group *g, int ng, float *all_
     }
     free(ids);
     free(mm_rows);
-    for (int l = 0; l < tc->n_layers && !st; l++)
+    if (!st && gmode != 1) b->rmsnorm(b, w->xn, w->x, e->layers[0].input_norm, (size_t)R, d, (float)tc->rms_norm_eps);
+    for (int l = 0; l < tc->n_layers && !st && gmode != 1; l++)
         if ((st = layer_forward(e, w, g, ng, row0, R, l, err))) g4_error_prefix(err, "layer %d", l);
-    if (!st) {
-        /* append the tokens: the caches now hold their K/V */
-        for (int i = 0; i < ng; i++) {
-            memcpy(g[i].s->tokens + g[i].s->n, g[i].tokens, (size_t)g[i].T * sizeof *g[i].tokens);
-            g[i].s->n += g[i].T;
-        }
-        /* final norm + lm_head on the last row of each group (or on every row for all_out) */
+    /* w->xn now holds the final norm of every row; lm_head on the last row of each group
+     * (or on every row for all_out) */
+    if (!st && gmode != 1) {
         if (all_out) {
-            b->rmsnorm(b, w->xn, w->x, e->final_norm, (size_t)R, d, (float)tc->rms_norm_eps);
             st = b->matmul(b, all_out, w->xn, R, &e->ck->lm_head, err);
             if (!st && tc->final_logit_softcapping > 0)
                 b->softcap(b, all_out, (float)tc->final_logit_softcapping, (size_t)R * V);
             if (!st) b->copy(b, w->logits, all_out + (size_t)(R - 1) * V, (size_t)V);
         } else {
-            for (int i = 0; i < ng; i++)
-                b->rmsnorm(b, w->xn + (size_t)i * d, w->x + (size_t)(row0[i] + g[i].T - 1) * d, e->final_norm, 1, d,
-                           (float)tc->rms_norm_eps);
+            for (int i = 0; i < ng; i++)   /* gather: row i <= its source row, so no source is overwritten */
+                if (row0[i] + g[i].T - 1 != i)
+                    b->copy(b, w->xn + (size_t)i * d, w->xn + (size_t)(row0[i] + g[i].T - 1) * d, (size_t)d);
             st = b->matmul(b, w->logits, w->xn, ng, &e->ck->lm_head, err);
             if (!st && tc->final_logit_softcapping > 0)
                 b->softcap(b, w->logits, (float)tc->final_logit_softcapping, (size_t)ng * V);
         }
     }
+    if (gmode == 2) st = b->graph_end(b, g[0].s, w, st, err);
+    if (!st)
+        /* append the tokens: the caches now hold their K/V */
+        for (int i = 0; i < ng; i++) {
+            memcpy(g[i].s->tokens + g[i].s->n, g[i].tokens, (size_t)g[i].T * sizeof *g[i].tokens);
+            g[i].s->n += g[i].T;
+        }
     if (st)
         for (int i = 0; i < ng; i++) g[i].s->n = 0;
     return st;

@@ -1,4 +1,5 @@
-/* generate.c - the sampling loop shared by `g4 run` and the server.
+/* generate.c - the sampling loop shared by `g4 run` and the server, and the
+ * streaming detokenizer with stop strings (gen_text.h) the server reuses.
  *
  * Text streaming: after each token the generated ids are detokenized as a whole
  * (the tokenizer's decode is linear and cheap next to a forward step) and the new
@@ -8,6 +9,7 @@
  * both are released at the end. A stop string ends generation and neither it nor
  * anything after it is returned (vLLM's default). */
 #include "engine/engine.h"
+#include "engine/gen_text.h"
 #include "engine/sample.h"
 #include "base/status.h"
 
@@ -30,48 +32,61 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-typedef struct text_state {
-    const g4_tokenizer *tok;
-    const g4_gen_params *p;
-    size_t emitted;             /* bytes of the decoded text already released */
-    size_t max_stop;
-    char *text;                 /* latest full decode */
-    size_t len;
-} text_state;
+void g4_textstream_init(g4_textstream *ts, const g4_tokenizer *tok, const char *const *stop, size_t n_stop) {
+    memset(ts, 0, sizeof *ts);
+    ts->tok = tok;
+    ts->stop = stop;
+    ts->n_stop = n_stop;
+    ts->detok_flags = G4_DETOKENIZE_SKIP_SPECIAL;
+    for (size_t i = 0; i < n_stop; i++)
+        if (strlen(stop[i]) > ts->max_stop) ts->max_stop = strlen(stop[i]);
+}
 
-/* Decode out[0..n); find a stop string; decide how much may be released.
- * Returns the release end offset; *stopped when a stop string was found. */
-static g4_status text_update(text_state *ts, const int32_t *out, size_t n, bool final, size_t *release,
-                             bool *stopped, g4_error *err) {
+void g4_textstream_free(g4_textstream *ts) {
     free(ts->text);
     ts->text = NULL;
-    g4_status st = g4_detokenize(ts->tok, out, n, G4_DETOKENIZE_SKIP_SPECIAL, &ts->text, &ts->len, err);
-    if (st) return st;
+}
+
+g4_status g4_textstream_update(g4_textstream *ts, const int32_t *out, size_t n, bool final, const char **delta,
+                               size_t *dlen, bool *stopped, size_t *stop_idx, g4_error *err) {
+    *delta = "";
+    *dlen = 0;
     *stopped = false;
+    free(ts->text);
+    ts->text = NULL;
+    ts->len = 0;
+    g4_status st = g4_detokenize(ts->tok, out, n, ts->detok_flags, &ts->text, &ts->len, err);
+    if (st) return st;
     size_t from = ts->emitted > ts->max_stop ? ts->emitted - ts->max_stop : 0;
     size_t cut = ts->len;
-    for (size_t i = 0; i < ts->p->n_stop; i++) {
-        const char *sstr = ts->p->stop[i];
+    for (size_t i = 0; i < ts->n_stop; i++) {
+        const char *sstr = ts->stop[i];
         size_t sl = strlen(sstr);
         if (!sl || sl > ts->len) continue;
         for (size_t j = from; j + sl <= ts->len && j < cut; j++)
             if (!memcmp(ts->text + j, sstr, sl)) {
                 cut = j;
                 *stopped = true;
+                if (stop_idx) *stop_idx = i;
                 break;
             }
     }
+    size_t r;
     if (*stopped || final) {
-        *release = cut;
-        return G4_OK;
+        r = cut;
+    } else {
+        r = ts->len;
+        if (ts->max_stop > 1) r = ts->len >= ts->max_stop - 1 ? ts->len - (ts->max_stop - 1) : 0;
+        /* hold back trailing U+FFFD (EF BF BD): possibly an unfinished multi-byte character */
+        while (r >= 3 && !memcmp(ts->text + r - 3, "\xEF\xBF\xBD", 3)) r -= 3;
+        /* never split a UTF-8 sequence */
+        while (r > 0 && r < ts->len && ((unsigned char)ts->text[r] & 0xC0) == 0x80) r--;
     }
-    size_t r = ts->len;
-    if (ts->max_stop > 1) r = ts->len >= ts->max_stop - 1 ? ts->len - (ts->max_stop - 1) : 0;
-    /* hold back trailing U+FFFD (EF BF BD): possibly an unfinished multi-byte character */
-    while (r >= 3 && !memcmp(ts->text + r - 3, "\xEF\xBF\xBD", 3)) r -= 3;
-    /* never split a UTF-8 sequence */
-    while (r > 0 && r < ts->len && ((unsigned char)ts->text[r] & 0xC0) == 0x80) r--;
-    *release = r;
+    if (r > ts->emitted) {
+        *delta = ts->text + ts->emitted;
+        *dlen = r - ts->emitted;
+        ts->emitted = r;
+    }
     return G4_OK;
 }
 
@@ -96,12 +111,11 @@ g4_status g4_generate(g4_session *s, const int32_t *prompt, size_t n, const g4_g
     g4_rng_seed(&rng, p->sampling.seed);
     const int32_t *eos = NULL, *sup = NULL;
     size_t n_eos = g4_engine_eos(e, &eos), n_sup = g4_engine_suppress(e, &sup);
-    text_state ts = {.tok = e->tok, .p = p};
-    for (size_t i = 0; i < p->n_stop; i++)
-        if (strlen(p->stop[i]) > ts.max_stop) ts.max_stop = strlen(p->stop[i]);
+    g4_textstream ts;
+    g4_textstream_init(&ts, e->tok, p->stop, p->n_stop);
 
     double t0 = now_s();
-    g4_status st = g4_session_sync(s, seq, n, err);
+    g4_status st = p->mm ? g4_session_sync_mm(s, seq, n, p->mm, p->n_mm, err) : g4_session_sync(s, seq, n, err);
     double t1 = now_s();
     r.prefill_s = t1 - t0;
     size_t len = n;
@@ -120,15 +134,8 @@ g4_status g4_generate(g4_session *s, const int32_t *prompt, size_t n, const g4_g
         bool stopped = false, full = (int)(len - n) >= limit;
         const char *delta = NULL;
         size_t dlen = 0;
-        if (ts.tok) {
-            size_t rel;
-            if ((st = text_update(&ts, seq + n, len - n, full, &rel, &stopped, err))) break;
-            if (rel > ts.emitted) {
-                delta = ts.text + ts.emitted;
-                dlen = rel - ts.emitted;
-                ts.emitted = rel;
-            }
-        }
+        if (ts.tok && (st = g4_textstream_update(&ts, seq + n, len - n, full, &delta, &dlen, &stopped, NULL, err)))
+            break;
         if (on_token && !on_token(user, id, delta ? delta : "", dlen)) {
             r.finish = G4_FINISH_ABORT;
             break;
@@ -145,14 +152,16 @@ g4_status g4_generate(g4_session *s, const int32_t *prompt, size_t n, const g4_g
     }
     /* release what was held back (no stop string matched it) */
     if (!st && ts.tok && r.finish != G4_FINISH_ABORT && len > n) {
-        size_t rel;
+        const char *delta;
+        size_t dlen;
         bool stopped;
-        if (!(st = text_update(&ts, seq + n, len - n, true, &rel, &stopped, err)) && rel > ts.emitted && on_token)
-            on_token(user, -1, ts.text + ts.emitted, rel - ts.emitted);
+        if (!(st = g4_textstream_update(&ts, seq + n, len - n, true, &delta, &dlen, &stopped, NULL, err)) && dlen &&
+            on_token)
+            on_token(user, -1, delta, dlen);
     }
     r.decode_s = now_s() - t1;
     if (res) *res = r;
-    free(ts.text);
+    g4_textstream_free(&ts);
     g4_sampler_free(&smp);
     free(seq);
     return st;

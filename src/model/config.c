@@ -677,8 +677,34 @@ static g4_status parse_quant(pctx *c, const json_value *q, cfg_quant *Q) {
 
 /* ---- Python regex -> POSIX ERE ------------------------------------------ */
 
+/* Patterns that make glibc's regcomp blow up (nested or stacked quantifiers
+ * like "f++++", "(a*)*" style repetition in long patterns) come from untrusted
+ * configs: refuse long patterns, many quantifiers, and a quantifier applied to
+ * a quantifier (Python 3.11's possessive "a++" has no POSIX equivalent anyway). */
+static bool regex_budget_ok(const char *py) {
+    size_t n = strlen(py);
+    if (n > 256) return false;
+    int quant = 0, depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = py[i];
+        if (ch == '\\') { i++; continue; }
+        if (ch == '(') depth++;
+        if (depth > 8) return false;
+        if (ch == ')') depth--;
+        if (ch == '*' || ch == '+' || ch == '?' || ch == '{') {
+            quant++;
+            char prev = i ? py[i - 1] : 0;
+            bool after_quant = prev == '*' || prev == '+' || prev == '}' || (prev == '?' && ch != '?');
+            if (ch == '?' && (prev == '*' || prev == '+' || prev == '}' || prev == '?')) after_quant = false;
+            if (after_quant && !(i >= 2 && py[i - 2] == '\\')) return false;
+        }
+    }
+    return quant <= 16;
+}
+
 bool cfg_regex_translate(const char *py, char *out, size_t cap) {
     size_t o = 0;
+    if (!regex_budget_ok(py)) return false;
 #define EMIT(s) do { const char *_e = (s); size_t _n = strlen(_e); if (o + _n + 3 > cap) return false; \
                      memcpy(out + o, _e, _n); o += _n; } while (0)
     EMIT("^(");

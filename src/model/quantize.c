@@ -10,13 +10,28 @@
 
 #include "model/codec.h"
 
+/* Inline copies of codec.c's bf16_to_f32 / f32_to_bf16 (same bits; NaN never reaches them here
+ * except through qz_bf16_absmax, which skips it). */
+static inline float bf16f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 static inline float ld_bf16(const void *p, int64_t i) {
     uint16_t h;
     memcpy(&h, (const char *)p + 2 * i, 2);
-    return bf16_to_f32(h);
+    return bf16f(h);
 }
 
-static inline float bf16r(float x) { return bf16_to_f32(f32_to_bf16(x)); }
+static inline float bf16r(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return x;
+    u += 0x7FFFu + ((u >> 16) & 1);
+    return bf16f((uint16_t)(u >> 16));
+}
 
 float qz_bf16_absmax(const void *w, int64_t n) {
     const unsigned char *p = w;
@@ -66,16 +81,14 @@ void qz_nvfp4_row(const void *w, int64_t k, float gs, uint8_t *packed, uint8_t *
         if ((sc & 0x7F) == 0) sc = 0x20;                    /* zero scale -> eps 0.125 */
         scales[g0 / NVFP4_BLOCK] = sc;
         float eff = e4m3_to_f32(sc) / gs;                   /* scale / global_scale, f32 */
-        for (int64_t i = 0; i < gn; i += 2) {
-            unsigned c[2] = {0, 0};
-            for (int j = 0; j < 2 && i + j < gn; j++) {
-                float q = x[i + j] / eff + 0.0f;            /* x / scale (+ zero point 0) */
-                if (q > NVFP4_E2M1_MAX) q = NVFP4_E2M1_MAX;
-                if (q < -NVFP4_E2M1_MAX) q = -NVFP4_E2M1_MAX;
-                c[j] = qz_e2m1_code(q);
-            }
-            packed[(g0 + i) / 2] = (uint8_t)(c[0] | (c[1] << 4));
+        unsigned char c[NVFP4_BLOCK] = {0};
+        for (int64_t i = 0; i < gn; i++) {
+            float q = x[i] / eff + 0.0f;                    /* x / scale (+ zero point 0) */
+            q = q > NVFP4_E2M1_MAX ? NVFP4_E2M1_MAX : q;
+            q = q < -NVFP4_E2M1_MAX ? -NVFP4_E2M1_MAX : q;
+            c[i] = (unsigned char)qz_e2m1_code(q);
         }
+        for (int64_t i = 0; i < gn; i += 2) packed[(g0 + i) / 2] = (uint8_t)(c[i] | (c[i + 1] << 4));
     }
 }
 

@@ -1,0 +1,114 @@
+/* cmd_serve.c - `g4 serve`: the OpenAI-compatible server (vLLM's flag names).
+ *
+ *   g4 serve MODEL [--host 127.0.0.1] [--port 8000] [--max-model-len N] [--max-num-seqs N]
+ *            [--api-key KEY] [--served-model-name NAME] [--device cuda|cpu|auto]
+ *            [--max-num-batched-tokens N] [--max-queue N] [--threads N]
+ *            [--max-body-bytes SIZE] [--shutdown-timeout S]
+ *
+ * The API key also comes from $VLLM_API_KEY or $G4_API_KEY when the flag is absent.
+ * SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "server/server.h"
+
+static volatile sig_atomic_t g_stop;
+static int g_wake[2] = {-1, -1};
+
+static void on_signal(int sig) {
+    (void)sig;
+    int saved = errno;
+    g_stop = 1;
+    if (g_wake[1] >= 0) {
+        ssize_t k = write(g_wake[1], "x", 1);
+        (void)k;
+    }
+    errno = saved;
+}
+
+static bool parse_int(const char *s, int lo, int hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = (int)v;
+    return true;
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: g4 serve MODEL [--host 127.0.0.1] [--port 8000] [--max-model-len N] [--max-num-seqs N] "
+                    "[--api-key KEY] [--served-model-name NAME] [--device cuda|cpu|auto] "
+                    "[--max-num-batched-tokens N] [--max-queue N] [--threads N] [--max-body-bytes SIZE] "
+                    "[--shutdown-timeout S]\n");
+    return 2;
+}
+
+int cmd_serve(int argc, char **argv) {
+    srv_opts o = {.host = "127.0.0.1", .port = 8000};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage();
+            return 0;
+        }
+        if (a[0] != '-') {
+            if (o.model) {
+                fprintf(stderr, "g4 serve: unexpected argument '%s'\n", a);
+                return usage();
+            }
+            o.model = a;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "g4 serve: unknown option or missing value: %s\n", a);
+            return usage();
+        }
+        if (!strcmp(a, "--host")) o.host = v;
+        else if (!strcmp(a, "--port")) ok = parse_int(v, 0, 65535, &o.port);
+        else if (!strcmp(a, "--max-model-len")) ok = parse_int(v, 1, 1 << 24, &o.max_model_len);
+        else if (!strcmp(a, "--max-num-seqs")) ok = parse_int(v, 1, 4096, &o.max_num_seqs);
+        else if (!strcmp(a, "--max-num-batched-tokens")) ok = parse_int(v, 1, 1 << 20, &o.token_budget);
+        else if (!strcmp(a, "--max-queue")) ok = parse_int(v, 1, 1 << 20, &o.max_queue);
+        else if (!strcmp(a, "--threads")) ok = parse_int(v, 1, 4096, &o.threads);
+        else if (!strcmp(a, "--api-key")) o.api_key = v;
+        else if (!strcmp(a, "--served-model-name")) o.served_name = v;
+        else if (!strcmp(a, "--max-body-bytes")) ok = (o.max_body = (size_t)cli_parse_size(v)) > 0;
+        else if (!strcmp(a, "--shutdown-timeout")) {
+            int t;
+            ok = parse_int(v, 1, 86400, &t);
+            o.shutdown_timeout = t;
+        } else if (!strcmp(a, "--device")) {
+            if (!strcmp(v, "cpu")) o.device = G4_DEVICE_CPU;
+            else if (!strcmp(v, "cuda")) o.device = G4_DEVICE_CUDA;
+            else if (!strcmp(v, "auto")) o.device = G4_DEVICE_AUTO;
+            else ok = false;
+        } else {
+            fprintf(stderr, "g4 serve: unknown option: %s\n", a);
+            return usage();
+        }
+        if (!ok) {
+            fprintf(stderr, "g4 serve: bad value for %s: '%s'\n", a, v);
+            return 2;
+        }
+        i++;
+    }
+    if (!o.model) return usage();
+    if (!o.api_key) o.api_key = getenv("VLLM_API_KEY");
+    if (!o.api_key) o.api_key = getenv("G4_API_KEY");
+    if (pipe2(g_wake, O_CLOEXEC | O_NONBLOCK)) g_wake[0] = g_wake[1] = -1;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = srv_run(&o, &g_stop, g_wake[0]);
+    if (rc) fprintf(stderr, "g4 serve: failed (see the log above)\n");
+    return rc;
+}

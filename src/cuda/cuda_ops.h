@@ -1,0 +1,112 @@
+/* cuda_ops.h - flat C interface to the CUDA kernels of the src/cuda .cu files.
+ *
+ * Every launcher enqueues work on `stream` (a cudaStream_t passed as void *) and
+ * returns 0 or a cudaError_t code (cu_error_string names it). No launcher
+ * synchronizes or allocates, so all of them may be captured into a CUDA graph.
+ * Pointers are device pointers unless named host_*. Activations are float32,
+ * row-major, as in cpu_ops.h; the semantics of each op equal the CPU op of the
+ * same name (cpu_ops.h), only the summation order differs.
+ *
+ * Dynamic positions: ops that depend on the position p0 take `p0` and `p0_dev`;
+ * when p0_dev != NULL the kernel reads *p0_dev instead (graph replay with a new
+ * position), and `ids_dev` likewise replaces host ids for the embedding.
+ *
+ * Weights (cu_weight) are the device layout made by the CUDA backend at load:
+ * every row padded to a whole number of 16-byte pieces (zeros), see gemv.cu. */
+#ifndef G4_CUDA_OPS_H
+#define G4_CUDA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { CU_F32 = 0, CU_BF16 = 1, CU_F16 = 2, CU_FP8 = 3, CU_NVFP4 = 4 };
+
+/* One Linear W [n, k] on the device. */
+typedef struct cu_weight {
+    int fmt;                /* CU_* */
+    int n, k;               /* logical shape */
+    int kp;                 /* k padded to the values of a 16-byte piece (4/8/16/32) */
+    size_t row_bytes;       /* bytes per padded row of w (multiple of 16) */
+    const void *w;          /* [n, row_bytes] 16-byte aligned */
+    const uint8_t *scale;   /* NVFP4: E4M3 [n, kp/16]; else NULL */
+    const float *ch;        /* FP8: per-row scale [n] (float); else NULL */
+    float gdiv;             /* NVFP4: global divisor (y /= gdiv); else 1 */
+} cu_weight;
+
+const char *cu_error_string(int code);
+/* 0 and fills name/sm count when device 0 exists. */
+int cu_device_query(char *name, size_t name_len, int *sm_count, size_t *mem_total);
+int cu_stream_create(void **stream);
+void cu_stream_destroy(void *stream);
+int cu_malloc(void **p, size_t bytes);
+void cu_free(void *p);
+int cu_memcpy_h2d(void *dst, const void *src, size_t bytes, void *stream);   /* async, pageable ok */
+int cu_memcpy_d2h(void *dst, const void *src, size_t bytes, void *stream);   /* synchronizes the stream */
+int cu_memcpy_d2d(void *dst, const void *src, size_t bytes, void *stream);
+int cu_memset(void *dst, int v, size_t bytes, void *stream);
+int cu_sync(void *stream);
+int cu_mem_info(size_t *free_b, size_t *total_b);
+/* Programmatic dependent launch on/off for all launches (default on). */
+void cu_set_pdl(int on);
+/* Device-to-device copy bandwidth in GB/s (bytes read + bytes written, best of reps). */
+double cu_copy_gbs(size_t bytes, int reps);
+
+/* CUDA graphs of a stream. */
+int cu_capture_begin(void *stream);
+int cu_capture_end(void *stream, void **exec);          /* instantiates; *exec NULL on failure */
+int cu_capture_abort(void *stream);
+int cu_graph_launch(void *exec, void *stream);
+void cu_graph_destroy(void *exec);
+
+/* ---- gemv.cu: y[t, n] = sum_k x[t, k] W[n, k], T small (any T, passes of <= 4 rows) ----
+ * Up to three weights sharing x (same k and fmt): rows of w[i] go to y[i] [T, w[i].n].
+ * geglu: two weights (gate, up) of the same n, y0[t, n] = gelu_tanh(gate) * up. */
+int cu_gemv(const float *x, int T, const cu_weight *const *w, float *const *y, int nw, int geglu,
+            void *stream);
+
+/* ---- gemm.cu: prefill products on tensor cores (cuBLAS, BF16 operands, FP32 accumulate) ----
+ * W is dequantized to a BF16 scratch [n, k] (exact for NVFP4/FP8 codes x block scale) and x is
+ * rounded to BF16. scratch_w: n*k bf16, scratch_x: T*k bf16. cublas: a cublasHandle_t. */
+int cu_gemm_bf16(void *cublas, const float *x, int T, const cu_weight *w, float *y, void *scratch_w,
+                 void *scratch_x, void *stream);
+int cu_cublas_create(void **handle, void *stream);
+void cu_cublas_destroy(void *handle);
+
+/* ---- elementwise.cu ---- */
+int cu_rmsnorm(float *y, const float *x, const float *w, int rows, int n, float eps, void *stream);
+/* x = (x + rms(o) * w_post) * scalar; then xn = rms(x) * w_next when w_next != NULL. rows of n. */
+int cu_residual(float *x, const float *o, const float *w_post, float scalar, const float *w_next, float *xn,
+                int rows, int n, float eps, void *stream);
+int cu_rope(float *x, int T, int H, int hd, int p0, const int *p0_dev, const float *inv_freq, void *stream);
+int cu_gelu_mul(float *out, const float *gate, const float *up, size_t n, void *stream);
+int cu_add(float *y, const float *a, const float *b, size_t n, void *stream);
+int cu_scale(float *y, float s, size_t n, void *stream);
+int cu_softcap(float *y, float c, size_t n, void *stream);
+int cu_copy(float *dst, const float *src, size_t n, void *stream);
+/* out[t, :] = table[ids[t], :] * scale; table fmt CU_BF16 / CU_F16 / CU_F32 rows of row_elems (>= d). */
+int cu_embed(float *out, const void *table, int fmt, size_t row_elems, int d, const int32_t *ids_dev, int T,
+             float scale, void *stream);
+int cu_kv_store(float *kc, float *vc, int n_slots, int Hkv, int hd, const float *k, const float *v, int T, int p0,
+                const int *p0_dev, void *stream);
+/* q = rope(rms(q) * qn); v = rms(k_eq_v ? raw k : v); k = rope(rms(k) * kn); store k, v at p0.. */
+int cu_attn_prep(float *q, float *k, float *v, int T, int Hq, int Hkv, int hd, const float *qn, const float *kn,
+                 const float *inv_freq, int p0, const int *p0_dev, float eps, int k_eq_v, float *kc, float *vc,
+                 int n_slots, void *stream);
+/* out_idx[0] = argmax(x[0..n)) (lowest index on ties). scratch: 2 * 1024 floats. */
+int cu_argmax(const float *x, int n, int32_t *out_idx, float *scratch, void *stream);
+
+/* ---- attention.cu: split-KV attention (cpu_attention's contract) ----
+ * n_keys_max: an upper bound of the resident keys of any query of the call (sets the grid);
+ * ws: workspace of ws_floats floats. block_id_dev: int32 over absolute positions or NULL. */
+int cu_attention(float *out, const float *q, int T, int Hq, int hd, const float *kc, const float *vc, int Hkv,
+                 int n_slots, int p0, const int *p0_dev, int window, const int32_t *block_id_dev, float scale,
+                 int n_keys_max, float *ws, size_t ws_floats, int sm_count, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,303 @@
+/* elementwise.cu - RMSNorm, fused residual (+norm), RoPE, fused attention prologue
+ * (q/k/v norms + RoPE + KV-cache write), GeGLU, add/scale/softcap/copy, embedding
+ * lookup, KV store, argmax. Semantics: cpu_ops.h (same formulas, fp32; RMSNorm's mean of
+ * squares in double like the CPU).
+ *
+ * Mapping: row ops (rmsnorm, residual) = one block of 256 threads per row, the row held
+ * in shared memory between the passes; attn_prep = one block of 128 threads per
+ * (token, head) with q heads first, then kv heads (a kv block also produces v, so that
+ * for k_eq_v layers it reads the raw k before overwriting it); RoPE pairs (j, j+hd/2)
+ * per thread; flat ops = grid-stride loops of 256 threads. */
+#include "cuda/common.cuh"
+#include "cuda/cuda_ops.h"
+
+#include <cuda_fp16.h>
+#include <math.h>
+
+namespace {
+
+__global__ void k_rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
+    __shared__ double sh[32];
+    pdl_wait();
+    const float *xr = x + (size_t)blockIdx.x * n;
+    float *yr = y + (size_t)blockIdx.x * n;
+    double ss = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)xr[i] * xr[i];
+    ss = block_sum_d(ss, sh);
+    float inv = (float)(1.0 / sqrt(ss / n + (double)eps));
+    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = w ? xr[i] * inv * w[i] : xr[i] * inv;
+}
+
+__global__ void k_residual(float *x, const float *o, const float *w_post, float scalar, const float *w_next,
+                           float *xn, int n, float eps) {
+    __shared__ double sh[32];
+    extern __shared__ float row[];
+    pdl_wait();
+    const float *orow = o + (size_t)blockIdx.x * n;
+    float *xr = x + (size_t)blockIdx.x * n;
+    double ss = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)orow[i] * orow[i];
+    ss = block_sum_d(ss, sh);
+    float inv = (float)(1.0 / sqrt(ss / n + (double)eps));
+    double ss2 = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = xr[i] + orow[i] * inv * w_post[i];
+        if (scalar != 1.0f) v *= scalar;
+        xr[i] = v;
+        row[i] = v;
+        ss2 += (double)v * v;
+    }
+    if (!w_next) return;
+    ss2 = block_sum_d(ss2, sh);
+    float inv2 = (float)(1.0 / sqrt(ss2 / n + (double)eps));
+    float *xnr = xn + (size_t)blockIdx.x * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) xnr[i] = row[i] * inv2 * w_next[i];
+}
+
+__device__ __forceinline__ void rope_pair(float *v, int j, int half, float pos, const float *inv_freq) {
+    float f = inv_freq[j];
+    if (f == 0.0f) return;
+    float a = pos * f;
+    float c = cosf(a), s = sinf(a);
+    float x0 = v[j], x1 = v[j + half];
+    v[j] = x0 * c - x1 * s;
+    v[j + half] = x1 * c + x0 * s;
+}
+
+__global__ void k_rope(float *x, int H, int hd, int p0, const int *p0_dev, const float *inv_freq) {
+    pdl_wait();
+    int t = blockIdx.y;
+    int pos = (p0_dev ? *p0_dev : p0) + t;
+    int half = hd / 2;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < H * half; i += gridDim.x * blockDim.x) {
+        int h = i / half, j = i - h * half;
+        rope_pair(x + ((size_t)t * H + h) * hd, j, half, (float)pos, inv_freq);
+    }
+}
+
+/* one block per (head row, token): q heads [0, Hq), kv heads [Hq, Hq + Hkv) */
+__global__ void k_attn_prep(float *q, float *k, float *v, int Hq, int Hkv, int hd, const float *qn,
+                            const float *kn, const float *inv_freq, int p0, const int *p0_dev, float eps,
+                            int k_eq_v, float *kc, float *vc, int n_slots, int T) {
+    __shared__ double sh[32];
+    extern __shared__ float buf[];   /* [2][hd] */
+    pdl_wait();
+    int t = blockIdx.y, hh = blockIdx.x;
+    int pos = (p0_dev ? *p0_dev : p0) + t;
+    int half = hd / 2;
+    bool is_q = hh < Hq;
+    int h = is_q ? hh : hh - Hq;
+    float *src = is_q ? q + ((size_t)t * Hq + h) * hd : k + ((size_t)t * Hkv + h) * hd;
+    float *kv_raw = buf, *vb = buf + hd;
+    double ss = 0, ssv = 0;
+    const float *vsrc = k_eq_v ? src : v + ((size_t)t * Hkv + h) * hd;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float a = src[i];
+        kv_raw[i] = a;
+        ss += (double)a * a;
+        if (!is_q) {
+            float b = vsrc[i];
+            vb[i] = b;
+            ssv += (double)b * b;
+        }
+    }
+    ss = block_sum_d(ss, sh);
+    if (!is_q) ssv = block_sum_d(ssv, sh);
+    float inv = (float)(1.0 / sqrt(ss / hd + (double)eps));
+    const float *w = is_q ? qn : kn;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) kv_raw[i] = kv_raw[i] * inv * w[i];
+    __syncthreads();
+    for (int j = threadIdx.x; j < half; j += blockDim.x) rope_pair(kv_raw, j, half, (float)pos, inv_freq);
+    __syncthreads();
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) src[i] = kv_raw[i];
+    if (is_q) return;
+    float invv = (float)(1.0 / sqrt(ssv / hd + (double)eps));
+    float *vdst = v + ((size_t)t * Hkv + h) * hd;
+    /* the last n_slots tokens of the chunk land in the cache (earlier ones would be overwritten) */
+    bool store = t >= T - n_slots;
+    size_t slot = (size_t)(pos % n_slots);
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float vv = vb[i] * invv;
+        vdst[i] = vv;
+        if (store) {
+            kc[(slot * Hkv + h) * hd + i] = kv_raw[i];
+            vc[(slot * Hkv + h) * hd + i] = vv;
+        }
+    }
+}
+
+__device__ __forceinline__ float gelu_tanh(float x) {
+    const float k0 = 0.7978845608028654f;
+    return 0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x)));
+}
+
+__global__ void k_gelu_mul(float *out, const float *g, const float *u, size_t n) {
+    pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = gelu_tanh(g[i]) * u[i];
+}
+__global__ void k_add(float *y, const float *a, const float *b, size_t n) {
+    pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = a[i] + b[i];
+}
+__global__ void k_scale(float *y, float s, size_t n) {
+    pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] *= s;
+}
+__global__ void k_softcap(float *y, float c, size_t n) {
+    pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = c * tanhf(y[i] / c);
+}
+__global__ void k_copy(float *d, const float *s, size_t n) {
+    pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        d[i] = s[i];
+}
+
+__global__ void k_embed(float *out, const void *table, int fmt, size_t row_elems, int d, const int32_t *ids,
+                        float scale) {
+    pdl_wait();
+    int t = blockIdx.y;
+    size_t base = (size_t)ids[t] * row_elems;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < d; i += gridDim.x * blockDim.x) {
+        float v;
+        if (fmt == CU_BF16) v = __uint_as_float((uint32_t)((const uint16_t *)table)[base + i] << 16);
+        else if (fmt == CU_F16) v = __half2float(((const __half *)table)[base + i]);
+        else v = ((const float *)table)[base + i];
+        out[(size_t)t * d + i] = v * scale;
+    }
+}
+
+__global__ void k_kv_store(float *kc, float *vc, int n_slots, int Hkv, int hd, const float *k, const float *v,
+                           int T, int p0, const int *p0_dev) {
+    pdl_wait();
+    int t = blockIdx.y;
+    if (t < T - n_slots) return;
+    int pos = (p0_dev ? *p0_dev : p0) + t;
+    size_t row = (size_t)Hkv * hd, slot = (size_t)(pos % n_slots);
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < row; i += (size_t)gridDim.x * blockDim.x) {
+        kc[slot * row + i] = k[t * row + i];
+        vc[slot * row + i] = v[t * row + i];
+    }
+}
+
+/* two-stage argmax: stage 1 per-block (value, index) pairs into scratch, stage 2 one block */
+__device__ __forceinline__ void amax_merge(float &v, int &i, float v2, int i2) {
+    if (v2 > v || (v2 == v && i2 < i) || (v != v && v2 == v2)) {
+        v = v2;
+        i = i2;
+    }
+}
+__global__ void k_argmax1(const float *x, int n, float *sv, int *si) {
+    __shared__ float bv[32];
+    __shared__ int bi[32];
+    pdl_wait();
+    float v = -INFINITY;
+    int idx = 0x7fffffff;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) amax_merge(v, idx, x[i], i);
+    for (int o = 16; o > 0; o >>= 1) amax_merge(v, idx, __shfl_xor_sync(~0u, v, o), __shfl_xor_sync(~0u, idx, o));
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) { bv[w] = v; bi[w] = idx; }
+    __syncthreads();
+    if (w == 0) {
+        int nw = blockDim.x >> 5;
+        v = lane < nw ? bv[lane] : -INFINITY;
+        idx = lane < nw ? bi[lane] : 0x7fffffff;
+        for (int o = 16; o > 0; o >>= 1) amax_merge(v, idx, __shfl_xor_sync(~0u, v, o), __shfl_xor_sync(~0u, idx, o));
+        if (lane == 0) { sv[blockIdx.x] = v; si[blockIdx.x] = idx; }
+    }
+}
+__global__ void k_argmax2(const float *sv, const int *si, int nb, int32_t *out) {
+    pdl_wait();
+    int lane = threadIdx.x;
+    float v = -INFINITY;
+    int idx = 0x7fffffff;
+    for (int i = lane; i < nb; i += 32) amax_merge(v, idx, sv[i], si[i]);
+    for (int o = 16; o > 0; o >>= 1) amax_merge(v, idx, __shfl_xor_sync(~0u, v, o), __shfl_xor_sync(~0u, idx, o));
+    if (lane == 0) out[0] = idx == 0x7fffffff ? 0 : idx;
+}
+
+int flat_grid(size_t n) {
+    size_t g = (n + 255) / 256;
+    return (int)(g > 1024 ? 1024 : g < 1 ? 1 : g);
+}
+
+} /* namespace */
+
+extern "C" int cu_rmsnorm(float *y, const float *x, const float *w, int rows, int n, float eps, void *stream) {
+    if (rows <= 0) return 0;
+    return cu_launch(k_rmsnorm, dim3(rows), dim3(256), 0, stream, y, x, w, n, eps);
+}
+
+extern "C" int cu_residual(float *x, const float *o, const float *w_post, float scalar, const float *w_next,
+                           float *xn, int rows, int n, float eps, void *stream) {
+    if (rows <= 0) return 0;
+    size_t smem = (size_t)n * sizeof(float);
+    if (smem > 48 * 1024) {
+        static bool done = false;
+        if (!done) {
+            cudaError_t e = cudaFuncSetAttribute(k_residual, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+            if (e) return (int)e;
+            done = true;
+        }
+    }
+    return cu_launch(k_residual, dim3(rows), dim3(256), smem, stream, x, o, w_post, scalar, w_next, xn, n, eps);
+}
+
+extern "C" int cu_rope(float *x, int T, int H, int hd, int p0, const int *p0_dev, const float *inv_freq,
+                       void *stream) {
+    if (T <= 0) return 0;
+    int pairs = H * (hd / 2);
+    int gx = (pairs + 255) / 256;
+    return cu_launch(k_rope, dim3(gx, T), dim3(256), 0, stream, x, H, hd, p0, p0_dev, inv_freq);
+}
+
+extern "C" int cu_attn_prep(float *q, float *k, float *v, int T, int Hq, int Hkv, int hd, const float *qn,
+                            const float *kn, const float *inv_freq, int p0, const int *p0_dev, float eps,
+                            int k_eq_v, float *kc, float *vc, int n_slots, void *stream) {
+    if (T <= 0) return 0;
+    size_t smem = 2 * (size_t)hd * sizeof(float);
+    return cu_launch(k_attn_prep, dim3(Hq + Hkv, T), dim3(128), smem, stream, q, k, v, Hq, Hkv, hd, qn, kn, inv_freq,
+                     p0, p0_dev, eps, k_eq_v, kc, vc, n_slots, T);
+}
+
+extern "C" int cu_gelu_mul(float *out, const float *gate, const float *up, size_t n, void *stream) {
+    return cu_launch(k_gelu_mul, dim3(flat_grid(n)), dim3(256), 0, stream, out, gate, up, n);
+}
+extern "C" int cu_add(float *y, const float *a, const float *b, size_t n, void *stream) {
+    return cu_launch(k_add, dim3(flat_grid(n)), dim3(256), 0, stream, y, a, b, n);
+}
+extern "C" int cu_scale(float *y, float s, size_t n, void *stream) {
+    return cu_launch(k_scale, dim3(flat_grid(n)), dim3(256), 0, stream, y, s, n);
+}
+extern "C" int cu_softcap(float *y, float c, size_t n, void *stream) {
+    return cu_launch(k_softcap, dim3(flat_grid(n)), dim3(256), 0, stream, y, c, n);
+}
+extern "C" int cu_copy(float *dst, const float *src, size_t n, void *stream) {
+    return cu_launch(k_copy, dim3(flat_grid(n)), dim3(256), 0, stream, dst, src, n);
+}
+extern "C" int cu_embed(float *out, const void *table, int fmt, size_t row_elems, int d, const int32_t *ids_dev,
+                        int T, float scale, void *stream) {
+    if (T <= 0) return 0;
+    int gx = (d + 255) / 256;
+    return cu_launch(k_embed, dim3(gx, T), dim3(256), 0, stream, out, table, fmt, row_elems, d, ids_dev, scale);
+}
+extern "C" int cu_kv_store(float *kc, float *vc, int n_slots, int Hkv, int hd, const float *k, const float *v,
+                           int T, int p0, const int *p0_dev, void *stream) {
+    if (T <= 0) return 0;
+    int gx = (Hkv * hd + 255) / 256;
+    return cu_launch(k_kv_store, dim3(gx, T), dim3(256), 0, stream, kc, vc, n_slots, Hkv, hd, k, v, T, p0, p0_dev);
+}
+extern "C" int cu_argmax(const float *x, int n, int32_t *out_idx, float *scratch, void *stream) {
+    int nb = (n + 1023) / 1024;
+    if (nb > 512) nb = 512;
+    if (nb < 1) nb = 1;
+    float *sv = scratch;
+    int *si = (int *)(scratch + 1024);
+    int rc = cu_launch(k_argmax1, dim3(nb), dim3(1024), 0, stream, x, n, sv, si);
+    if (rc) return rc;
+    return cu_launch(k_argmax2, dim3(1), dim3(32), 0, stream, (const float *)sv, (const int *)si, nb, out_idx);
+}

@@ -1,0 +1,724 @@
+/* backend_cuda.c - the CUDA implementation of the op table (backend.h), plain C11 over the
+ * launchers of src/cuda/cuda_ops.h. Built with -DG4_HAVE_CUDA when nvcc is found; otherwise
+ * be_cuda_create answers G4_ERR_UNSUPPORTED.
+ *
+ * Weights: every Linear of the decoder, the lm_head and the embedding table are uploaded
+ * once into ONE device allocation (256-byte aligned regions), in the checkpoint's own
+ * format: rows padded to whole 16-byte pieces when k needs it (gemv.cu), NVFP4 block
+ * scales padded alike, FP8 row scales widened to float. A tied lm_head shares the
+ * embedding's bytes. No BF16 copy of a quantized weight is kept (prefill dequantizes
+ * one weight at a time into a scratch). Weights are found by their host data pointer
+ * (an open-addressing table). Small float vectors (norms, RoPE tables) live in one
+ * arena allocation.
+ * Decode path: no allocation, no synchronization except the logits copy; a one-token
+ * step is captured into a CUDA graph per (session, workspace) and replayed with the new
+ * position and token id written to a device step buffer that the kernels read.
+ * Errors of void ops are sticky and reported by the next op that returns a status. */
+#include "engine/backend.h"
+#include "base/status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef G4_HAVE_CUDA
+
+g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, g4_error *err) {
+    (void)ck;
+    (void)name;
+    (void)name_len;
+    *out = NULL;
+    return G4_FAIL(err, G4_ERR_UNSUPPORTED, "this build of g4 has no CUDA backend (built without nvcc; use --device cpu)");
+}
+bool be_cuda_available(void) { return false; }
+g4_status be_cuda_upload_linear(be *b, const ckpt_linear *w, g4_error *err) {
+    (void)b;
+    (void)w;
+    return G4_FAIL(err, G4_ERR_UNSUPPORTED, "no CUDA backend in this build");
+}
+g4_status be_cuda_upload_vec(be *b, const ckpt_vec *v, g4_error *err) {
+    (void)b;
+    (void)v;
+    return G4_FAIL(err, G4_ERR_UNSUPPORTED, "no CUDA backend in this build");
+}
+void be_cuda_set_tc_min_t(be *b, int t) {
+    (void)b;
+    (void)t;
+}
+
+#else
+
+#include "cuda/cuda_ops.h"
+#include "model/codec.h"
+
+#define ALIGN_UP(x, a) (((x) + (a) - 1) / (a) * (a))
+#define N_GRAPHS 16
+#define ARENA_FLOATS ((size_t)8 << 20)
+#define WS_FLOATS ((size_t)16 << 20)
+
+typedef struct wentry {
+    const void *key;
+    cu_weight w;
+    size_t row_elems;   /* embedding tables: elements per padded row */
+} wentry;
+
+typedef struct gentry {
+    const void *k1, *k2;
+    void *exec;
+    unsigned long long used;
+} gentry;
+
+typedef struct cu_ctx {
+    void *stream, *cublas;
+    int sm_count;
+    size_t mem_total;
+    uint8_t *wbase;             /* the one weight allocation */
+    size_t wbytes;
+    wentry *map;
+    size_t map_cap, map_n;
+    void **extra;               /* op-test uploads */
+    size_t n_extra;
+    size_t extra_bytes;
+    float *arena;
+    size_t arena_used;
+    float *ws;                  /* attention workspace [WS_FLOATS] */
+    int *d_step;                /* [0] = position, [1] = token id of a graph step */
+    int32_t *d_ids;
+    size_t d_ids_cap;
+    void *scr_w, *scr_x;
+    size_t scr_w_bytes, scr_x_bytes;
+    gentry graphs[N_GRAPHS];
+    unsigned long long tick;
+    int capturing, use_graph, tc_min_t;
+    int sticky;                 /* first error of a void op (cudaError_t), 0 if none */
+} cu_ctx;
+
+static cu_ctx *C(be *b) { return (cu_ctx *)b->ctx; }
+
+static void note(be *b, int rc) {
+    if (rc && !C(b)->sticky) C(b)->sticky = rc;
+}
+static g4_status check(be *b, int rc, const char *what, g4_error *err) {
+    cu_ctx *c = C(b);
+    if (!rc && c->sticky) rc = c->sticky;
+    if (!rc) return G4_OK;
+    c->sticky = 0;
+    return G4_FAIL(err, G4_ERR_CUDA, "cuda %s: %s", what, cu_error_string(rc));
+}
+
+/* ---- weight map ---- */
+static size_t hash_ptr(const void *p, size_t cap) {
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)(x & (cap - 1));
+}
+static wentry *map_find(cu_ctx *c, const void *key) {
+    if (!c->map_cap) return NULL;
+    for (size_t i = hash_ptr(key, c->map_cap);; i = (i + 1) & (c->map_cap - 1)) {
+        if (c->map[i].key == key) return &c->map[i];
+        if (!c->map[i].key) return NULL;
+    }
+}
+static wentry *map_put(cu_ctx *c, const void *key) {
+    if ((c->map_n + 1) * 2 > c->map_cap) {
+        size_t nc = c->map_cap ? c->map_cap * 2 : 1024;
+        wentry *nm = calloc(nc, sizeof *nm);
+        if (!nm) return NULL;
+        for (size_t i = 0; i < c->map_cap; i++)
+            if (c->map[i].key) {
+                size_t j = hash_ptr(c->map[i].key, nc);
+                while (nm[j].key) j = (j + 1) & (nc - 1);
+                nm[j] = c->map[i];
+            }
+        free(c->map);
+        c->map = nm;
+        c->map_cap = nc;
+    }
+    size_t i = hash_ptr(key, c->map_cap);
+    while (c->map[i].key && c->map[i].key != key) i = (i + 1) & (c->map_cap - 1);
+    if (!c->map[i].key) c->map_n++;
+    c->map[i].key = key;
+    return &c->map[i];
+}
+
+static int cu_fmt(ckpt_format f) {
+    switch (f) {
+    case CKPT_BF16: return CU_BF16;
+    case CKPT_F16: return CU_F16;
+    case CKPT_F32: return CU_F32;
+    case CKPT_FP8: return CU_FP8;
+    case CKPT_NVFP4: return CU_NVFP4;
+    default: return -1;
+    }
+}
+static int vals_per_piece(int fmt) { return fmt == CU_F32 ? 4 : fmt == CU_NVFP4 ? 32 : fmt == CU_FP8 ? 16 : 8; }
+/* bytes of one element times 2 (NVFP4: 1 = half a byte) */
+static size_t bytes2(int fmt) { return fmt == CU_F32 ? 8 : fmt == CU_NVFP4 ? 1 : fmt == CU_FP8 ? 2 : 4; }
+
+/* A Linear-shaped upload: w [n, k] in fmt (+ NVFP4 scales / FP8 row scales). */
+typedef struct upl {
+    const void *key;
+    int fmt;
+    int64_t n, k;
+    const void *w;
+    const uint8_t *scale;
+    const void *ch;
+    ckpt_format ch_fmt;
+    float gdiv;
+} upl;
+
+static size_t upl_bytes(const upl *u) {
+    int kp = (int)ALIGN_UP(u->k, vals_per_piece(u->fmt));
+    size_t rb = (size_t)kp * bytes2(u->fmt) / 2;
+    size_t s = ALIGN_UP((size_t)u->n * rb, 256);
+    if (u->fmt == CU_NVFP4) s += ALIGN_UP((size_t)u->n * (size_t)(kp / 16), 256);
+    if (u->fmt == CU_FP8) s += ALIGN_UP((size_t)u->n * 4, 256);
+    return s;
+}
+
+static float ch_at(const upl *u, int64_t i) {
+    const unsigned char *p = u->ch;
+    if (u->ch_fmt == CKPT_F32) {
+        float f;
+        memcpy(&f, p + i * 4, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p + i * 2, 2);
+    return u->ch_fmt == CKPT_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+}
+
+/* Copy u into device memory at dst (upl_bytes(u) bytes) and register it. */
+static g4_status upl_write(be *b, const upl *u, uint8_t *dst, g4_error *err) {
+    cu_ctx *c = C(b);
+    int kp = (int)ALIGN_UP(u->k, vals_per_piece(u->fmt));
+    size_t rb = (size_t)kp * bytes2(u->fmt) / 2, src_rb = (size_t)u->k * bytes2(u->fmt) / 2;
+    size_t wsz = ALIGN_UP((size_t)u->n * rb, 256);
+    int rc = 0;
+    if (rb == src_rb) rc = cu_memcpy_h2d(dst, u->w, (size_t)u->n * rb, c->stream);
+    else {
+        size_t rows_per = ((size_t)64 << 20) / rb + 1;
+        uint8_t *tmp = calloc(rows_per, rb);
+        if (!tmp) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory staging a weight");
+        for (int64_t r0 = 0; r0 < u->n && !rc; r0 += (int64_t)rows_per) {
+            int64_t nr = u->n - r0 < (int64_t)rows_per ? u->n - r0 : (int64_t)rows_per;
+            for (int64_t r = 0; r < nr; r++)
+                memcpy(tmp + r * rb, (const uint8_t *)u->w + (size_t)(r0 + r) * src_rb, src_rb);
+            rc = cu_memcpy_h2d(dst + (size_t)r0 * rb, tmp, (size_t)nr * rb, c->stream);
+            if (!rc) rc = cu_sync(c->stream);
+        }
+        free(tmp);
+    }
+    if (rc) return check(b, rc, "weight upload", err);
+    wentry *e = map_put(c, u->key);
+    if (!e) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    e->w = (cu_weight){.fmt = u->fmt, .n = (int)u->n, .k = (int)u->k, .kp = kp, .row_bytes = rb, .w = dst,
+                       .gdiv = u->fmt == CU_NVFP4 ? u->gdiv : 1.0f};
+    e->row_elems = (size_t)kp;
+    uint8_t *p = dst + wsz;
+    if (u->fmt == CU_NVFP4) {
+        size_t sp = (size_t)(kp / 16), ss = (size_t)(u->k / 16);
+        uint8_t *tmp = calloc((size_t)u->n, sp);
+        if (!tmp) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory staging scales");
+        for (int64_t r = 0; r < u->n; r++) memcpy(tmp + r * sp, u->scale + r * ss, ss);
+        rc = cu_memcpy_h2d(p, tmp, (size_t)u->n * sp, c->stream);
+        if (!rc) rc = cu_sync(c->stream);
+        free(tmp);
+        e->w.scale = p;
+    } else if (u->fmt == CU_FP8) {
+        float *tmp = malloc((size_t)u->n * sizeof(float));
+        if (!tmp) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory staging scales");
+        for (int64_t r = 0; r < u->n; r++) tmp[r] = ch_at(u, r);
+        rc = cu_memcpy_h2d(p, tmp, (size_t)u->n * 4, c->stream);
+        if (!rc) rc = cu_sync(c->stream);
+        free(tmp);
+        e->w.ch = (const float *)p;
+    }
+    return check(b, rc, "scale upload", err);
+}
+
+static bool upl_from_linear(const ckpt_linear *w, upl *u) {
+    int f = cu_fmt(w->format);
+    if (f < 0 || !w->w) return false;
+    *u = (upl){.key = w->w, .fmt = f, .n = w->n, .k = w->k, .w = w->w, .scale = w->scale_fp8, .ch = w->scale_ch,
+               .ch_fmt = w->scale_ch_format, .gdiv = w->global_div};
+    return true;
+}
+static bool upl_from_vec(const ckpt_vec *v, int64_t rows, upl *u) {
+    int f = cu_fmt(v->format);
+    if (f < 0 || f == CU_FP8 || f == CU_NVFP4 || !v->data || rows < 1) return false;
+    *u = (upl){.key = v->data, .fmt = f, .n = rows, .k = v->numel / rows, .w = v->data, .gdiv = 1.0f};
+    return true;
+}
+
+/* ---- basic ops ---- */
+static void cb_free(be *b) {
+    if (!b) return;
+    cu_ctx *c = C(b);
+    if (c) {
+        if (c->stream) cu_sync(c->stream);
+        for (int i = 0; i < N_GRAPHS; i++) cu_graph_destroy(c->graphs[i].exec);
+        for (size_t i = 0; i < c->n_extra; i++) cu_free(c->extra[i]);
+        free(c->extra);
+        cu_free(c->wbase);
+        cu_free(c->arena);
+        cu_free(c->ws);
+        cu_free(c->d_step);
+        cu_free(c->d_ids);
+        cu_free(c->scr_w);
+        cu_free(c->scr_x);
+        cu_cublas_destroy(c->cublas);
+        cu_stream_destroy(c->stream);
+        free(c->map);
+        free(c);
+    }
+    free(b);
+}
+
+static bool in_arena(cu_ctx *c, const void *p) {
+    return c->arena && (const float *)p >= c->arena && (const float *)p < c->arena + ARENA_FLOATS;
+}
+
+static float *cb_alloc(be *b, size_t n) {
+    cu_ctx *c = C(b);
+    void *p = NULL;
+    if (cu_malloc(&p, (n ? n : 1) * sizeof(float))) return NULL;
+    if (cu_memset(p, 0, (n ? n : 1) * sizeof(float), c->stream) || cu_sync(c->stream)) {
+        cu_free(p);
+        return NULL;
+    }
+    return p;
+}
+static void cb_release(be *b, float *p) {
+    if (!p || in_arena(C(b), p)) return;
+    cu_sync(C(b)->stream);
+    cu_free(p);
+}
+static g4_status cb_to_host(be *b, float *dst, const float *src, size_t n, g4_error *err) {
+    return check(b, cu_memcpy_d2h(dst, src, n * sizeof(float), C(b)->stream), "copy to host", err);
+}
+
+static g4_status grow(be *b, void **p, size_t *cap, size_t need, g4_error *err) {
+    if (*cap >= need) return G4_OK;
+    cu_ctx *c = C(b);
+    if (c->capturing) return G4_FAIL(err, G4_ERR_INTERNAL, "cuda: scratch growth during graph capture");
+    cu_sync(c->stream);
+    cu_free(*p);
+    *p = NULL;
+    *cap = 0;
+    if (cu_malloc(p, need)) return G4_FAIL(err, G4_ERR_NOMEM, "cuda: out of device memory for %zu bytes of scratch", need);
+    *cap = need;
+    return G4_OK;
+}
+
+static const cu_weight *find_w(be *b, const ckpt_linear *w, g4_error *err) {
+    wentry *e = map_find(C(b), w->w);
+    if (!e) {
+        G4_FAIL(err, G4_ERR_INTERNAL, "cuda: weight [%lld, %lld] was not uploaded", (long long)w->n, (long long)w->k);
+        return NULL;
+    }
+    return &e->w;
+}
+
+static g4_status gemm(be *b, float *y, const float *x, int T, const cu_weight *cw, g4_error *err) {
+    cu_ctx *c = C(b);
+    g4_status st;
+    if (!c->cublas && (st = check(b, cu_cublas_create(&c->cublas, c->stream), "cublas", err))) return st;
+    if ((st = grow(b, &c->scr_w, &c->scr_w_bytes, (size_t)cw->n * cw->k * 2, err))) return st;
+    if ((st = grow(b, &c->scr_x, &c->scr_x_bytes, (size_t)T * cw->k * 2, err))) return st;
+    return check(b, cu_gemm_bf16(c->cublas, x, T, cw, y, c->scr_w, c->scr_x, c->stream), "gemm", err);
+}
+
+static g4_status cb_matmul(be *b, float *y, const float *x, int T, const ckpt_linear *w, g4_error *err) {
+    const cu_weight *cw = find_w(b, w, err);
+    if (!cw) return G4_ERR_INTERNAL;
+    if (T >= C(b)->tc_min_t) return gemm(b, y, x, T, cw, err);
+    float *ys[1] = {y};
+    const cu_weight *ws[1] = {cw};
+    return check(b, cu_gemv(x, T, ws, ys, 1, 0, C(b)->stream), "gemv", err);
+}
+
+static g4_status cb_matmul3(be *b, float *y0, float *y1, float *y2, const float *x, int T, const ckpt_linear *w0,
+                            const ckpt_linear *w1, const ckpt_linear *w2, g4_error *err) {
+    const ckpt_linear *wl[3] = {w0, w1, w2};
+    float *yl[3] = {y0, y1, y2};
+    const cu_weight *cw[3];
+    float *ys[3];
+    int n = 0;
+    bool same = true;
+    for (int i = 0; i < 3; i++) {
+        if (!wl[i]) continue;
+        if (!(cw[n] = find_w(b, wl[i], err))) return G4_ERR_INTERNAL;
+        ys[n] = yl[i];
+        if (cw[n]->fmt != cw[0]->fmt || cw[n]->k != cw[0]->k) same = false;
+        n++;
+    }
+    if (T >= C(b)->tc_min_t || !same) {
+        for (int i = 0; i < n; i++) {
+            g4_status st = T >= C(b)->tc_min_t ? gemm(b, ys[i], x, T, cw[i], err)
+                                               : check(b, cu_gemv(x, T, &cw[i], &ys[i], 1, 0, C(b)->stream), "gemv", err);
+            if (st) return st;
+        }
+        return G4_OK;
+    }
+    return check(b, cu_gemv(x, T, cw, ys, n, 0, C(b)->stream), "gemv", err);
+}
+
+static g4_status cb_geglu(be *b, float *h, float *scratch, const float *x, int T, const ckpt_linear *gate,
+                          const ckpt_linear *up, g4_error *err) {
+    const cu_weight *cw[2] = {find_w(b, gate, err), find_w(b, up, err)};
+    if (!cw[0] || !cw[1]) return G4_ERR_INTERNAL;
+    if (T >= C(b)->tc_min_t || cw[0]->fmt != cw[1]->fmt || cw[0]->k != cw[1]->k || cw[0]->n != cw[1]->n) {
+        g4_status st = cb_matmul(b, h, x, T, gate, err);
+        if (!st) st = cb_matmul(b, scratch, x, T, up, err);
+        if (!st) st = check(b, cu_gelu_mul(h, h, scratch, (size_t)T * cw[0]->n, C(b)->stream), "gelu", err);
+        return st;
+    }
+    float *ys[2] = {h, scratch};
+    return check(b, cu_gemv(x, T, cw, ys, 2, 1, C(b)->stream), "gemv geglu", err);
+}
+
+static g4_status cb_embed(be *b, float *out, const ckpt_vec *table, int n_vocab, int d, const int32_t *ids, int T,
+                          float scale, g4_error *err) {
+    cu_ctx *c = C(b);
+    for (int t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= n_vocab)
+            return G4_FAIL(err, G4_ERR_INVALID_ARG, "token id %d outside the vocabulary [0, %d)", ids[t], n_vocab);
+    wentry *e = map_find(c, table->data);
+    if (!e) return G4_FAIL(err, G4_ERR_INTERNAL, "cuda: embedding table was not uploaded");
+    const int32_t *dids;
+    if (c->capturing) dids = (const int32_t *)c->d_step + 1;
+    else {
+        g4_status st = grow(b, (void **)&c->d_ids, &c->d_ids_cap, (size_t)T * sizeof(int32_t), err);
+        if (st) return st;
+        if ((st = check(b, cu_memcpy_h2d(c->d_ids, ids, (size_t)T * sizeof(int32_t), c->stream), "ids", err))) return st;
+        dids = c->d_ids;
+    }
+    return check(b, cu_embed(out, e->w.w, e->w.fmt, e->row_elems, d, dids, T, scale, c->stream), "embed", err);
+}
+
+static const int *p0_dev(be *b) { return C(b)->capturing ? C(b)->d_step : NULL; }
+
+static void cb_rms(be *b, float *y, const float *x, const float *w, size_t rows, int n, float eps) {
+    note(b, cu_rmsnorm(y, x, w, (int)rows, n, eps, C(b)->stream));
+}
+static void cb_rope(be *b, float *x, int T, int H, int hd, int p0, const float *inv_freq) {
+    note(b, cu_rope(x, T, H, hd, p0, p0_dev(b), inv_freq, C(b)->stream));
+}
+static void cb_gelu(be *b, float *out, const float *g, const float *u, size_t n) {
+    note(b, cu_gelu_mul(out, g, u, n, C(b)->stream));
+}
+static void cb_add(be *b, float *y, const float *a, const float *c2, size_t n) {
+    note(b, cu_add(y, a, c2, n, C(b)->stream));
+}
+static void cb_scale(be *b, float *y, float s, size_t n) { note(b, cu_scale(y, s, n, C(b)->stream)); }
+static void cb_softcap(be *b, float *y, float cap, size_t n) { note(b, cu_softcap(y, cap, n, C(b)->stream)); }
+static void cb_copy(be *b, float *dst, const float *src, size_t n) {
+    if (dst != src) note(b, cu_memcpy_d2d(dst, src, n * sizeof(float), C(b)->stream));
+}
+static void cb_kv(be *b, float *kc, float *vc, int n_slots, int Hkv, int hd, const float *k, const float *v, int T,
+                  int p0) {
+    note(b, cu_kv_store(kc, vc, n_slots, Hkv, hd, k, v, T, p0, p0_dev(b), C(b)->stream));
+}
+static void cb_attn_prep(be *b, float *q, float *k, float *v, int T, int Hq, int Hkv, int hd, const float *qn,
+                         const float *kn, const float *inv_freq, int p0, float eps, bool k_eq_v, float *kc, float *vc,
+                         int n_slots) {
+    note(b, cu_attn_prep(q, k, v, T, Hq, Hkv, hd, qn, kn, inv_freq, p0, p0_dev(b), eps, k_eq_v, kc, vc, n_slots,
+                         C(b)->stream));
+}
+static void cb_residual(be *b, float *x, float *o, const float *w_post, float scalar, const float *w_next, float *xn,
+                        size_t rows, int d, float eps) {
+    note(b, cu_residual(x, o, w_post, scalar, w_next, xn, (int)rows, d, eps, C(b)->stream));
+}
+
+static g4_status cb_attn(be *b, float *out, const float *q, int T, int Hq, int hd, const float *kc, const float *vc,
+                         int Hkv, int n_slots, int p0, int window, const int32_t *block_id, float scale, g4_error *err) {
+    cu_ctx *c = C(b);
+    int res_lo = p0 + T - n_slots;
+    if (res_lo < 0) res_lo = 0;
+    if (window > 0 && n_slots < window + T - 1 && n_slots < p0 + T)
+        return G4_FAIL(err, G4_ERR_INVALID_ARG, "attention: ring of %d slots < window %d + %d tokens - 1", n_slots,
+                       window, T);
+    if (window <= 0 && n_slots < p0 + T)
+        return G4_FAIL(err, G4_ERR_INVALID_ARG, "attention: %d slots < %d positions", n_slots, p0 + T);
+    int nk;
+    if (c->capturing) nk = (window > 0 && !block_id && window < n_slots) ? window : n_slots;
+    else {
+        nk = p0 + T - res_lo;
+        if (window > 0 && !block_id && window + T - 1 < nk) nk = window + T - 1;
+    }
+    return check(b, cu_attention(out, q, T, Hq, hd, kc, vc, Hkv, n_slots, p0, p0_dev(b), window, block_id, scale, nk,
+                                 c->ws, WS_FLOATS, c->sm_count, c->stream),
+                 "attention", err);
+}
+
+static float *arena_get(be *b, size_t n) {
+    cu_ctx *c = C(b);
+    size_t nn = ALIGN_UP(n ? n : 1, 64);
+    if (c->arena && c->arena_used + nn <= ARENA_FLOATS) {
+        float *p = c->arena + c->arena_used;
+        c->arena_used += nn;
+        return p;
+    }
+    return cb_alloc(b, n);
+}
+static float *cb_upload(be *b, const float *host, size_t n) {
+    float *p = arena_get(b, n);
+    if (!p) return NULL;
+    if (cu_memcpy_h2d(p, host, n * sizeof(float), C(b)->stream) || cu_sync(C(b)->stream)) return NULL;
+    return p;
+}
+static float *cb_weight_f32(be *b, const ckpt_vec *v) {
+    float *h = malloc((size_t)(v->numel ? v->numel : 1) * sizeof(float));
+    if (!h) return NULL;
+    const unsigned char *p = v->data;
+    for (int64_t i = 0; i < v->numel; i++) {
+        if (v->format == CKPT_F32) memcpy(&h[i], p + i * 4, 4);
+        else {
+            uint16_t u;
+            memcpy(&u, p + i * 2, 2);
+            h[i] = v->format == CKPT_BF16 ? bf16_to_f32(u) : f16_to_f32(u);
+        }
+    }
+    float *d = cb_upload(b, h, (size_t)v->numel);
+    free(h);
+    return d;
+}
+static g4_status cb_set_rows(be *b, float *x, int d, const int *rows, int n, const float *host, g4_error *err) {
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++)
+        rc = cu_memcpy_h2d(x + (size_t)rows[i] * d, host + (size_t)i * d, (size_t)d * sizeof(float), C(b)->stream);
+    return check(b, rc, "set rows", err);
+}
+static int32_t *cb_alloc_i32(be *b, size_t n) { return (int32_t *)cb_alloc(b, n); }
+static void cb_release_i32(be *b, int32_t *p) { cb_release(b, (float *)p); }
+static g4_status cb_write_i32(be *b, int32_t *dst, const int32_t *host, size_t n, g4_error *err) {
+    return check(b, cu_memcpy_h2d(dst, host, n * sizeof(int32_t), C(b)->stream), "write ids", err);
+}
+static double cb_mem(be *b) {
+    cu_sync(C(b)->stream);
+    return cu_copy_gbs((size_t)1 << 30, 10);
+}
+
+/* ---- graphs ---- */
+static g4_status cb_graph_begin(be *b, const void *k1, const void *k2, const int32_t *ids, int T, int p0, int *mode,
+                                g4_error *err) {
+    cu_ctx *c = C(b);
+    *mode = 0;
+    if (!c->use_graph || T != 1 || c->capturing) return G4_OK;
+    int step[2] = {p0, ids[0]};
+    g4_status st = check(b, cu_memcpy_h2d(c->d_step, step, sizeof step, c->stream), "step", err);
+    if (st) return st;
+    for (int i = 0; i < N_GRAPHS; i++)
+        if (c->graphs[i].exec && c->graphs[i].k1 == k1 && c->graphs[i].k2 == k2) {
+            c->graphs[i].used = ++c->tick;
+            *mode = 1;
+            return check(b, cu_graph_launch(c->graphs[i].exec, c->stream), "graph launch", err);
+        }
+    if ((st = check(b, cu_capture_begin(c->stream), "capture", err))) return st;
+    c->capturing = 1;
+    *mode = 2;
+    return G4_OK;
+}
+
+static g4_status cb_graph_end(be *b, const void *k1, const void *k2, g4_status st, g4_error *err) {
+    cu_ctx *c = C(b);
+    c->capturing = 0;
+    if (st) {
+        cu_capture_abort(c->stream);
+        return st;
+    }
+    void *exec = NULL;
+    int rc = cu_capture_end(c->stream, &exec);
+    if (rc || !exec) return check(b, rc ? rc : 999, "graph capture", err);
+    int slot = 0;
+    for (int i = 0; i < N_GRAPHS; i++) {
+        if (!c->graphs[i].exec) {
+            slot = i;
+            break;
+        }
+        if (c->graphs[i].used < c->graphs[slot].used) slot = i;
+    }
+    if (c->graphs[slot].exec) {
+        cu_sync(c->stream);
+        cu_graph_destroy(c->graphs[slot].exec);
+    }
+    c->graphs[slot] = (gentry){.k1 = k1, .k2 = k2, .exec = exec, .used = ++c->tick};
+    return check(b, cu_graph_launch(exec, c->stream), "graph launch", err);
+}
+
+static void cb_forget(be *b, const void *key) {
+    cu_ctx *c = C(b);
+    for (int i = 0; i < N_GRAPHS; i++)
+        if (c->graphs[i].exec && (c->graphs[i].k1 == key || c->graphs[i].k2 == key)) {
+            cu_sync(c->stream);
+            cu_graph_destroy(c->graphs[i].exec);
+            c->graphs[i] = (gentry){0};
+        }
+}
+
+static size_t cb_mem_used(be *b, size_t *weights) {
+    cu_ctx *c = C(b);
+    if (weights) *weights = c->wbytes + c->extra_bytes;
+    size_t fr = 0, tot = 0;
+    if (cu_mem_info(&fr, &tot)) return 0;
+    return tot - fr;
+}
+
+bool be_cuda_available(void) {
+    int sm = 0;
+    return cu_device_query(NULL, 0, &sm, NULL) == 0;
+}
+
+void be_cuda_set_tc_min_t(be *b, int t) { C(b)->tc_min_t = t < 1 ? 1 : t; }
+
+g4_status be_cuda_upload_linear(be *b, const ckpt_linear *w, g4_error *err) {
+    cu_ctx *c = C(b);
+    upl u;
+    if (!upl_from_linear(w, &u)) return G4_FAIL(err, G4_ERR_UNSUPPORTED, "cuda: weight format %s", ckpt_format_name(w->format));
+    void *p = NULL;
+    size_t bytes = upl_bytes(&u);
+    if (cu_malloc(&p, bytes)) return G4_FAIL(err, G4_ERR_NOMEM, "cuda: out of device memory");
+    void **ne = realloc(c->extra, (c->n_extra + 1) * sizeof *ne);
+    if (!ne) {
+        cu_free(p);
+        return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    }
+    c->extra = ne;
+    c->extra[c->n_extra++] = p;
+    c->extra_bytes += bytes;
+    cu_memset(p, 0, bytes, c->stream);
+    return upl_write(b, &u, p, err);
+}
+
+g4_status be_cuda_upload_vec(be *b, const ckpt_vec *v, g4_error *err) {
+    (void)b;
+    (void)v;
+    return G4_FAIL(err, G4_ERR_UNSUPPORTED, "cuda: use be_cuda_upload_linear with a table view");
+}
+
+static int env_int(const char *name, int def) {
+    const char *s = getenv(name);
+    return s && *s ? atoi(s) : def;
+}
+
+g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, g4_error *err) {
+    *out = NULL;
+    char dev[256] = "";
+    int sm = 0;
+    size_t mem_total = 0;
+    int rc = cu_device_query(dev, sizeof dev, &sm, &mem_total);
+    if (rc) return G4_FAIL(err, G4_ERR_CUDA, "no usable CUDA device: %s", cu_error_string(rc));
+    be *b = calloc(1, sizeof *b);
+    cu_ctx *c = calloc(1, sizeof *c);
+    if (!b || !c) {
+        free(b);
+        free(c);
+        return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    }
+    b->ctx = c;
+    b->name = "cuda";
+    b->free = cb_free;
+    c->sm_count = sm;
+    c->mem_total = mem_total;
+    c->use_graph = env_int("G4_CUDA_GRAPH", 1);
+    c->tc_min_t = env_int("G4_CUDA_TC_MIN_T", 128);
+    cu_set_pdl(env_int("G4_CUDA_PDL", 1));
+    g4_status st = G4_OK;
+    if ((rc = cu_stream_create(&c->stream)) || (rc = cu_malloc((void **)&c->arena, ARENA_FLOATS * sizeof(float))) ||
+        (rc = cu_malloc((void **)&c->ws, WS_FLOATS * sizeof(float))) || (rc = cu_malloc((void **)&c->d_step, 64))) {
+        st = G4_FAIL(err, G4_ERR_CUDA, "cuda: %s", cu_error_string(rc));
+        goto fail;
+    }
+    cu_memset(c->d_step, 0, 64, c->stream);
+    if (ck) {
+        /* every Linear of the decoder + lm_head + embedding, in one allocation */
+        int nl = ck->cfg.text.n_layers;
+        size_t cap = (size_t)nl * 7 + 2, n = 0;
+        upl *us = calloc(cap, sizeof *us);
+        if (!us) {
+            st = G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        for (int l = 0; l < nl; l++) {
+            const ckpt_layer *L = &ck->layers[l];
+            const ckpt_linear *ls[7] = {&L->q_proj, &L->k_proj, &L->v_proj, &L->o_proj, &L->gate_proj, &L->up_proj,
+                                        &L->down_proj};
+            for (int i = 0; i < 7; i++) {
+                if (ls[i]->format == CKPT_NONE) continue;
+                if (!upl_from_linear(ls[i], &us[n])) {
+                    free(us);
+                    st = G4_FAIL(err, G4_ERR_UNSUPPORTED, "cuda: layer %d: weight format %s", l,
+                                 ckpt_format_name(ls[i]->format));
+                    goto fail;
+                }
+                n++;
+            }
+        }
+        bool tied = ck->lm_head.w == ck->embed.data;
+        if (!tied && ck->lm_head.format != CKPT_NONE && upl_from_linear(&ck->lm_head, &us[n])) n++;
+        if (upl_from_vec(&ck->embed, (int64_t)ck->cfg.text.vocab, &us[n])) n++;
+        else {
+            free(us);
+            st = G4_FAIL(err, G4_ERR_UNSUPPORTED, "cuda: embedding format %s", ckpt_format_name(ck->embed.format));
+            goto fail;
+        }
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++) total += upl_bytes(&us[i]);
+        if ((rc = cu_malloc((void **)&c->wbase, total))) {
+            free(us);
+            st = G4_FAIL(err, G4_ERR_NOMEM, "cuda: cannot allocate %.2f GB of weights: %s", total / 1e9,
+                         cu_error_string(rc));
+            goto fail;
+        }
+        c->wbytes = total;
+        cu_memset(c->wbase, 0, total, c->stream);
+        size_t off = 0;
+        for (size_t i = 0; i < n && !st; i++) {
+            st = upl_write(b, &us[i], c->wbase + off, err);
+            off += upl_bytes(&us[i]);
+        }
+        free(us);
+        if (!st) st = check(b, cu_sync(c->stream), "weight upload", err);
+        if (st) goto fail;
+    }
+    b->alloc = cb_alloc;
+    b->release = cb_release;
+    b->to_host = cb_to_host;
+    b->matmul = cb_matmul;
+    b->embed = cb_embed;
+    b->rmsnorm = cb_rms;
+    b->rope = cb_rope;
+    b->gelu_tanh_mul = cb_gelu;
+    b->add = cb_add;
+    b->scale = cb_scale;
+    b->softcap = cb_softcap;
+    b->copy = cb_copy;
+    b->kv_store = cb_kv;
+    b->attention = cb_attn;
+    b->weight_f32 = cb_weight_f32;
+    b->set_rows = cb_set_rows;
+    b->alloc_i32 = cb_alloc_i32;
+    b->release_i32 = cb_release_i32;
+    b->write_i32 = cb_write_i32;
+    b->mem_gbs = cb_mem;
+    b->upload = cb_upload;
+    b->matmul3 = cb_matmul3;
+    b->matmul_geglu = cb_geglu;
+    b->attn_prep = cb_attn_prep;
+    b->residual = cb_residual;
+    b->graph_begin = cb_graph_begin;
+    b->graph_end = cb_graph_end;
+    b->forget = cb_forget;
+    b->mem_used = cb_mem_used;
+    if (name) snprintf(name, name_len, "cuda (%s)", dev);
+    *out = b;
+    return G4_OK;
+fail:
+    cb_free(b);
+    return st;
+}
+
+#endif

@@ -1,0 +1,141 @@
+/* embed.c - the Gemma 4 unified vision and audio embedders (arch doc §2.7, §2.8).
+ *
+ * Vision, per patch p [P] (P = mps^2 * 3):
+ *   u = LayerNorm(p; patch_ln1, eps 1e-5) -> patch_dense (+ bias) -> LayerNorm(patch_ln2)
+ *   u += pos_embedding[x, 0, :] + pos_embedding[y, 1, :]  -> LayerNorm(pos_norm)
+ *   -> RMSNorm without scale (vision rms_norm_eps) -> embedding_projection (no bias)
+ * Audio, per frame f [F]: RMSNorm without scale (audio rms_norm_eps) -> embedding_projection.
+ *
+ * The two matrix products run through the engine's backend (CPU kernels or CUDA, any
+ * weight format: patch_dense is NVFP4 in quantized checkpoints); the norms and the
+ * position add are O(n * width) and run on the host in float32 with double
+ * accumulation (LayerNorm: biased variance, like torch). The float64 reference does
+ * not round inputs to BF16, so neither do we (NUMERICS.md). Rows are processed in
+ * batches of at most MM_BATCH patches to bound device memory. */
+#include "media/preprocess.h"
+#include "engine/engine.h"
+#include "base/status.h"
+#include "cpu/cpu_ops.h"
+#include "model/codec.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MM_BATCH 1120
+
+static float *vec_f32(const ckpt_vec *v) {
+    if (v->format == CKPT_NONE || v->numel <= 0) return NULL;
+    float *o = malloc((size_t)v->numel * sizeof *o);
+    if (!o) return NULL;
+    for (int64_t i = 0; i < v->numel; i++) {
+        if (v->format == CKPT_F32) memcpy(&o[i], (const char *)v->data + 4 * i, 4);
+        else {
+            uint16_t h;
+            memcpy(&h, (const char *)v->data + 2 * i, 2);
+            o[i] = v->format == CKPT_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+        }
+    }
+    return o;
+}
+
+static void layernorm(float *x, size_t rows, int n, const float *w, const float *b, double eps) {
+    for (size_t r = 0; r < rows; r++) {
+        float *v = x + r * (size_t)n;
+        double m = 0, q = 0;
+        for (int i = 0; i < n; i++) m += v[i];
+        m /= n;
+        for (int i = 0; i < n; i++) q += (v[i] - m) * (v[i] - m);
+        double inv = 1.0 / sqrt(q / n + eps);
+        for (int i = 0; i < n; i++) {
+            double y = (v[i] - m) * inv;
+            if (w) y *= w[i];
+            if (b) y += b[i];
+            v[i] = (float)y;
+        }
+    }
+}
+
+/* y_host[T, w->n] = x_host[T, w->k] . W^T on the engine's backend. */
+static g4_status be_matmul_host(be *b, const ckpt_linear *w, const float *x_host, int T, float *y_host, g4_error *err) {
+    float *x = b->upload(b, x_host, (size_t)T * (size_t)w->k);
+    float *y = b->alloc(b, (size_t)T * (size_t)w->n);
+    g4_status st = G4_OK;
+    if (!x || !y) st = G4_FAIL(err, G4_ERR_NOMEM, "embedder: out of device memory for %d rows", T);
+    if (!st) st = b->matmul(b, y, x, T, w, err);
+    if (!st) st = b->to_host(b, y_host, y, (size_t)T * (size_t)w->n, err);
+    if (x) b->release(b, x);
+    if (y) b->release(b, y);
+    return st;
+}
+
+g4_status mm_embed_vision(g4_engine *e, const mm_patches *p, float *out, g4_error *err) {
+    const ckpt *ck = e->ck;
+    const ckpt_vision *v = &ck->vision;
+    const cfg_vision *vc = &ck->cfg.vision;
+    if (!v->present || !vc->present) return G4_FAIL(err, G4_ERR_UNSUPPORTED, "image: the model has no vision embedder");
+    int P = (int)vc->patch_dim, E = (int)vc->mm_embed_dim, D = (int)ck->cfg.text.hidden, S = (int)vc->mm_posemb_size;
+    if (p->dim != P)
+        return G4_FAIL(err, G4_ERR_INTERNAL, "image: patches of %d values, the embedder takes %d", p->dim, P);
+    for (int i = 0; i < p->n; i++)
+        if (p->pos[2 * i] < 0 || p->pos[2 * i] >= S || p->pos[2 * i + 1] < 0 || p->pos[2 * i + 1] >= S)
+            return G4_FAIL(err, G4_ERR_INVALID_ARG,
+                           "image: patch position (%d, %d) outside the position table of %d (image too elongated)",
+                           p->pos[2 * i], p->pos[2 * i + 1], S);
+    float *ln1w = vec_f32(&v->patch_ln1_w), *ln1b = vec_f32(&v->patch_ln1_b);
+    float *ln2w = vec_f32(&v->patch_ln2_w), *ln2b = vec_f32(&v->patch_ln2_b);
+    float *pnw = vec_f32(&v->pos_norm_w), *pnb = vec_f32(&v->pos_norm_b);
+    float *dbias = vec_f32(&v->patch_dense.bias);
+    float *pe = vec_f32(&v->pos_embedding);
+    int bt = p->n < MM_BATCH ? p->n : MM_BATCH;
+    float *x = malloc((size_t)bt * P * sizeof *x);
+    float *h = malloc((size_t)bt * E * sizeof *h);
+    g4_status st = G4_OK;
+    if (!ln1w || !ln1b || !ln2w || !ln2b || !pnw || !pnb || !pe || !x || !h)
+        st = G4_FAIL(err, G4_ERR_NOMEM, "image: out of memory in the embedder");
+    double eps_ln = vc->layer_norm_eps > 0 ? vc->layer_norm_eps : 1e-5;
+    for (int r0 = 0; r0 < p->n && !st; r0 += bt) {
+        int T = p->n - r0 < bt ? p->n - r0 : bt;
+        memcpy(x, p->pix + (size_t)r0 * P, (size_t)T * P * sizeof *x);
+        layernorm(x, (size_t)T, P, ln1w, ln1b, eps_ln);
+        if ((st = be_matmul_host(e->be, &v->patch_dense, x, T, h, err))) break;
+        for (int t = 0; t < T; t++) {
+            float *u = h + (size_t)t * E;
+            if (dbias)
+                for (int i = 0; i < E; i++) u[i] += dbias[i];
+        }
+        layernorm(h, (size_t)T, E, ln2w, ln2b, eps_ln);
+        for (int t = 0; t < T; t++) {
+            float *u = h + (size_t)t * E;
+            const float *px = pe + ((size_t)p->pos[2 * (r0 + t)] * 2 + 0) * E;
+            const float *py = pe + ((size_t)p->pos[2 * (r0 + t) + 1] * 2 + 1) * E;
+            for (int i = 0; i < E; i++) u[i] = u[i] + (px[i] + py[i]);
+        }
+        layernorm(h, (size_t)T, E, pnw, pnb, eps_ln);
+        cpu_rmsnorm(h, h, NULL, (size_t)T, E, (float)vc->rms_norm_eps);
+        st = be_matmul_host(e->be, &v->proj, h, T, out + (size_t)r0 * D, err);
+    }
+    free(ln1w); free(ln1b); free(ln2w); free(ln2b); free(pnw); free(pnb); free(dbias); free(pe);
+    free(x);
+    free(h);
+    if (st) g4_error_prefix(err, "image embedder");
+    return st;
+}
+
+g4_status mm_embed_audio(g4_engine *e, const float *frames, size_t n, float *out, g4_error *err) {
+    const ckpt *ck = e->ck;
+    const cfg_audio *ac = &ck->cfg.audio;
+    if (!ck->audio.present || !ac->present) return G4_FAIL(err, G4_ERR_UNSUPPORTED, "audio: the model has no audio embedder");
+    int F = (int)ac->embed_dim, D = (int)ck->cfg.text.hidden;
+    float *x = malloc((size_t)(n < MM_BATCH ? n : MM_BATCH) * F * sizeof *x);
+    if (!x) return G4_FAIL(err, G4_ERR_NOMEM, "audio: out of memory in the embedder");
+    g4_status st = G4_OK;
+    for (size_t r0 = 0; r0 < n && !st; r0 += MM_BATCH) {
+        int T = (int)(n - r0 < MM_BATCH ? n - r0 : MM_BATCH);
+        cpu_rmsnorm(x, frames + r0 * F, NULL, (size_t)T, F, (float)ac->rms_norm_eps);
+        st = be_matmul_host(e->be, &ck->audio.proj, x, T, out + r0 * D, err);
+    }
+    free(x);
+    if (st) g4_error_prefix(err, "audio embedder");
+    return st;
+}

@@ -1,0 +1,690 @@
+/* sched.c - the scheduler thread of g4 serve (see sched.h for the step).
+ *
+ * Ownership: only this thread calls engine, session and batch functions. The
+ * waiting and running sequence lists are private to it; the incoming request
+ * FIFO and the queued-sequence count are under sched->mu; each request's
+ * choices are under its own mutex. */
+#include "server/sched.h"
+#include "server/metrics.h"
+#include "engine/gen_text.h"
+#include "engine/sample.h"
+#include "base/status.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double srv_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+srv_req *srv_req_new(int n_choices) {
+    srv_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->choices = calloc((size_t)(n_choices > 0 ? n_choices : 1), sizeof *r->choices);
+    if (!r->choices) {
+        free(r);
+        return NULL;
+    }
+    r->n_choices = n_choices;
+    for (int i = 0; i < n_choices; i++) {
+        sb_init(&r->choices[i].content);
+        sb_init(&r->choices[i].reasoning);
+        r->choices[i].stop_str = -1;
+        r->choices[i].stop_tok = -1;
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->refs = 1;
+    atomic_init(&r->cancel, false);
+    return r;
+}
+
+void srv_req_release(srv_req *r) {
+    if (!r) return;
+    pthread_mutex_lock(&r->mu);
+    int left = --r->refs;
+    pthread_mutex_unlock(&r->mu);
+    if (left > 0) return;
+    for (int i = 0; i < r->n_choices; i++) {
+        srv_choice *c = &r->choices[i];
+        sb_free(&c->content);
+        sb_free(&c->reasoning);
+        free(c->ids);
+        free(c->lp);
+        free(c->plp);
+    }
+    free(r->choices);
+    for (int i = 0; i < r->n_prompts; i++) free(r->prompts ? r->prompts[i] : NULL);
+    free(r->prompts);
+    free(r->prompt_len);
+    free(r->max_new);
+    if (r->q) oai_request_free(r->q);
+    free(r->q);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+/* ---- sequences ----------------------------------------------------------- */
+
+typedef struct seq {
+    srv_req *r;
+    int choice;
+    const int32_t *prompt;
+    size_t n_prompt;
+    int32_t *tok;               /* [n_prompt + max_new] prompt then generated ids */
+    size_t n;                   /* tokens in tok */
+    size_t max_new, n_gen;
+    int slot;                   /* session index, -1 while waiting */
+    bool need_sample;           /* logits of the last token are ready (after prefill_all) */
+    g4_sampling sampling;
+    g4_rng rng;
+    g4_textstream ts_content, ts_reason;
+    int32_t *cids, *rids;       /* content / reasoning ids */
+    size_t n_c, n_r;
+    int mode;                   /* 0 no channel seen, 1 in reasoning, 2 after reasoning */
+    size_t r_pub;               /* bytes of the reasoning decode accounted for */
+    double t_last;              /* time of the last token */
+} seq;
+
+struct sched {
+    g4_engine *e;
+    const g4_tokenizer *tok;
+    sched_opts o;
+    srv_metrics *m;
+    g4_session **sess;
+    bool *busy;
+    unsigned long *last_used;
+    unsigned long tick;
+    g4_batch *batch;
+    g4_batch_item *items;
+    seq **item_seq;
+    g4_sampler smp;
+    int V;
+    const int32_t *eos, *sup;
+    size_t n_eos, n_sup;
+    int32_t ch_open, ch_close;
+    float *all_logits;          /* prefill_all output, grown on demand */
+    size_t all_cap;
+    /* private lists (scheduler thread) */
+    seq **wait;
+    size_t n_wait, cap_wait;
+    seq **run;
+    size_t n_run;
+    /* shared with submitters */
+    pthread_t th;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    srv_req **inq;
+    size_t n_in, cap_in;
+    size_t queued;              /* sequences submitted and not yet admitted */
+    bool stop;
+};
+
+static void seq_free(seq *q) {
+    if (!q) return;
+    g4_textstream_free(&q->ts_content);
+    g4_textstream_free(&q->ts_reason);
+    free(q->tok);
+    free(q->cids);
+    free(q->rids);
+    free(q);
+}
+
+/* Called with r->mu held: note one finished choice; returns true when the request is done. */
+static bool req_choice_done_locked(srv_req *r, srv_choice *c, g4_finish f) {
+    c->done = true;
+    c->finish = f;
+    r->n_done++;
+    r->version++;
+    if (r->n_done == r->n_choices) {
+        r->done = true;
+        r->t_done = srv_now();
+    }
+    pthread_cond_broadcast(&r->cv);
+    return r->done;
+}
+
+/* Publish a reasoning/content delta of q (r->mu held). */
+static void publish_reasoning_locked(seq *q, srv_choice *c, bool final) {
+    g4_textstream *ts = &q->ts_reason;
+    if (!ts->text) return;
+    size_t em = ts->emitted;
+    if (q->r_pub == 0) {
+        static const char hdr[] = "thought\n";
+        size_t hl = sizeof hdr - 1;
+        if (em < hl && !final && !memcmp(ts->text, hdr, em)) return;   /* may still be the header */
+        if (em >= hl && !memcmp(ts->text, hdr, hl)) q->r_pub = hl;
+    }
+    if (em > q->r_pub) {
+        sb_put(&c->reasoning, ts->text + q->r_pub, em - q->r_pub);
+        q->r_pub = em;
+    }
+}
+
+static void finish_seq(sched *s, seq *q, g4_finish f, const char *fail_msg) {
+    srv_req *r = q->r;
+    srv_choice *c = &r->choices[q->choice];
+    /* release held-back text (not after an abort or a failure) */
+    if (f != G4_FINISH_ABORT && !fail_msg && s->tok) {
+        const char *d;
+        size_t dl;
+        bool stopped;
+        if (q->n_c && !g4_textstream_update(&q->ts_content, q->cids, q->n_c, true, &d, &dl, &stopped, NULL, NULL) &&
+            dl) {
+            pthread_mutex_lock(&r->mu);
+            sb_put(&c->content, d, dl);
+            pthread_mutex_unlock(&r->mu);
+        }
+        if (q->n_r && !g4_textstream_update(&q->ts_reason, q->rids, q->n_r, true, &d, &dl, &stopped, NULL, NULL)) {
+            pthread_mutex_lock(&r->mu);
+            publish_reasoning_locked(q, c, true);
+            pthread_mutex_unlock(&r->mu);
+        }
+    }
+    if (q->slot >= 0) {
+        s->busy[q->slot] = false;
+        s->last_used[q->slot] = ++s->tick;
+    }
+    pthread_mutex_lock(&r->mu);
+    if (fail_msg && !r->failed) {
+        r->failed = true;
+        snprintf(r->error, sizeof r->error, "%s", fail_msg);
+    }
+    bool done = req_choice_done_locked(r, c, f);
+    pthread_mutex_unlock(&r->mu);
+    if (done) {
+        size_t np = 0, ng = 0;
+        for (int i = 0; i < r->n_prompts; i++) np += r->prompt_len[i];
+        for (int i = 0; i < r->n_choices; i++) ng += r->choices[i].n_ids;
+        metrics_add_tokens(s->m, np, 0);
+        const char *fn = r->failed || f == G4_FINISH_ABORT ? "abort" : g4_finish_name(f);
+        metrics_request_done(s->m, fn, np, ng, r->t_done - r->t_arrival,
+                             (r->t_admit > 0 ? r->t_admit : r->t_done) - r->t_arrival);
+        srv_req_release(r);   /* the scheduler's reference */
+    }
+    seq_free(q);
+}
+
+/* log-softmax entries for one logits row: chosen id first, then `top` best ids */
+static void logprob_entries(const float *l, int V, int32_t chosen, int top, srv_lp *out) {
+    double mx = -INFINITY;
+    for (int i = 0; i < V; i++) if (l[i] > mx) mx = l[i];
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += exp((double)l[i] - mx);
+    double lse = mx + log(sum);
+    out[0].id = chosen;
+    out[0].lp = (float)(l[chosen] - lse);
+    /* top-k by insertion (k <= 20) */
+    int k = 0;
+    srv_lp *t = out + 1;
+    for (int i = 0; i < V && top > 0; i++) {
+        float v = l[i];
+        if (k == top && v <= l[t[k - 1].id]) continue;
+        int j = k < top ? k++ : k - 1;
+        while (j > 0 && l[t[j - 1].id] < v) {
+            t[j] = t[j - 1];
+            j--;
+        }
+        t[j].id = i;
+    }
+    for (int i = 0; i < k; i++) t[i].lp = (float)(l[t[i].id] - lse);
+}
+
+static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return true;
+    size_t nc = *cap ? *cap * 2 : 16;
+    while (nc < need) nc *= 2;
+    void *np = realloc(*p, nc * elem);
+    if (!np) return false;
+    *p = np;
+    *cap = nc;
+    return true;
+}
+
+/* Sample the next token of q from its session's logits and publish it. Returns
+ * false when q finished (and was freed). */
+static bool sample_seq(sched *s, seq *q) {
+    srv_req *r = q->r;
+    srv_choice *c = &r->choices[q->choice];
+    const float *logits = g4_session_logits(s->sess[q->slot]);
+    g4_history h = {q->tok, q->n_prompt, q->tok + q->n_prompt, q->n_gen};
+    int32_t id = g4_sample(&s->smp, logits, &q->sampling, &h, s->sup, s->n_sup, &q->rng);
+    double now = srv_now();
+    if (q->n_gen == 0) {
+        pthread_mutex_lock(&r->mu);
+        bool first = r->t_first == 0;
+        if (first) r->t_first = now;
+        pthread_mutex_unlock(&r->mu);
+        if (first) metrics_ttft(s->m, now - r->t_arrival);
+    } else {
+        metrics_itl(s->m, now - q->t_last);
+    }
+    q->t_last = now;
+    /* stop tokens: eos (unless ignore_eos) and stop_token_ids */
+    bool stop_tok = false;
+    for (size_t i = 0; i < s->n_eos && !r->q->ignore_eos; i++) stop_tok |= id == s->eos[i];
+    for (size_t i = 0; i < r->q->n_stop_ids; i++) stop_tok |= id == r->q->stop_ids[i];
+    if (stop_tok) {
+        pthread_mutex_lock(&r->mu);
+        c->stop_tok = id;
+        pthread_mutex_unlock(&r->mu);
+        finish_seq(s, q, G4_FINISH_STOP, NULL);
+        return false;
+    }
+    q->tok[q->n++] = id;
+    q->n_gen++;
+    metrics_add_tokens(s->m, 0, 1);
+    /* channel routing */
+    bool to_reason = false, routed = true;
+    if (r->thinking && id == s->ch_open && q->mode != 1) q->mode = 1, routed = false;
+    else if (r->thinking && id == s->ch_close && q->mode == 1) q->mode = 2, routed = false;
+    else if (q->mode == 1) to_reason = true;
+    const char *d = "";
+    size_t dl = 0;
+    bool stopped = false, full = q->n_gen >= q->max_new;
+    size_t stop_idx = 0;
+    g4_error err = {0};
+    g4_status st = G4_OK;
+    if (routed && s->tok) {
+        if (to_reason) {
+            q->rids[q->n_r++] = id;
+            st = g4_textstream_update(&q->ts_reason, q->rids, q->n_r, false, &d, &dl, &stopped, NULL, &err);
+        } else {
+            q->cids[q->n_c++] = id;
+            st = g4_textstream_update(&q->ts_content, q->cids, q->n_c, false, &d, &dl, &stopped, &stop_idx, &err);
+        }
+    } else if (!routed && q->mode == 2 && q->n_r && s->tok) {
+        /* the reasoning channel closed: release what it held back */
+        bool sp;
+        st = g4_textstream_update(&q->ts_reason, q->rids, q->n_r, true, &d, &dl, &sp, NULL, &err);
+        to_reason = true;
+    }
+    pthread_mutex_lock(&r->mu);
+    bool ok = grow((void **)&c->ids, &c->cap_ids, c->n_ids + 1, sizeof *c->ids);
+    if (ok) c->ids[c->n_ids++] = id;
+    if (ok && r->lp_stride) {
+        ok = grow((void **)&c->lp, &c->cap_lp, (c->n_lp + 1) * (size_t)r->lp_stride, sizeof *c->lp);
+        if (ok) logprob_entries(logits, s->V, id, r->lp_stride - 1, c->lp + c->n_lp++ * (size_t)r->lp_stride);
+    }
+    if (to_reason) publish_reasoning_locked(q, c, q->mode == 2);
+    else if (dl) sb_put(&c->content, d, dl);
+    if (stopped) c->stop_str = (int)stop_idx;
+    r->version++;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (st || !ok) {
+        finish_seq(s, q, G4_FINISH_ABORT, st ? err.msg : "out of memory");
+        return false;
+    }
+    if (stopped) {
+        finish_seq(s, q, G4_FINISH_STOP, NULL);
+        return false;
+    }
+    if (full) {
+        finish_seq(s, q, G4_FINISH_LENGTH, NULL);
+        return false;
+    }
+    return true;
+}
+
+/* Prompt logprobs for echo: prefill the whole prompt in the session. */
+static g4_status prompt_logprobs(sched *s, seq *q, g4_error *err) {
+    srv_req *r = q->r;
+    size_t n = q->n_prompt, V = (size_t)s->V;
+    if (n * V > s->all_cap) {
+        float *nb = realloc(s->all_logits, n * V * sizeof *nb);
+        if (!nb) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory for %zu x %zu prompt logits", n, V);
+        s->all_logits = nb;
+        s->all_cap = n * V;
+    }
+    g4_status st = g4_session_prefill_all(s->sess[q->slot], q->prompt, n, s->all_logits, err);
+    if (st) return st;
+    size_t stride = (size_t)r->lp_stride;
+    srv_lp *plp = calloc(n * stride, sizeof *plp);
+    if (!plp) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    for (size_t i = 1; i < n; i++)
+        logprob_entries(s->all_logits + (i - 1) * V, s->V, q->prompt[i], (int)stride - 1, plp + i * stride);
+    plp[0].id = q->prompt[0];
+    srv_choice *c = &r->choices[q->choice];
+    pthread_mutex_lock(&r->mu);
+    c->plp = plp;
+    c->n_plp = n;
+    pthread_mutex_unlock(&r->mu);
+    return G4_OK;
+}
+
+static size_t common_prefix(const g4_session *ss, const int32_t *t, size_t n) {
+    size_t len = g4_session_length(ss), k = 0;
+    const int32_t *held = g4_session_tokens(ss);
+    while (k < len && k < n && held[k] == t[k]) k++;
+    return k;
+}
+
+/* Give q a free session (longest common prefix, then least recently used). */
+static bool admit(sched *s, seq *q) {
+    int best = -1;
+    size_t best_lcp = 0;
+    for (int i = 0; i < s->o.max_num_seqs; i++) {
+        if (s->busy[i]) continue;
+        size_t l = common_prefix(s->sess[i], q->prompt, q->n_prompt);
+        if (best < 0 || l > best_lcp || (l == best_lcp && s->last_used[i] < s->last_used[best])) {
+            best = i;
+            best_lcp = l;
+        }
+    }
+    if (best < 0) return false;
+    q->slot = best;
+    s->busy[best] = true;
+    srv_req *r = q->r;
+    if (r->t_admit == 0) r->t_admit = srv_now();
+    srv_choice *c = &r->choices[q->choice];
+    g4_error err = {0};
+    if (r->want_plp) {
+        pthread_mutex_lock(&r->mu);
+        c->n_prompt = q->n_prompt;
+        pthread_mutex_unlock(&r->mu);
+        metrics_prefix(s->m, q->n_prompt, 0);
+        if (prompt_logprobs(s, q, &err)) {
+            finish_seq(s, q, G4_FINISH_ABORT, err.msg);
+            return true;
+        }
+        q->need_sample = true;
+    } else {
+        size_t keep = g4_session_reuse(s->sess[best], q->prompt, q->n_prompt);
+        metrics_prefix(s->m, q->n_prompt, keep);
+        pthread_mutex_lock(&r->mu);
+        c->n_prompt = q->n_prompt;
+        c->n_cached = keep;
+        pthread_mutex_unlock(&r->mu);
+    }
+    if (q->max_new == 0) {   /* echo only */
+        finish_seq(s, q, G4_FINISH_LENGTH, NULL);
+        return true;
+    }
+    s->run[s->n_run++] = q;
+    return true;
+}
+
+/* Turn a newly arrived request into waiting sequences. */
+static bool expand(sched *s, srv_req *r) {
+    int per = r->q->n;
+    for (int i = 0; i < r->n_choices; i++) {
+        int p = i / per;
+        seq *q = calloc(1, sizeof *q);
+        if (!q || !grow((void **)&s->wait, &s->cap_wait, s->n_wait + 1, sizeof *s->wait)) {
+            free(q);
+            return false;
+        }
+        q->r = r;
+        q->choice = i;
+        q->prompt = r->prompts[p];
+        q->n_prompt = r->prompt_len[p];
+        q->max_new = (size_t)r->max_new[p];
+        q->slot = -1;
+        q->sampling = r->q->sampling;
+        /* n > 1 with a seed: distinct streams per choice */
+        g4_rng_seed(&q->rng, r->q->sampling.seed + (uint64_t)(i % per) * 0x9E3779B97F4A7C15ull);
+        q->tok = malloc((q->n_prompt + q->max_new + 1) * sizeof *q->tok);
+        q->cids = malloc((q->max_new + 1) * sizeof *q->cids);
+        q->rids = malloc((q->max_new + 1) * sizeof *q->rids);
+        if (!q->tok || !q->cids || !q->rids) {
+            seq_free(q);
+            return false;
+        }
+        memcpy(q->tok, q->prompt, q->n_prompt * sizeof *q->tok);
+        q->n = q->n_prompt;
+        g4_textstream_init(&q->ts_content, s->tok, (const char *const *)r->q->stop, r->q->n_stop);
+        g4_textstream_init(&q->ts_reason, s->tok, NULL, 0);
+        s->wait[s->n_wait++] = q;
+    }
+    return true;
+}
+
+static void remove_run(sched *s, seq *q) {
+    for (size_t i = 0; i < s->n_run; i++)
+        if (s->run[i] == q) {
+            memmove(s->run + i, s->run + i + 1, (s->n_run - i - 1) * sizeof *s->run);
+            s->n_run--;
+            return;
+        }
+}
+
+static void step(sched *s) {
+    /* 1. cancelled requests */
+    for (size_t i = 0; i < s->n_run;) {
+        seq *q = s->run[i];
+        if (atomic_load(&q->r->cancel)) {
+            remove_run(s, q);
+            finish_seq(s, q, G4_FINISH_ABORT, NULL);
+        } else {
+            i++;
+        }
+    }
+    size_t dropped = 0;
+    for (size_t i = 0; i < s->n_wait;) {
+        seq *q = s->wait[i];
+        if (atomic_load(&q->r->cancel)) {
+            memmove(s->wait + i, s->wait + i + 1, (s->n_wait - i - 1) * sizeof *s->wait);
+            s->n_wait--;
+            dropped++;
+            finish_seq(s, q, G4_FINISH_ABORT, NULL);
+        } else {
+            i++;
+        }
+    }
+    /* 2. admission (FIFO) */
+    size_t admitted = 0;
+    while (s->n_wait && s->n_run < (size_t)s->o.max_num_seqs) {
+        seq *q = s->wait[0];
+        memmove(s->wait, s->wait + 1, (s->n_wait - 1) * sizeof *s->wait);
+        s->n_wait--;
+        admitted++;
+        if (!admit(s, q)) {   /* cannot happen while n_run < max_num_seqs */
+            finish_seq(s, q, G4_FINISH_ABORT, "no free session");
+        }
+    }
+    if (admitted + dropped) {
+        pthread_mutex_lock(&s->mu);
+        s->queued -= admitted + dropped;
+        pthread_mutex_unlock(&s->mu);
+    }
+    /* sequences whose logits are ready (after prefill_all) */
+    for (size_t i = 0; i < s->n_run;) {
+        seq *q = s->run[i];
+        if (q->need_sample) {
+            q->need_sample = false;
+            if (!sample_seq(s, q)) {
+                remove_run(s, q);
+                continue;
+            }
+        }
+        i++;
+    }
+    /* 3. one batch: every decoding sequence's next token, then prefill chunks in admission order */
+    int ni = 0;
+    size_t budget = (size_t)s->o.token_budget;
+    for (size_t i = 0; i < s->n_run; i++) {
+        seq *q = s->run[i];
+        g4_session *ss = s->sess[q->slot];
+        size_t have = g4_session_length(ss);
+        if (have + 1 == q->n && q->n > q->n_prompt) {   /* decode: the last sampled token */
+            s->items[ni] = (g4_batch_item){ss, q->tok + have, 1, NULL};
+            s->item_seq[ni++] = q;
+        }
+    }
+    for (size_t i = 0; i < s->n_run && budget; i++) {
+        seq *q = s->run[i];
+        g4_session *ss = s->sess[q->slot];
+        size_t have = g4_session_length(ss);
+        if (have >= q->n_prompt) continue;
+        size_t take = g4_session_next_chunk(ss, q->prompt, q->n_prompt, have, budget);
+        if (take > budget && ni) continue;   /* a media block larger than what is left: next step */
+        s->items[ni] = (g4_batch_item){ss, q->prompt + have, take, NULL};
+        s->item_seq[ni++] = q;
+        budget = take >= budget ? 0 : budget - take;
+    }
+    int waiting = (int)s->n_wait;
+    pthread_mutex_lock(&s->mu);
+    waiting += (int)s->n_in;
+    pthread_mutex_unlock(&s->mu);
+    metrics_set_load(s->m, (int)s->n_run, waiting, (double)s->n_run / s->o.max_num_seqs);
+    if (!ni) return;
+    /* 4. forward */
+    g4_error err = {0};
+    g4_status st = g4_batch_step(s->batch, s->items, ni, &err);
+    if (st) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "engine error: %s", err.msg);
+        for (int k = 0; k < ni; k++) {
+            remove_run(s, s->item_seq[k]);
+            finish_seq(s, s->item_seq[k], G4_FINISH_ABORT, msg);
+        }
+        return;
+    }
+    /* 5. sample where a prompt is complete or a decode step ran */
+    for (int k = 0; k < ni; k++) {
+        seq *q = s->item_seq[k];
+        if (g4_session_length(s->sess[q->slot]) < q->n_prompt) continue;   /* prefill continues */
+        if (!sample_seq(s, q)) remove_run(s, q);
+    }
+    metrics_set_load(s->m, (int)s->n_run, waiting, (double)s->n_run / s->o.max_num_seqs);
+}
+
+static void *sched_main(void *arg) {
+    sched *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->stop && !s->n_in && !s->n_run && !s->n_wait) pthread_cond_wait(&s->cv, &s->mu);
+        bool stop = s->stop;
+        size_t n_in = s->n_in;
+        srv_req *in[n_in ? n_in : 1];
+        memcpy(in, s->inq, n_in * sizeof *in);
+        s->n_in = 0;
+        pthread_mutex_unlock(&s->mu);
+        for (size_t i = 0; i < n_in; i++) {
+            if (!expand(s, in[i])) {
+                pthread_mutex_lock(&in[i]->mu);
+                in[i]->failed = true;
+                snprintf(in[i]->error, sizeof in[i]->error, "out of memory");
+                in[i]->done = true;
+                pthread_cond_broadcast(&in[i]->cv);
+                pthread_mutex_unlock(&in[i]->mu);
+            }
+        }
+        if (stop) break;
+        step(s);
+    }
+    /* shutdown: abort what is left */
+    while (s->n_run) {
+        seq *q = s->run[--s->n_run];
+        finish_seq(s, q, G4_FINISH_ABORT, "the server is shutting down");
+    }
+    while (s->n_wait) {
+        seq *q = s->wait[--s->n_wait];
+        finish_seq(s, q, G4_FINISH_ABORT, "the server is shutting down");
+    }
+    return NULL;
+}
+
+g4_status sched_create(g4_engine *e, const sched_opts *o, srv_metrics *m, sched **out, g4_error *err) {
+    *out = NULL;
+    sched *s = calloc(1, sizeof *s);
+    if (!s) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    s->e = e;
+    s->o = *o;
+    s->m = m;
+    s->tok = g4_engine_tokenizer(e);
+    s->V = g4_engine_vocab(e);
+    s->n_eos = g4_engine_eos(e, &s->eos);
+    s->n_sup = g4_engine_suppress(e, &s->sup);
+    s->ch_open = s->tok ? g4_token_id(s->tok, "<|channel>") : -1;
+    s->ch_close = s->tok ? g4_token_id(s->tok, "<channel|>") : -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    int N = o->max_num_seqs;
+    g4_status st = G4_OK;
+    s->sess = calloc((size_t)N, sizeof *s->sess);
+    s->busy = calloc((size_t)N, sizeof *s->busy);
+    s->last_used = calloc((size_t)N, sizeof *s->last_used);
+    s->run = calloc((size_t)N, sizeof *s->run);
+    s->items = calloc((size_t)N, sizeof *s->items);
+    s->item_seq = calloc((size_t)N, sizeof *s->item_seq);
+    if (!s->sess || !s->busy || !s->last_used || !s->run || !s->items || !s->item_seq ||
+        g4_sampler_init(&s->smp, s->V)) {
+        st = G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < N && !st; i++) st = g4_session_create(e, o->max_model_len, &s->sess[i], err);
+    if (!st) st = g4_batch_create(e, N + o->token_budget, N, &s->batch, err);
+    if (st) goto fail;
+    if (pthread_create(&s->th, NULL, sched_main, s)) {
+        st = G4_FAIL(err, G4_ERR_INTERNAL, "cannot start the scheduler thread");
+        goto fail;
+    }
+    s->started = true;
+    *out = s;
+    return G4_OK;
+fail:
+    sched_free(s);
+    return st;
+}
+
+int sched_submit(sched *s, srv_req *r) {
+    pthread_mutex_lock(&s->mu);
+    if (s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        return 2;
+    }
+    if (s->queued && s->queued + (size_t)r->n_choices > (size_t)s->o.max_queue) {
+        pthread_mutex_unlock(&s->mu);
+        return 1;
+    }
+    if (!grow((void **)&s->inq, &s->cap_in, s->n_in + 1, sizeof *s->inq)) {
+        pthread_mutex_unlock(&s->mu);
+        return 1;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->refs++;
+    pthread_mutex_unlock(&r->mu);
+    s->inq[s->n_in++] = r;
+    s->queued += (size_t)r->n_choices;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void sched_free(sched *s) {
+    if (!s) return;
+    if (s->started) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = true;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->th, NULL);
+    }
+    for (size_t i = 0; i < s->n_in; i++) srv_req_release(s->inq[i]);
+    for (int i = 0; s->sess && i < s->o.max_num_seqs; i++) g4_session_free(s->sess[i]);
+    g4_batch_free(s->batch);
+    g4_sampler_free(&s->smp);
+    free(s->sess);
+    free(s->busy);
+    free(s->last_used);
+    free(s->run);
+    free(s->wait);
+    free(s->items);
+    free(s->item_seq);
+    free(s->inq);
+    free(s->all_logits);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}

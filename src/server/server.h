@@ -1,0 +1,32 @@
+/* server.h - g4 serve: the HTTP front end (one thread per connection), routes,
+ * the engine loader and graceful shutdown, over the scheduler in sched.h. */
+#ifndef G4_SERVER_SERVER_H
+#define G4_SERVER_SERVER_H
+
+#include <signal.h>
+#include <stddef.h>
+#include "g4.h"
+
+typedef struct srv_opts {
+    const char *model;          /* model directory */
+    const char *host;           /* default 127.0.0.1 */
+    int port;                   /* default 8000; 0: any free port (printed) */
+    int max_model_len;          /* <= 0: the engine's default context */
+    int max_num_seqs;           /* default 16 */
+    int max_queue;              /* waiting sequences before 429 (default 256) */
+    int token_budget;           /* prefill tokens per step (default 256) */
+    const char *api_key;        /* NULL: no auth */
+    const char *served_name;    /* NULL: the model path */
+    g4_device device;
+    int threads;
+    size_t max_body;            /* request body cap (default 32 MiB) */
+    int max_conns;              /* concurrent connections (default 1024) */
+    double shutdown_timeout;    /* seconds to let in-flight requests finish (default 600) */
+} srv_opts;
+
+/* Run until *stop becomes non-zero (set from a signal handler, which also writes a
+ * byte to wake_fd). Returns 0 after a clean shutdown, 1 when the model failed to
+ * load or the socket could not be opened. Logs go to stderr. */
+int srv_run(const srv_opts *o, volatile sig_atomic_t *stop, int wake_fd);
+
+#endif

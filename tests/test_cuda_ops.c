@@ -1,0 +1,453 @@
+/* test_cuda_ops.c - every op of the CUDA backend against the CPU backend (the reference
+ * engine, itself checked against float64 references in test_cpu_ops.c), at several shapes,
+ * odd ones included. Outputs sit between guard regions that must stay untouched and are
+ * poisoned with NaN before each call; inputs are random and never zero.
+ * Tolerances (relative L2 over the output): fp32 paths 2e-5 (summation order only);
+ * the tensor-core prefill path (BF16 activations) 1e-2.
+ * SKIPs when the build has no CUDA or no device is present. */
+#include "harness.h"
+
+#include "engine/backend.h"
+#include "model/codec.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef G4_HAVE_CUDA
+#include "cuda/cuda_ops.h"
+#endif
+
+static uint64_t rs = 88172645463325252ull;
+static uint64_t rnd(void) {
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return rs;
+}
+static float rf(float a) {
+    for (;;) {
+        double u = (double)(rnd() >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+        if (fabs(u) > 1e-3) return (float)(u * a);
+    }
+}
+static float *rand_f(size_t n, float a) {
+    float *p = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = rf(a);
+    return p;
+}
+
+static be *g_cpu, *g_cu;
+static bool setup(void) {
+    if (!be_cuda_available()) return false;
+    g4_error err = {0};
+    if (!g_cpu && be_cpu_create(2, &g_cpu, &err)) return false;
+    if (!g_cpu->matmul3) be_fused_defaults(g_cpu);
+    if (!g_cu && be_cuda_create(NULL, &g_cu, NULL, 0, &err)) return false;
+    be_fused_defaults(g_cu);
+    return true;
+}
+#define NEED_GPU() do { if (!setup()) SKIP("no CUDA device (or a build without CUDA)"); } while (0)
+
+#define G 64
+/* a device buffer [G guard | n | G guard] with out = base + G, filled with NaN inside */
+typedef struct dbuf {
+    float *base, *p;
+    size_t n;
+} dbuf;
+static dbuf dnew(size_t n, const float *init) {
+    float *h = malloc((n + 2 * G) * sizeof(float));
+    for (size_t i = 0; i < n + 2 * G; i++) h[i] = (float)(i % 7) + 1234.5f;
+    for (size_t i = 0; i < n; i++) h[G + i] = init ? init[i] : NAN;
+    dbuf d = {.base = g_cu->upload(g_cu, h, n + 2 * G), .n = n};
+    d.p = d.base + G;
+    free(h);
+    return d;
+}
+/* copy back; check guards; returns host copy of the n values */
+static float *dget(dbuf d, const char *what) {
+    float *h = malloc((d.n + 2 * G) * sizeof(float));
+    g4_error err = {0};
+    g4_status st = g_cu->to_host(g_cu, h, d.base, d.n + 2 * G, &err);
+    CHECK_MSG(st == G4_OK, "%s: to_host: %s", what, err.msg);
+    bool ok = true;
+    for (size_t i = 0; i < G; i++) {
+        if (h[i] != (float)(i % 7) + 1234.5f) ok = false;
+        size_t j = G + d.n + i;
+        if (h[j] != (float)(j % 7) + 1234.5f) ok = false;
+    }
+    CHECK_MSG(ok, "%s: guard region overwritten", what);
+    float *r = malloc(d.n * sizeof(float) + 4);
+    memcpy(r, h + G, d.n * sizeof(float));
+    free(h);
+    g_cu->release(g_cu, d.base);
+    return r;
+}
+static void cmp(const char *what, const float *got, const float *ref, size_t n, double tol) {
+    double num = 0, den = 0;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) bad++;
+        double d = (double)got[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    double r = sqrt(num / (den > 0 ? den : 1));
+    CHECK_MSG(bad == 0 && r <= tol, "%s: %zu non-finite, rel L2 %.3g (tol %.1g)", what, bad, r, tol);
+}
+
+/* ---- weights ---- */
+typedef struct wt {
+    ckpt_linear l;
+    void *w, *sc, *ch;
+} wt;
+static uint8_t rand_e4m3_scale(void) { return (uint8_t)(0x28 + rnd() % 0x20); }  /* ~0.125 .. 2 */
+static wt make_w(ckpt_format f, int n, int k) {
+    wt t = {0};
+    t.l.format = f;
+    t.l.n = n;
+    t.l.k = k;
+    t.l.global_div = 1.0f;
+    size_t nk = (size_t)n * k;
+    switch (f) {
+    case CKPT_F32: t.w = rand_f(nk, 0.5f); break;
+    case CKPT_BF16: case CKPT_F16: {
+        uint16_t *p = malloc(nk * 2);
+        for (size_t i = 0; i < nk; i++) p[i] = f == CKPT_BF16 ? f32_to_bf16(rf(0.5f))
+                                   : (uint16_t)(((rnd() & 1) << 15) | ((10 + rnd() % 5) << 10) | (rnd() & 0x3FF));
+        t.w = p;
+        break;
+    }
+    case CKPT_FP8: {
+        uint8_t *p = malloc(nk);
+        for (size_t i = 0; i < nk; i++) {
+            uint8_t b;
+            do b = (uint8_t)rnd(); while ((b & 0x7F) == 0x7F);
+            p[i] = b;
+        }
+        float *s = malloc((size_t)n * 4);
+        for (int i = 0; i < n; i++) s[i] = 0.001f + (float)(rnd() % 1000) * 1e-5f;
+        t.w = p;
+        t.ch = s;
+        t.l.scale_ch = s;
+        t.l.scale_ch_format = CKPT_F32;
+        break;
+    }
+    case CKPT_NVFP4: {
+        uint8_t *p = malloc(nk / 2), *s = malloc(nk / 16);
+        for (size_t i = 0; i < nk / 2; i++) p[i] = (uint8_t)rnd();
+        for (size_t i = 0; i < nk / 16; i++) s[i] = rand_e4m3_scale();
+        if (nk / 16) s[0] = 0x03;   /* a subnormal E4M3 scale */
+        t.w = p;
+        t.sc = s;
+        t.l.scale_fp8 = s;
+        t.l.global_div = 37.5f;
+        break;
+    }
+    default: break;
+    }
+    t.l.w = t.w;
+    g4_error err = {0};
+    g4_status st = be_cuda_upload_linear(g_cu, &t.l, &err);
+    CHECK_MSG(st == G4_OK, "upload: %s", err.msg);
+    return t;
+}
+static void free_w(wt *t) {
+    free(t->w);
+    free(t->sc);
+    free(t->ch);
+}
+
+static void one_matmul(ckpt_format f, int N, int K, int T, double tol, const char *tag) {
+    char what[128];
+    snprintf(what, sizeof what, "matmul %s N=%d K=%d T=%d %s", ckpt_format_name(f), N, K, T, tag);
+    wt w = make_w(f, N, K);
+    float *x = rand_f((size_t)T * K, 1.0f);
+    float *ref = malloc((size_t)T * N * sizeof(float));
+    g4_error err = {0};
+    REQUIRE(g_cpu->matmul(g_cpu, ref, x, T, &w.l, &err) == G4_OK);
+    dbuf dx = dnew((size_t)T * K, x), dy = dnew((size_t)T * N, NULL);
+    g4_status st = g_cu->matmul(g_cu, dy.p, dx.p, T, &w.l, &err);
+    CHECK_MSG(st == G4_OK, "%s: %s", what, err.msg);
+    float *got = dget(dy, what);
+    free(dget(dx, what));
+    cmp(what, got, ref, (size_t)T * N, tol);
+    free(got);
+    free(ref);
+    free(x);
+    free_w(&w);
+}
+
+TEST(cuda_matmul_formats) {
+    NEED_GPU();
+    const int shapes[][3] = {{1, 32, 1}, {37, 48, 1}, {130, 272, 3}, {257, 1040, 5}, {64, 3840, 2}, {300, 160, 9},
+                             {3, 15360, 1}};
+    const ckpt_format fs[] = {CKPT_F32, CKPT_BF16, CKPT_F16, CKPT_FP8, CKPT_NVFP4};
+    for (size_t f = 0; f < 5; f++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            one_matmul(fs[f], shapes[s][0], shapes[s][1], shapes[s][2], 2e-5, "gemv");
+    /* odd K for the non-block formats (rows padded on upload) */
+    one_matmul(CKPT_BF16, 33, 17, 2, 2e-5, "odd-k");
+    one_matmul(CKPT_FP8, 19, 37, 3, 2e-5, "odd-k");
+    one_matmul(CKPT_F32, 5, 7, 1, 2e-5, "odd-k");
+    one_matmul(CKPT_NVFP4, 21, 80, 2, 2e-5, "k%32=16");
+}
+
+TEST(cuda_matmul_tensor_cores) {
+    NEED_GPU();
+    be_cuda_set_tc_min_t(g_cu, 8);
+    const ckpt_format fs[] = {CKPT_F32, CKPT_BF16, CKPT_F16, CKPT_FP8, CKPT_NVFP4};
+    for (size_t f = 0; f < 5; f++) {
+        one_matmul(fs[f], 130, 272, 20, 1e-2, "tc");
+        one_matmul(fs[f], 257, 1040, 67, 1e-2, "tc");
+    }
+    be_cuda_set_tc_min_t(g_cu, 128);
+}
+
+TEST(cuda_fused_matmuls) {
+    NEED_GPU();
+    const ckpt_format fs[] = {CKPT_BF16, CKPT_NVFP4, CKPT_FP8};
+    for (size_t f = 0; f < 3; f++)
+        for (int T = 1; T <= 5; T += 2) {
+            int K = 256;
+            wt wq = make_w(fs[f], 48, K), wk = make_w(fs[f], 16, K), wv = make_w(fs[f], 17, K);
+            float *x = rand_f((size_t)T * K, 1.0f);
+            size_t n0 = (size_t)T * 48, n1 = (size_t)T * 16, n2 = (size_t)T * 17;
+            float *r0 = malloc(n0 * 4), *r1 = malloc(n1 * 4), *r2 = malloc(n2 * 4);
+            g4_error err = {0};
+            REQUIRE(g_cpu->matmul3(g_cpu, r0, r1, r2, x, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
+            dbuf dx = dnew((size_t)T * K, x), d0 = dnew(n0, NULL), d1 = dnew(n1, NULL), d2 = dnew(n2, NULL);
+            CHECK(g_cu->matmul3(g_cu, d0.p, d1.p, d2.p, dx.p, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
+            float *g0 = dget(d0, "matmul3 y0"), *g1 = dget(d1, "matmul3 y1"), *g2 = dget(d2, "matmul3 y2");
+            cmp("matmul3 q", g0, r0, n0, 2e-5);
+            cmp("matmul3 k", g1, r1, n1, 2e-5);
+            cmp("matmul3 v", g2, r2, n2, 2e-5);
+            free(g0), free(g1), free(g2), free(r0), free(r1), free(r2);
+            /* geglu: gate/up [70, K] */
+            wt wg = make_w(fs[f], 70, K), wu = make_w(fs[f], 70, K);
+            size_t nh = (size_t)T * 70;
+            float *rh = malloc(nh * 4), *rsc = malloc(nh * 4);
+            REQUIRE(g_cpu->matmul_geglu(g_cpu, rh, rsc, x, T, &wg.l, &wu.l, &err) == G4_OK);
+            dbuf dh = dnew(nh, NULL), ds = dnew(nh, NULL);
+            CHECK(g_cu->matmul_geglu(g_cu, dh.p, ds.p, dx.p, T, &wg.l, &wu.l, &err) == G4_OK);
+            float *gh = dget(dh, "geglu");
+            free(dget(ds, "geglu scratch"));
+            free(dget(dx, "x"));
+            cmp("geglu", gh, rh, nh, 2e-5);
+            free(gh), free(rh), free(rsc), free(x);
+            free_w(&wq), free_w(&wk), free_w(&wv), free_w(&wg), free_w(&wu);
+        }
+}
+
+TEST(cuda_norms_and_elementwise) {
+    NEED_GPU();
+    g4_error err = {0};
+    (void)err;
+    /* rmsnorm with and without weight */
+    for (int wgt = 0; wgt < 2; wgt++) {
+        int rows = 3, n = 1000;
+        float *x = rand_f((size_t)rows * n, 2.0f), *w = rand_f((size_t)n, 1.0f), *ref = malloc((size_t)rows * n * 4);
+        g_cpu->rmsnorm(g_cpu, ref, x, wgt ? w : NULL, (size_t)rows, n, 1e-6f);
+        dbuf dx = dnew((size_t)rows * n, x), dw = dnew((size_t)n, w), dy = dnew((size_t)rows * n, NULL);
+        g_cu->rmsnorm(g_cu, dy.p, dx.p, wgt ? dw.p : NULL, (size_t)rows, n, 1e-6f);
+        float *got = dget(dy, "rmsnorm");
+        free(dget(dx, "x")), free(dget(dw, "w"));
+        cmp("rmsnorm", got, ref, (size_t)rows * n, 2e-6);
+        free(got), free(ref), free(x), free(w);
+    }
+    /* residual: x = (x + rms(o) wp) s; xn = rms(x) wn */
+    for (int variant = 0; variant < 2; variant++) {
+        int rows = 2, n = 3840;
+        size_t rn = (size_t)rows * n;
+        float *x = rand_f(rn, 3.0f), *o = rand_f(rn, 1.0f), *wp = rand_f((size_t)n, 1.0f), *wn = rand_f((size_t)n, 1.0f);
+        float *rx = malloc(rn * 4), *ro = malloc(rn * 4), *rxn = malloc(rn * 4);
+        memcpy(rx, x, rn * 4);
+        memcpy(ro, o, rn * 4);
+        float sc = variant ? 0.7f : 1.0f;
+        g_cpu->residual(g_cpu, rx, ro, wp, sc, variant ? wn : NULL, rxn, (size_t)rows, n, 1e-6f);
+        dbuf dx = dnew(rn, x), dop = dnew(rn, o), dwp = dnew((size_t)n, wp), dwn = dnew((size_t)n, wn),
+             dxn = dnew(rn, variant ? NULL : x);
+        g_cu->residual(g_cu, dx.p, dop.p, dwp.p, sc, variant ? dwn.p : NULL, dxn.p, (size_t)rows, n, 1e-6f);
+        float *gx = dget(dx, "residual x"), *gxn = dget(dxn, "residual xn");
+        free(dget(dop, "o")), free(dget(dwp, "wp")), free(dget(dwn, "wn"));
+        cmp("residual x", gx, rx, rn, 2e-6);
+        if (variant) cmp("residual xn", gxn, rxn, rn, 2e-6);
+        free(gx), free(gxn), free(x), free(o), free(wp), free(wn), free(rx), free(ro), free(rxn);
+    }
+    /* flat ops */
+    size_t n = 100003;
+    float *a = rand_f(n, 3.0f), *c = rand_f(n, 3.0f), *ref = malloc(n * 4);
+    dbuf da = dnew(n, a), dc = dnew(n, c), dy = dnew(n, NULL);
+    g_cpu->gelu_tanh_mul(g_cpu, ref, a, c, n);
+    g_cu->gelu_tanh_mul(g_cu, dy.p, da.p, dc.p, n);
+    float *got = dget(dy, "gelu");
+    cmp("gelu_tanh_mul", got, ref, n, 2e-6);
+    free(got);
+    dy = dnew(n, NULL);
+    g_cpu->add(g_cpu, ref, a, c, n);
+    g_cu->add(g_cu, dy.p, da.p, dc.p, n);
+    got = dget(dy, "add");
+    cmp("add", got, ref, n, 1e-7);
+    free(got);
+    dy = dnew(n, a);
+    memcpy(ref, a, n * 4);
+    g_cpu->scale(g_cpu, ref, 0.37f, n);
+    g_cu->scale(g_cu, dy.p, 0.37f, n);
+    got = dget(dy, "scale");
+    cmp("scale", got, ref, n, 1e-7);
+    free(got);
+    dy = dnew(n, a);
+    memcpy(ref, a, n * 4);
+    g_cpu->softcap(g_cpu, ref, 30.0f, n);
+    g_cu->softcap(g_cu, dy.p, 30.0f, n);
+    got = dget(dy, "softcap");
+    cmp("softcap", got, ref, n, 2e-6);
+    free(got);
+    dy = dnew(n, NULL);
+    g_cu->copy(g_cu, dy.p, da.p, n);
+    got = dget(dy, "copy");
+    cmp("copy", got, a, n, 0);
+    free(got);
+    free(dget(da, "a")), free(dget(dc, "c"));
+    free(a), free(c), free(ref);
+}
+
+static float *inv_freq_partial(int hd) {
+    float *f = malloc((size_t)hd / 2 * 4);
+    for (int j = 0; j < hd / 2; j++) f[j] = j < hd / 8 ? 1.0f / powf(10000.0f, (float)(2 * j) / (float)hd) : 0.0f;
+    return f;
+}
+
+TEST(cuda_rope_kv_prep) {
+    NEED_GPU();
+    int T = 3, H = 4, hd = 64, p0 = 100;
+    size_t n = (size_t)T * H * hd;
+    float *x = rand_f(n, 1.0f), *ref = malloc(n * 4), *inv = inv_freq_partial(hd);
+    memcpy(ref, x, n * 4);
+    g_cpu->rope(g_cpu, ref, T, H, hd, p0, inv);
+    dbuf dx = dnew(n, x), di = dnew((size_t)hd / 2, inv);
+    g_cu->rope(g_cu, dx.p, T, H, hd, p0, di.p);
+    float *got = dget(dx, "rope");
+    cmp("rope", got, ref, n, 2e-6);
+    free(got), free(x), free(ref);
+    /* attn_prep (+ kv_store) with a ring that wraps, k_eq_v both ways */
+    for (int kev = 0; kev < 2; kev++) {
+        int Hq = 4, Hkv = 2, ns = 7, pp = 10;
+        size_t nq = (size_t)T * Hq * hd, nk = (size_t)T * Hkv * hd, nc = (size_t)ns * Hkv * hd;
+        float *q = rand_f(nq, 1.0f), *k = rand_f(nk, 1.0f), *v = rand_f(nk, 1.0f), *qn = rand_f((size_t)hd, 1.0f),
+              *kn = rand_f((size_t)hd, 1.0f), *kc = rand_f(nc, 1.0f), *vc = rand_f(nc, 1.0f);
+        float *rq = malloc(nq * 4), *rk = malloc(nk * 4), *rv = malloc(nk * 4), *rkc = malloc(nc * 4), *rvc = malloc(nc * 4);
+        memcpy(rq, q, nq * 4), memcpy(rk, k, nk * 4), memcpy(rv, v, nk * 4), memcpy(rkc, kc, nc * 4), memcpy(rvc, vc, nc * 4);
+        g_cpu->attn_prep(g_cpu, rq, rk, rv, T, Hq, Hkv, hd, qn, kn, inv, pp, 1e-6f, kev, rkc, rvc, ns);
+        dbuf dq = dnew(nq, q), dk = dnew(nk, k), dv = dnew(nk, v), dqn = dnew((size_t)hd, qn), dkn = dnew((size_t)hd, kn),
+             dkc = dnew(nc, kc), dvc = dnew(nc, vc);
+        g_cu->attn_prep(g_cu, dq.p, dk.p, dv.p, T, Hq, Hkv, hd, dqn.p, dkn.p, di.p, pp, 1e-6f, kev, dkc.p, dvc.p, ns);
+        float *gq = dget(dq, "prep q"), *gk = dget(dk, "prep k"), *gv = dget(dv, "prep v"), *gkc = dget(dkc, "prep kc"),
+              *gvc = dget(dvc, "prep vc");
+        free(dget(dqn, "qn")), free(dget(dkn, "kn"));
+        cmp("attn_prep q", gq, rq, nq, 2e-6);
+        cmp("attn_prep k", gk, rk, nk, 2e-6);
+        cmp("attn_prep v", gv, rv, nk, 2e-6);
+        cmp("attn_prep k cache", gkc, rkc, nc, 2e-6);
+        cmp("attn_prep v cache", gvc, rvc, nc, 2e-6);
+        free(gq), free(gk), free(gv), free(gkc), free(gvc), free(q), free(k), free(v), free(qn), free(kn), free(kc),
+            free(vc), free(rq), free(rk), free(rv), free(rkc), free(rvc);
+    }
+    /* plain kv_store with T > n_slots */
+    {
+        int Hkv = 2, ns = 5, TT = 8;
+        size_t nk = (size_t)TT * Hkv * hd, nc = (size_t)ns * Hkv * hd;
+        float *k = rand_f(nk, 1.0f), *v = rand_f(nk, 1.0f), *kc = rand_f(nc, 1.0f), *vc = rand_f(nc, 1.0f);
+        float *rkc = malloc(nc * 4), *rvc = malloc(nc * 4);
+        memcpy(rkc, kc, nc * 4), memcpy(rvc, vc, nc * 4);
+        g_cpu->kv_store(g_cpu, rkc, rvc, ns, Hkv, hd, k, v, TT, 3);
+        dbuf dk = dnew(nk, k), dv = dnew(nk, v), dkc = dnew(nc, kc), dvc = dnew(nc, vc);
+        g_cu->kv_store(g_cu, dkc.p, dvc.p, ns, Hkv, hd, dk.p, dv.p, TT, 3);
+        float *gkc = dget(dkc, "kv kc"), *gvc = dget(dvc, "kv vc");
+        free(dget(dk, "k")), free(dget(dv, "v"));
+        cmp("kv_store k", gkc, rkc, nc, 0);
+        cmp("kv_store v", gvc, rvc, nc, 0);
+        free(gkc), free(gvc), free(k), free(v), free(kc), free(vc), free(rkc), free(rvc);
+    }
+    free(dget(di, "inv"));
+    free(inv);
+}
+
+static void one_attn(int T, int Hq, int Hkv, int hd, int ns, int p0, int window, bool blocks) {
+    char what[160];
+    snprintf(what, sizeof what, "attention T=%d Hq=%d Hkv=%d hd=%d slots=%d p0=%d window=%d%s", T, Hq, Hkv, hd, ns, p0,
+             window, blocks ? " blocks" : "");
+    size_t nq = (size_t)T * Hq * hd, nc = (size_t)ns * Hkv * hd;
+    float *q = rand_f(nq, 1.0f), *kc = rand_f(nc, 1.0f), *vc = rand_f(nc, 1.0f), *ref = malloc(nq * 4);
+    int32_t *bid = NULL, *dbid = NULL;
+    g4_error err = {0};
+    if (blocks) {
+        bid = malloc((size_t)(p0 + T) * 4);
+        for (int i = 0; i < p0 + T; i++) bid[i] = (i >= p0 + 5 && i <= p0 + 10) ? p0 + 5 : -1;
+        dbid = g_cu->alloc_i32(g_cu, (size_t)(p0 + T));
+        REQUIRE(g_cu->write_i32(g_cu, dbid, bid, (size_t)(p0 + T), &err) == G4_OK);
+    }
+    g4_status st = g_cpu->attention(g_cpu, ref, q, T, Hq, hd, kc, vc, Hkv, ns, p0, window, bid, 1.0f, &err);
+    REQUIRE(st == G4_OK);
+    dbuf dq = dnew(nq, q), dkc = dnew(nc, kc), dvc = dnew(nc, vc), dout = dnew(nq, NULL);
+    st = g_cu->attention(g_cu, dout.p, dq.p, T, Hq, hd, dkc.p, dvc.p, Hkv, ns, p0, window, dbid, 1.0f, &err);
+    CHECK_MSG(st == G4_OK, "%s: %s", what, err.msg);
+    float *got = dget(dout, what);
+    free(dget(dq, "q")), free(dget(dkc, "kc")), free(dget(dvc, "vc"));
+    cmp(what, got, ref, nq, 2e-5);
+    if (dbid) g_cu->release_i32(g_cu, dbid);
+    free(got), free(q), free(kc), free(vc), free(ref), free(bid);
+}
+
+TEST(cuda_attention) {
+    NEED_GPU();
+    one_attn(1, 16, 1, 512, 4096, 3000, 0, false);          /* global decode: one kv head, split-KV */
+    one_attn(1, 16, 8, 256, 1024 + 64, 5000, 1024, false);   /* sliding decode, wrapped ring */
+    one_attn(1, 16, 8, 256, 1024 + 64, 300, 1024, false);    /* sliding, ring not yet full */
+    one_attn(37, 4, 2, 16, 8 + 37 - 1 + 5, 50, 8, false);     /* prefill chunk in a ring */
+    one_attn(20, 4, 1, 32, 64, 10, 0, true);                  /* bidirectional block */
+    one_attn(5, 6, 3, 24, 40, 7, 0, false);                   /* odd head dim */
+    one_attn(3, 16, 1, 512, 600, 100, 0, false);
+    one_attn(64, 16, 8, 256, 1024 + 64 + 63, 2000, 1024, false);
+}
+
+TEST(cuda_embed_argmax) {
+    NEED_GPU();
+    int V = 1000, d = 72, T = 5;
+    wt tab = make_w(CKPT_BF16, V, d);
+    ckpt_vec tv = {.format = CKPT_BF16, .data = tab.w, .numel = (int64_t)V * d};
+    int32_t ids[5] = {0, 999, 17, 17, 500};
+    float *ref = malloc((size_t)T * d * 4);
+    g4_error err = {0};
+    REQUIRE(g_cpu->embed(g_cpu, ref, &tv, V, d, ids, T, 8.0f, &err) == G4_OK);
+    dbuf dy = dnew((size_t)T * d, NULL);
+    CHECK(g_cu->embed(g_cu, dy.p, &tv, V, d, ids, T, 8.0f, &err) == G4_OK);
+    float *got = dget(dy, "embed");
+    cmp("embed", got, ref, (size_t)T * d, 0);
+    int32_t bad[1] = {V};
+    dy = dnew((size_t)d, NULL);
+    CHECK(g_cu->embed(g_cu, dy.p, &tv, V, d, bad, 1, 1.0f, &err) == G4_ERR_INVALID_ARG);
+    free(dget(dy, "embed bad"));
+    free(got), free(ref), free_w(&tab);
+#ifdef G4_HAVE_CUDA
+    /* argmax over a vocab-sized row, ties to the lowest index */
+    int n = 262144;
+    float *x = rand_f((size_t)n, 5.0f);
+    x[123457] = 9.0f;
+    x[200000] = 9.0f;
+    dbuf dx = dnew((size_t)n, x);
+    float *scratch = g_cu->alloc(g_cu, 4096);
+    int32_t *out = g_cu->alloc_i32(g_cu, 4);
+    CHECK(cu_argmax(dx.p, n, out, scratch, NULL) == 0);
+    CHECK(cu_sync(NULL) == 0);
+    float hv[4];
+    REQUIRE(g_cu->to_host(g_cu, hv, (const float *)out, 1, &err) == G4_OK);
+    int32_t idx;
+    memcpy(&idx, hv, 4);
+    CHECK_EQ_INT(idx, 123457);
+    g_cu->release(g_cu, scratch);
+    g_cu->release_i32(g_cu, out);
+    free(dget(dx, "argmax x"));
+    free(x);
+#endif
+}
