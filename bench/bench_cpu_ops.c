@@ -1,6 +1,7 @@
 /* bench_cpu_ops.c - micro-benchmark of the CPU matvec kernels (not a test).
  *
  *   build-x/bench_cpu_ops [--threads N] [--reps R] [--isa avx512|avx2|scalar] [--fmt nvfp4|bf16|fp8]
+ *                         [--cpu-time 1]
  *
  * Prints one JSON object: memory read bandwidth (all threads summing a 1 GiB
  * buffer) and, per ISA, NVFP4 / BF16 / FP8 (F32 row scales) decode matvec (T = 1) GB/s of weight
@@ -15,9 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+static int use_cpu_time; /* --cpu-time: process CPU time instead of wall time (for --threads 1 on a busy machine) */
 static double now(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(use_cpu_time ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -105,6 +107,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--isa")) only_isa = argv[i + 1];
         else if (!strcmp(argv[i], "--fmt")) only_fmt = argv[i + 1];
+        else if (!strcmp(argv[i], "--cpu-time")) use_cpu_time = atoi(argv[i + 1]);
     }
     if (threads < 1) threads = 1;
     if (reps < 1) reps = 1;

@@ -164,6 +164,9 @@ size_t g4_engine_bytes_per_token(const g4_engine *e);
 double g4_engine_mem_gbs(g4_engine *e);
 /* Bytes of all weight tensors of the checkpoint. */
 size_t g4_engine_weight_bytes(const g4_engine *e);
+/* Device memory in use (CUDA: total - free of the GPU, all of this process's buffers;
+ * CPU: 0) and, in *weights (may be NULL), the bytes of the weights the backend holds. */
+size_t g4_engine_device_mem(const g4_engine *e, size_t *weights);
 /* Generation defaults of the model: eos ids and suppressed ids (generation_config.json). */
 size_t g4_engine_eos(const g4_engine *e, const int32_t **ids);
 size_t g4_engine_suppress(const g4_engine *e, const int32_t **ids);

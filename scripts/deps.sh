@@ -12,6 +12,9 @@ for p in libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libsndfile1-dev l
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+# server: curl (demo), Python venv + pip for the server tests (openai client, pytest, lm-eval)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q

@@ -393,6 +393,115 @@ TEST(cpu_ops_matmul_decode_exact) {
     free(sc);
 }
 
+/* Decode (T == 1) kernels at odd shapes, every ISA: the AVX-512 path has its own
+ * NVFP4 (x rearranged into nibble order, masked last 128-block), FP8 and BF16
+ * (masked K tails) kernels, rows in blocks of 4 plus single rows. K values hit
+ * every tail length class; N values hit the 4-row blocks and their remainders;
+ * pools of 1-3 threads split the rows differently. */
+TEST(cpu_ops_matmul_t1_shapes) {
+    cpu_isa list[CPU_ISA_COUNT];
+    int ni = isas_tested(list);
+    cpu_isa saved = cpu_isa_active();
+    tp_pool *pool2 = NULL, *pool3 = NULL;
+    REQUIRE(tp_create(2, &pool2, NULL) == G4_OK);
+    REQUIRE(tp_create(3, &pool3, NULL) == G4_OK);
+    static const int Ks[] = {16, 112, 128, 144, 256, 400, 1040, 1, 15, 17, 63, 65, 129, 1001};
+    static const int Ns[] = {1, 3, 4, 5, 38, 131};
+    const double tol = 1e-5;
+    for (int ii = 0; ii < ni; ii++) {
+        REQUIRE(cpu_isa_set(list[ii], NULL) == G4_OK);
+        for (int type = 0; type < WT_COUNT; type++) {
+            double worst = 0;
+            for (int ki = 0; ki < (int)(sizeof Ks / sizeof Ks[0]); ki++) {
+                if (type == WT_NVFP4 && Ks[ki] % 16) continue;
+                for (int ni_ = 0; ni_ < (int)(sizeof Ns / sizeof Ns[0]); ni_++) {
+                    tp_pool *pool = ni_ % 3 == 0 ? NULL : ni_ % 3 == 1 ? pool2 : pool3;
+                    double w = check_mm(type, pool, 1, Ns[ni_], Ks[ki], 5000 + 100 * ki + ni_);
+                    CHECK_MSG(w <= tol, "matmul T 1 %s isa %s N %d K %d: rel err %.3g > %g", wt_names[type],
+                              cpu_isa_name(list[ii]), Ns[ni_], Ks[ki], w, tol);
+                    if (w > worst) worst = w;
+                }
+            }
+            printf("    %-7s %-16s T=1 worst rel err %.2e\n", cpu_isa_name(list[ii]), wt_names[type], worst);
+        }
+    }
+    cpu_isa_set(saved, NULL);
+    tp_free(pool2);
+    tp_free(pool3);
+}
+
+/* Exhaustive decode through the T == 1 kernels: one-hot x (one call per k), so
+ * y[n] = w[n, k] times its scales. Every BF16 pattern except NaN/Inf, every
+ * non-NaN E4M3 byte (FP8 weights and NVFP4 scales, subnormals included) and
+ * every E2M1 code in every nibble position of a 128-weight block must come out
+ * exact (NVFP4: within 1 ulp of the per-group formula, from the folded global
+ * scale). */
+TEST(cpu_ops_matmul_t1_decode_exact) {
+    enum { N = 256, K = 272 }; /* K: two whole NVFP4 blocks + a partial one */
+    cpu_isa list[CPU_ISA_COUNT];
+    int ni = isas_tested(list);
+    cpu_isa saved = cpu_isa_active();
+    float *x = calloc(K, 4), *y = alloc_out(N);
+    uint8_t *w16 = malloc((size_t)N * K * 2), *w8 = malloc((size_t)N * K), *sc = malloc((size_t)N * K / 16);
+    float rs[N];
+    for (int n = 0; n < N; n++) rs[n] = n == 0 ? 1.0f : 0.5f + n / 256.0f;
+    for (int i = 0; i < N * K; i++) {
+        uint16_t h = (uint16_t)(i * 7 + i / 65536); /* all patterns (N*K > 65536) */
+        if (((h >> 7) & 0xFF) == 0xFF) h = 0x3F80;
+        memcpy(w16 + (size_t)i * 2, &h, 2);
+        w8[i] = (uint8_t)((i & 0x7F) == 0x7F ? 0x38 : i);
+    }
+    const float gs = 448.0f * 6.0f / 3.0f;
+    uint8_t *p4 = malloc((size_t)N * K / 2);
+    for (int n = 0; n < N; n++) {
+        for (int b = 0; b < K / 2; b++) p4[(size_t)n * K / 2 + b] = (uint8_t)(b * 37 ^ (n << 4) ^ n);
+        for (int g = 0; g < K / 16; g++) {
+            int code = (n * (K / 16) + g) & 0xFF;
+            sc[(size_t)n * (K / 16) + g] = (uint8_t)((code & 0x7F) == 0x7F ? 0x01 : code);
+        }
+    }
+    for (int ii = 0; ii < ni; ii++) {
+        REQUIRE(cpu_isa_set(list[ii], NULL) == G4_OK);
+        const char *isa = cpu_isa_name(list[ii]);
+        int bad_bf = 0, bad_f8 = 0, bad_f4 = 0;
+        for (int k = 0; k < K; k++) {
+            memset(x, 0, K * sizeof(float));
+            x[k] = 1.0f;
+            REQUIRE(cpu_matmul_bf16(NULL, y, x, 1, w16, N, K, NULL) == G4_OK);
+            for (int n = 0; n < N; n++) {
+                uint16_t h = rd16(w16 + ((size_t)n * K + k) * 2);
+                if (y[n] != ref_bf16(h) && bad_bf++ < 3)
+                    t_fail(__FILE__, __LINE__, "%s T=1 bf16 0x%04x: %.9g vs %.9g", isa, h, y[n], ref_bf16(h));
+            }
+            REQUIRE(cpu_matmul_fp8(NULL, y, x, 1, w8, rs, false, N, K, NULL) == G4_OK);
+            for (int n = 0; n < N; n++) {
+                double ref = (double)(float)(ref_e4m3(w8[(size_t)n * K + k]) * rs[n]);
+                if (y[n] != ref && bad_f8++ < 3)
+                    t_fail(__FILE__, __LINE__, "%s T=1 fp8 byte 0x%02x: %.9g vs %.9g", isa, w8[(size_t)n * K + k],
+                           y[n], ref);
+            }
+            REQUIRE(cpu_matmul_nvfp4(NULL, y, x, 1, p4, sc, gs, N, K, NULL) == G4_OK);
+            for (int n = 0; n < N; n++) {
+                uint8_t byte = p4[(size_t)n * K / 2 + k / 2];
+                unsigned code = (k & 1) ? byte >> 4 : byte & 15;
+                uint8_t s8 = sc[(size_t)n * (K / 16) + k / 16];
+                double ref = ref_e2m1(code) * (double)((float)ref_e4m3(s8) / gs);
+                if (!(fabs(y[n] - ref) <= fabs(ref) * 0x1p-23) && bad_f4++ < 3)
+                    t_fail(__FILE__, __LINE__, "%s T=1 nvfp4 k %d code %u scale 0x%02x: %.9g vs %.9g", isa, k, code,
+                           s8, y[n], ref);
+            }
+        }
+        CHECK(guards_ok(y, N));
+    }
+    cpu_isa_set(saved, NULL);
+    free(x);
+    free(y);
+    free(w16);
+    free(w8);
+    free(p4);
+    free(sc);
+}
+
 TEST(cpu_ops_matmul_args) {
     float x[32] = {1}, y[4];
     uint8_t w[64] = {0}, sc[8] = {0};

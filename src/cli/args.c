@@ -62,6 +62,23 @@ int args_parse(args *a, int argc, char **argv, const char *cmd) {
         } else if (!strcmp(o, "--stop") && v) {
             ok = a->n_stop < ARGS_MAX_STOP && (a->stop[a->n_stop] = strdup(v)) != NULL;
             if (ok) a->n_stop++;
+        } else if ((!strcmp(o, "--image") || !strcmp(o, "--audio") || !strcmp(o, "--video")) && v) {
+            ok = a->n_media < ARGS_MAX_MEDIA;
+            if (ok) {
+                a->media[a->n_media].kind = o[2] == 'i' ? G4_MEDIA_IMAGE : o[2] == 'a' ? G4_MEDIA_AUDIO : G4_MEDIA_VIDEO;
+                a->media[a->n_media++].path = v;
+            }
+        } else if (!strcmp(o, "--image-tokens") && v) {
+            ok = parse_int(v, 1, 1120, &a->media_opt.image_tokens) &&
+                 (a->media_opt.image_tokens == 70 || a->media_opt.image_tokens == 140 ||
+                  a->media_opt.image_tokens == 280 || a->media_opt.image_tokens == 560 ||
+                  a->media_opt.image_tokens == 1120);
+        } else if (!strcmp(o, "--video-frames") && v) {
+            ok = parse_int(v, 1, 1024, &a->media_opt.video_frames);
+        } else if (!strcmp(o, "--audio-max-seconds") && v) {
+            float f;
+            ok = parse_float(v, 0.001f, 36000, &f);
+            a->media_opt.audio_max_seconds = f;
         } else if (!strcmp(o, "--device") && v) {
             if (!strcmp(v, "cpu")) a->device = G4_DEVICE_CPU;
             else if (!strcmp(v, "cuda")) a->device = G4_DEVICE_CUDA;
@@ -140,6 +157,22 @@ char *args_json_user_message(const char *text) {
     sb_puts(&b, "[{\"role\":\"user\",\"content\":");
     sb_json_str(&b, text, strlen(text));
     sb_puts(&b, "}]");
+    if (b.oom) {
+        sb_free(&b);
+        return NULL;
+    }
+    return sb_take(&b);
+}
+
+char *args_json_user_message_mm(const char *text, const args_media *media, size_t n_media) {
+    static const char *names[] = {"", "image", "audio", "video"};
+    strbuf b;
+    sb_init(&b);
+    sb_puts(&b, "[{\"role\":\"user\",\"content\":[");
+    for (size_t i = 0; i < n_media; i++) sb_printf(&b, "{\"type\":\"%s\"},", names[media[i].kind]);
+    sb_puts(&b, "{\"type\":\"text\",\"text\":");
+    sb_json_str(&b, text, strlen(text));
+    sb_puts(&b, "}]}]");
     if (b.oom) {
         sb_free(&b);
         return NULL;

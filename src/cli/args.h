@@ -9,6 +9,9 @@
 #include "g4.h"
 
 #define ARGS_MAX_STOP 16
+#define ARGS_MAX_MEDIA 64
+
+typedef struct args_media { g4_media_kind kind; const char *path; } args_media;
 
 typedef struct args {
     const char *model;          /* first positional argument */
@@ -20,6 +23,9 @@ typedef struct args {
     g4_sampling sampling;
     char *stop[ARGS_MAX_STOP];
     size_t n_stop;
+    args_media media[ARGS_MAX_MEDIA];   /* --image / --audio / --video, in command-line order */
+    size_t n_media;
+    g4_media_options media_opt;         /* --image-tokens, --video-frames, --audio-max-seconds */
 } args;
 
 /* 0 ok; non-zero after printing a one-line usage error for `cmd`. */
@@ -29,5 +35,8 @@ void args_free(args *a);
 g4_status args_parse_ids(const char *s, int32_t **ids, size_t *n, g4_error *err);
 /* [{"role":"user","content":TEXT}] as malloc'd JSON. */
 char *args_json_user_message(const char *text);
+/* Same with the media as content parts before the text:
+ * [{"role":"user","content":[{"type":"image"},...,{"type":"text","text":TEXT}]}]. */
+char *args_json_user_message_mm(const char *text, const args_media *media, size_t n_media);
 
 #endif

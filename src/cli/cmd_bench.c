@@ -71,19 +71,21 @@ int cmd_bench(int argc, char **argv) {
     double pre_tps = a.bench_prompt / best_prefill;
     struct utsname un;
     uname(&un);
+    size_t dev_w = 0, dev_used = g4_engine_device_mem(e, &dev_w);
     if (a.json) {
         printf("{\"model\": \"%s\", \"device\": \"%s\", \"machine\": \"%s\", \"weight_bytes\": %zu, "
                "\"bytes_per_token\": %.0f, \"ceiling_gbs\": %.2f, \"prompt_tokens\": %d, \"prefill_tok_s\": %.2f, "
                "\"ttft_s\": %.4f, \"decode_tokens\": %zu, \"decode_tok_s\": %.3f, \"decode_gbs\": %.2f, "
-               "\"ratio_to_ceiling\": %.3f, \"reps\": %d}\n",
+               "\"ratio_to_ceiling\": %.3f, \"reps\": %d, \"device_weight_bytes\": %zu, \"device_mem_used\": %zu}\n",
                a.model, g4_engine_device_name(e), un.machine, g4_engine_weight_bytes(e), bpt, mem, a.bench_prompt,
-               pre_tps, best_prefill, n_gen, dec_tps, dec_gbs, mem > 0 ? dec_gbs / mem : 0, a.bench_reps);
+               pre_tps, best_prefill, n_gen, dec_tps, dec_gbs, mem > 0 ? dec_gbs / mem : 0, a.bench_reps, dev_w, dev_used);
     } else {
         printf("model            %s\ndevice           %s\nweights          %.3f GB, %.3f GB read per token\n"
                "ceiling          %.2f GB/s (measured now)\nprefill          %d tokens: %.1f tok/s, TTFT %.4f s\n"
                "decode           %zu tokens: %.2f tok/s = %.2f GB/s = %.1f%% of the ceiling\n",
                a.model, g4_engine_device_name(e), g4_engine_weight_bytes(e) / 1e9, bpt / 1e9, mem, a.bench_prompt,
                pre_tps, best_prefill, n_gen, dec_tps, dec_gbs, mem > 0 ? 100 * dec_gbs / mem : 0);
+        if (dev_used) printf("device memory    %.3f GB weights, %.3f GB in use\n", dev_w / 1e9, dev_used / 1e9);
     }
     g4_session_free(s);
     g4_engine_free(e);

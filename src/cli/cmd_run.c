@@ -5,6 +5,8 @@
  *          [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
  *          [--repetition-penalty R] [--stop S]... [--threads N] [--ctx N]
  *          [--device cpu|cuda] [--ids] [--thinking]
+ *          [--image PATH]... [--audio PATH]... [--video PATH]... [--image-tokens N]
+ *          [--video-frames N] [--audio-max-seconds S]
  *   g4 logits MODEL --tokens 2,105,... --npy OUT.npy [--threads N] [--device ...]
  *
  * The chat template is applied to --prompt unless --raw; --tokens are used as
@@ -26,29 +28,48 @@ static int fail(const char *cmd, const g4_error *e, g4_status s) {
     return 1;
 }
 
-/* Render --prompt through the chat template into text, then tokenize. */
-static g4_status prompt_ids(const g4_engine *e, const char *prompt, bool raw, bool thinking, int32_t **ids,
-                            size_t *n, g4_error *err) {
+/* Render --prompt through the chat template into text (media parts before the text),
+ * then tokenize; with media, expand the placeholders and embed the media (mp). */
+static g4_status prompt_ids(g4_engine *e, const args *a, int32_t **ids, size_t *n, g4_mm_prompt *mp,
+                            g4_error *err) {
     const g4_tokenizer *tok = g4_engine_tokenizer(e);
     if (!tok) return G4_FAIL(err, G4_ERR_TOKENIZER, "the model has no tokenizer.json: use --tokens");
     char *text = NULL;
     g4_status st;
-    if (raw) {
-        text = strdup(prompt);
+    if (a->raw) {
+        text = strdup(a->prompt);
         if (!text) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
     } else {
-        /* one user message, as JSON */
-        char *msgs = args_json_user_message(prompt);
+        char *msgs = a->n_media ? args_json_user_message_mm(a->prompt, a->media, a->n_media)
+                                : args_json_user_message(a->prompt);
         if (!msgs) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
         g4_chat_options co = {.add_generation_prompt = true,
-                              .enable_thinking = thinking ? G4_THINKING_ON : G4_THINKING_DEFAULT};
+                              .enable_thinking = a->thinking ? G4_THINKING_ON : G4_THINKING_DEFAULT};
         st = g4_chat_render(msgs, strlen(msgs), &co, &text, err);
         free(msgs);
         if (st) return st;
     }
-    st = g4_tokenize(tok, text, strlen(text), 0, ids, n, err);
+    if (!a->n_media) {
+        st = g4_tokenize(tok, text, strlen(text), 0, ids, n, err);
+        free(text);
+        return st;
+    }
+    g4_media *media[ARGS_MAX_MEDIA] = {0};
+    double dec = 0;
+    st = G4_OK;
+    for (size_t i = 0; i < a->n_media && !st; i++) {
+        st = g4_media_load_file(a->media[i].path, a->media[i].kind, &a->media_opt, &media[i], err);
+        if (!st) dec += g4_media_decode_seconds(media[i]);
+    }
+    if (!st) st = g4_mm_prompt_build(e, text, strlen(text), media, a->n_media, NULL, mp, err);
+    for (size_t i = 0; i < a->n_media; i++) g4_media_free(media[i]);
     free(text);
-    return st;
+    if (st) return st;
+    fprintf(stderr, "[g4] media: %zu inputs decoded in %.3f s, %zu soft tokens embedded in %.3f s\n", a->n_media, dec,
+            mp->n_mm, mp->embed_s);
+    *ids = mp->ids;   /* owned by mp */
+    *n = mp->n;
+    return G4_OK;
 }
 
 typedef struct run_out { bool ids; bool first; } run_out;
@@ -73,7 +94,9 @@ int cmd_run(int argc, char **argv) {
     if (!a.model || (!a.prompt && !a.tokens)) {
         fprintf(stderr, "usage: g4 run MODEL (--prompt TEXT | --tokens 2,105,...) [--raw] [--max-tokens N] "
                         "[--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--stop S]... "
-                        "[--threads N] [--ctx N] [--device cpu|cuda] [--ids] [--thinking]\n");
+                        "[--threads N] [--ctx N] [--device cpu|cuda] [--ids] [--thinking] [--image PATH]... [--audio PATH]... "
+                        "[--video PATH]... [--image-tokens 70|140|280|560|1120] [--video-frames N] "
+                        "[--audio-max-seconds S]\n");
         args_free(&a);
         return 2;
     }
@@ -85,15 +108,17 @@ int cmd_run(int argc, char **argv) {
     if (st) { args_free(&a); return fail("run", &err, st); }
     int32_t *ids = NULL;
     size_t n = 0;
-    if (a.tokens) st = args_parse_ids(a.tokens, &ids, &n, &err);
-    else st = prompt_ids(e, a.prompt, a.raw, a.thinking, &ids, &n, &err);
+    g4_mm_prompt mp = {0};
+    if (a.tokens && a.n_media) st = G4_FAIL(&err, G4_ERR_INVALID_ARG, "--image/--audio/--video need --prompt");
+    else if (a.tokens) st = args_parse_ids(a.tokens, &ids, &n, &err);
+    else st = prompt_ids(e, &a, &ids, &n, &mp, &err);
     g4_session *s = NULL;
     if (!st) st = g4_session_create(e, 0, &s, &err);
     g4_gen_result res = {0};
     run_out o = {.ids = a.ids, .first = true};
     if (!st) {
         g4_gen_params gp = {.sampling = a.sampling, .max_tokens = a.max_tokens, .stop = (const char *const *)a.stop,
-                            .n_stop = a.n_stop};
+                            .n_stop = a.n_stop, .mm = mp.mm, .n_mm = mp.n_mm};
         st = g4_generate(s, ids, n, &gp, on_token, &o, &res, &err);
     }
     int rc = 0;
@@ -107,7 +132,8 @@ int cmd_run(int argc, char **argv) {
                 res.prefill_s > 0 ? res.n_prompt / res.prefill_s : 0.0, res.n_generated, res.decode_s,
                 res.decode_s > 0 ? res.n_generated / res.decode_s : 0.0, g4_finish_name(res.finish));
     }
-    free(ids);
+    if (mp.ids) g4_mm_prompt_free(&mp);
+    else free(ids);
     g4_session_free(s);
     g4_engine_free(e);
     args_free(&a);

@@ -42,6 +42,9 @@ g4_status cpu_isa_set(cpu_isa isa, g4_error *err);
  * x: float [T, K]; y: float [T, N] (fully overwritten, must not alias x).
  * T >= 1 (1 = decode, up to thousands in prefill), N >= 1, K >= 1.
  * The weight is dequantized on the fly in registers; no copy of W is made.
+ * T == 1 on AVX-512: dedicated NVFP4 / FP8 / BF16 decode kernels (4 rows per
+ * block, software prefetch, masked K tails; kern_avx512.c); NVFP4 first copies
+ * x into the kernel's nibble order (one K-float scratch per call).
  * For T > 1, W is processed in row tiles sized to stay in L2, each tile is
  * applied to all T rows of x in register blocks (AVX-512: 4 W rows x 4 x rows,
  * AVX2: 4 x 2, scalar: 1 x 8), so each weight byte is read from memory once per call.
@@ -64,7 +67,10 @@ g4_status cpu_matmul_f16(tp_pool *pool, float *y, const float *x, int T, const v
  * exact in fp32 (2 x 4 significant bits). Difference vs the exact formula:
  * the per-group rounding of fp8(s)/gscale (<= 2^-24 relative per weight) is
  * replaced by one rounding of the final division (<= 2^-24 of |y|), so the
- * two agree to ~1e-7 of sum|w*x|, well inside 1e-6 relative. */
+ * two agree to ~1e-7 of sum|w*x|, well inside 1e-6 relative. The AVX-512
+ * decode kernel (T == 1) sums e2m1*x per lane over a 128-weight block first and
+ * multiplies by the (lane's) group scale once per block: the same fp32 sum of
+ * exact-product terms in another order (x itself is never rounded). */
 g4_status cpu_matmul_nvfp4(tp_pool *pool, float *y, const float *x, int T, const uint8_t *packed,
                            const uint8_t *scales, float gscale, int N, int K, g4_error *err);
 /* FP8-dynamic ("float-quantized"): w E4M3FN [N, K], row_scale [N] (or [N, 1])

@@ -90,11 +90,28 @@ A __m512 e4m3x16_div256(__m128i b16) {
 #endif
 A __m512 nv_scales(__m128i s8) { return e4m3x16_div256(_mm_unpacklo_epi8(s8, s8)); }
 
+/* sum over the block of e2m1(nibble) * 256 * x, as 16 lanes (lane d = dword d) */
+A __m512 nv_block(__m512i v, const float *xb, __m512 tbl) {
+    __m512 p0 = _mm512_mul_ps(_mm512_permutexvar_ps(v, tbl), _mm512_load_ps(xb));
+    __m512 p1 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl), _mm512_load_ps(xb + 16));
+    p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), tbl), _mm512_load_ps(xb + 32), p0);
+    p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), tbl), _mm512_load_ps(xb + 48), p1);
+    p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), tbl), _mm512_load_ps(xb + 64), p0);
+    p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), tbl), _mm512_load_ps(xb + 80), p1);
+    p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), tbl), _mm512_load_ps(xb + 96), p0);
+    p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), tbl), _mm512_load_ps(xb + 112), p1);
+    return _mm512_add_ps(p0, p1);
+}
+
+/* Whole blocks go in pairs: their 16 scales decode as one vector, and one
+ * vpermps per block duplicates each group's scale over its lane pair. */
 A void nv_rows(const cpu_mm_job *j, int n, const int NR) {
     const int K = j->K, nfull = K / 128, rem_g = (K % 128) / 16;
     const size_t sc_row = (size_t)(K / 16);
     const __m512 tbl = _mm512_setr_ps(0.0f, 128.0f, 256.0f, 384.0f, 512.0f, 768.0f, 1024.0f, 1536.0f, -0.0f,
                                       -128.0f, -256.0f, -384.0f, -512.0f, -768.0f, -1024.0f, -1536.0f);
+    const __m512i dup_lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i dup_hi = _mm512_add_epi32(dup_lo, _mm512_set1_epi32(8));
     const uint8_t *row[4], *sc[4];
     __m512 acc[4];
 #pragma GCC unroll 4
@@ -103,39 +120,37 @@ A void nv_rows(const cpu_mm_job *j, int n, const int NR) {
         sc[r] = j->scales + (size_t)(n + r) * sc_row;
         acc[r] = _mm512_setzero_ps();
     }
-    for (int b = 0; b <= nfull; b++) {
-        if (b == nfull && rem_g == 0) break;
+    int b = 0;
+    for (; b + 2 <= nfull; b += 2) {
         const float *xb = j->xp + (size_t)b * 128;
-        __m512 x[8];
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; i++) x[i] = _mm512_load_ps(xb + 16 * i);
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
-            __m512i v;
-            __m128i s8;
-            if (b < nfull) {
+            const uint8_t *w = row[r] + (size_t)b * 64;
 #if NV_PF > 0
-                _mm_prefetch((const char *)(row[r] + (size_t)b * 64 + NV_PF), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + NV_PF), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + NV_PF + 64), _MM_HINT_T0);
 #endif
-                v = _mm512_loadu_si512((const void *)(row[r] + (size_t)b * 64));
-                s8 = _mm_loadl_epi64((const __m128i *)(const void *)(sc[r] + (size_t)b * 8));
-            } else {
-                v = _mm512_maskz_loadu_epi32((__mmask16)((1u << (2 * rem_g)) - 1), row[r] + (size_t)b * 64);
-                s8 = _mm_maskz_loadu_epi8((__mmask16)((1u << rem_g) - 1), sc[r] + (size_t)b * 8);
-            }
-            __m512 p0 = _mm512_mul_ps(_mm512_permutexvar_ps(v, tbl), x[0]);
-            __m512 p1 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl), x[1]);
-            p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), tbl), x[2], p0);
-            p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), tbl), x[3], p1);
-            p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), tbl), x[4], p0);
-            p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), tbl), x[5], p1);
-            p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), tbl), x[6], p0);
-            p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), tbl), x[7], p1);
-            acc[r] = _mm512_fmadd_ps(_mm512_add_ps(p0, p1), nv_scales(s8), acc[r]);
+            __m512 s16 = e4m3x16_div256(_mm_loadu_si128((const __m128i *)(const void *)(sc[r] + (size_t)b * 8)));
+            __m512 d0 = nv_block(_mm512_loadu_si512((const void *)w), xb, tbl);
+            __m512 d1 = nv_block(_mm512_loadu_si512((const void *)(w + 64)), xb + 128, tbl);
+            acc[r] = _mm512_fmadd_ps(d0, _mm512_permutexvar_ps(dup_lo, s16), acc[r]);
+            acc[r] = _mm512_fmadd_ps(d1, _mm512_permutexvar_ps(dup_hi, s16), acc[r]);
+        }
+    }
+    for (; b < nfull || (b == nfull && rem_g); b++) {
+        const float *xb = j->xp + (size_t)b * 128;
+        /* last whole block: 8 scales; partial block: masked (never past the row) */
+        __mmask16 mw = b < nfull ? (__mmask16)0xFFFF : (__mmask16)((1u << (2 * rem_g)) - 1);
+        __mmask16 ms = b < nfull ? (__mmask16)0xFF : (__mmask16)((1u << rem_g) - 1);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            __m512i v = _mm512_maskz_loadu_epi32(mw, row[r] + (size_t)b * 64);
+            __m128i s8 = _mm_maskz_loadu_epi8(ms, sc[r] + (size_t)b * 8);
+            acc[r] = _mm512_fmadd_ps(nv_block(v, xb, tbl), nv_scales(s8), acc[r]);
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) j->y[n + r] = cpu_mm_post(j, n + r, _mm512_reduce_add_ps(acc[r]));
+    for (int r = 0; r < NR; r++) j->y[n + r] = _mm512_reduce_add_ps(acc[r]) / j->gscale; /* = cpu_mm_post */
 }
 
 /* FP8, T == 1: 16 weights per step through e4m3x16_div256, NR rows share each

@@ -31,19 +31,21 @@ struct attn_args {
     const int32_t *bid;
     const int *p0_dev;
     int p0, T, t_off, Hq, Hkv, hd, n_slots, window, nsplit, ks;
+    int hg;             /* blocks per kv head: each takes G / hg of its query heads */
     float scale;
 };
 
 template <int NR> __global__ void __launch_bounds__(256) k_attn(const attn_args a) {
     extern __shared__ float sm[];
-    const int G = a.Hq / a.Hkv, hd = a.hd;
+    const int GA = a.Hq / a.Hkv, G = GA / a.hg, hd = a.hd;
     float *qs = sm;                 /* [G][hd] */
     float *sc = qs + G * hd;        /* [G][KT] */
     float *ms = sc + G * KT;        /* [G] running max */
     float *ls = ms + G;             /* [G] running sum */
     float *al = ls + G;             /* [G] rescale of this tile */
     pdl_wait();
-    const int s = blockIdx.x, h = blockIdx.y, tz = blockIdx.z, t = a.t_off + tz;
+    const int s = blockIdx.x, h = blockIdx.y / a.hg, tz = blockIdx.z, t = a.t_off + tz;
+    const int qh0 = h * GA + (blockIdx.y % a.hg) * G;   /* first query head of this block */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int p0 = a.p0_dev ? *a.p0_dev : a.p0;
     const int pos = p0 + t;
@@ -64,7 +66,7 @@ template <int NR> __global__ void __launch_bounds__(256) k_attn(const attn_args 
 
     for (int i = threadIdx.x; i < G * hd; i += blockDim.x) {
         int g = i / hd, d = i - g * hd;
-        qs[i] = a.q[((size_t)t * a.Hq + h * G + g) * hd + d];
+        qs[i] = a.q[((size_t)t * a.Hq + qh0 + g) * hd + d];
     }
     if (threadIdx.x < G) {
         ms[threadIdx.x] = -INFINITY;
@@ -153,7 +155,7 @@ template <int NR> __global__ void __launch_bounds__(256) k_attn(const attn_args 
 #pragma unroll
     for (int g = 0; g < GMAX; g++) {
         if (g >= G) break;
-        float *o = a.ws + (((size_t)tz * a.Hq + h * G + g) * a.nsplit + s) * st;
+        float *o = a.ws + (((size_t)tz * a.Hq + qh0 + g) * a.nsplit + s) * st;
 #pragma unroll
         for (int c = 0; c < NC; c++) {
             int d = threadIdx.x + 256 * c;
@@ -193,7 +195,7 @@ __global__ void k_attn_combine(float *out, const float *ws, int Hq, int hd, int 
 }
 
 template <int NR> int launch_nr(const attn_args &a, int Tb, size_t smem, void *stream) {
-    return cu_launch(k_attn<NR>, dim3(a.nsplit, a.Hkv, Tb), dim3(256), smem, stream, a);
+    return cu_launch(k_attn<NR>, dim3(a.nsplit, a.Hkv * a.hg, Tb), dim3(256), smem, stream, a);
 }
 
 } /* namespace */
@@ -204,8 +206,11 @@ extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, c
     if (T <= 0) return 0;
     if (Hkv <= 0 || Hq % Hkv || Hq / Hkv > GMAX || hd > 512 || hd <= 0) return (int)cudaErrorInvalidValue;
     if (n_keys_max < 1) n_keys_max = 1;
-    int max_split = (n_keys_max + KT - 1) / KT;
-    int want = (2 * sm_count + Hkv * T - 1) / (Hkv * T);
+    /* query heads of one kv head split over hg blocks (4 heads each when G >= 8) */
+    int G0 = Hq / Hkv, hg = G0 >= 8 ? G0 / 4 : 1;
+    if (G0 % hg) hg = 1;
+    int max_split = (n_keys_max + 15) / 16;   /* at least 16 keys per split */
+    int want = (2 * sm_count + Hkv * hg * T - 1) / (Hkv * hg * T);
     int nsplit = want < max_split ? want : max_split;
     if (nsplit > 256) nsplit = 256;
     if (nsplit < 1) nsplit = 1;
@@ -215,7 +220,7 @@ extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, c
     if (Tb < 1) return (int)cudaErrorInvalidValue;
     if (Tb > T) Tb = T;
     if (Tb > 65535) Tb = 65535;
-    int G = Hq / Hkv;
+    int G = Hq / Hkv / hg;
     size_t smem = ((size_t)G * hd + (size_t)G * KT + 3 * (size_t)G) * sizeof(float);
     attn_args a = {};
     a.ws = ws;
@@ -233,6 +238,7 @@ extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, c
     a.window = window;
     a.nsplit = nsplit;
     a.ks = ks;
+    a.hg = hg;
     a.scale = scale;
     for (int t0 = 0; t0 < T; t0 += Tb) {
         int tb = T - t0 < Tb ? T - t0 : Tb;

@@ -28,27 +28,33 @@ __global__ void k_rmsnorm(float *y, const float *x, const float *w, int n, float
     for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = w ? xr[i] * inv * w[i] : xr[i] * inv;
 }
 
-__global__ void k_residual(float *x, const float *o, const float *w_post, float scalar, const float *w_next,
-                           float *xn, int n, float eps) {
+/* one block of 1024 threads per row: float partial sums per thread (a few elements),
+ * combined in double like the CPU's double accumulation */
+__global__ void __launch_bounds__(1024) k_residual(float *x, const float *o, const float *w_post, float scalar,
+                                                   const float *w_next, float *xn, int n, float eps) {
     __shared__ double sh[32];
     extern __shared__ float row[];
     pdl_wait();
     const float *orow = o + (size_t)blockIdx.x * n;
     float *xr = x + (size_t)blockIdx.x * n;
-    double ss = 0;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)orow[i] * orow[i];
-    ss = block_sum_d(ss, sh);
-    float inv = (float)(1.0 / sqrt(ss / n + (double)eps));
-    double ss2 = 0;
+    float ssf = 0.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = xr[i] + orow[i] * inv * w_post[i];
+        float a = orow[i];
+        row[i] = a;
+        ssf = fmaf(a, a, ssf);
+    }
+    double ss = block_sum_d((double)ssf, sh);
+    float inv = (float)(1.0 / sqrt(ss / n + (double)eps));
+    float ss2f = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = xr[i] + row[i] * inv * w_post[i];
         if (scalar != 1.0f) v *= scalar;
         xr[i] = v;
         row[i] = v;
-        ss2 += (double)v * v;
+        ss2f = fmaf(v, v, ss2f);
     }
     if (!w_next) return;
-    ss2 = block_sum_d(ss2, sh);
+    double ss2 = block_sum_d((double)ss2f, sh);
     float inv2 = (float)(1.0 / sqrt(ss2 / n + (double)eps));
     float *xnr = xn + (size_t)blockIdx.x * n;
     for (int i = threadIdx.x; i < n; i += blockDim.x) xnr[i] = row[i] * inv2 * w_next[i];
@@ -229,7 +235,7 @@ int flat_grid(size_t n) {
 
 extern "C" int cu_rmsnorm(float *y, const float *x, const float *w, int rows, int n, float eps, void *stream) {
     if (rows <= 0) return 0;
-    return cu_launch(k_rmsnorm, dim3(rows), dim3(256), 0, stream, y, x, w, n, eps);
+    return cu_launch(k_rmsnorm, dim3(rows), dim3(n >= 2048 ? 1024 : 256), 0, stream, y, x, w, n, eps);
 }
 
 extern "C" int cu_residual(float *x, const float *o, const float *w_post, float scalar, const float *w_next,
@@ -244,7 +250,7 @@ extern "C" int cu_residual(float *x, const float *o, const float *w_post, float 
             done = true;
         }
     }
-    return cu_launch(k_residual, dim3(rows), dim3(256), smem, stream, x, o, w_post, scalar, w_next, xn, n, eps);
+    return cu_launch(k_residual, dim3(rows), dim3(1024), smem, stream, x, o, w_post, scalar, w_next, xn, n, eps);
 }
 
 extern "C" int cu_rope(float *x, int T, int H, int hd, int p0, const int *p0_dev, const float *inv_freq,

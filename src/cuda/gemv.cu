@@ -51,6 +51,7 @@ struct gemv_args {
     int kp, k;          /* padded and logical K */
     const float *x;     /* [tt, k] */
     int tt;             /* rows of x in this pass */
+    int wsplit;         /* warps sharing one row group (split-K): 1, 2, 4 or 8 */
 };
 
 template <int FMT> struct fmt_t;
@@ -96,7 +97,8 @@ __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
     float *xs = reinterpret_cast<float *>(smem4);
     const int npieces = a.kp / VALS, xstride = npieces * XS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int g = blockIdx.x * WARPS + warp;
+    const int W = a.wsplit, wk = warp % W;
+    int g = blockIdx.x * (WARPS / W) + warp / W;
     int si = 0;
     if (!GEGLU)
         while (si < a.nseg - 1 && g >= a.seg[si].groups) {
@@ -118,7 +120,8 @@ __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
         wr[r] = a.seg[s].w + (size_t)rc * a.seg[s].row_bytes;
         sr[r] = FMT == CU_NVFP4 ? a.seg[s].scale + (size_t)rc * a.seg[s].scale_stride : nullptr;
     }
-    int p = lane;
+    int p = lane + 32 * wk;
+    const int pstep = 32 * W;
     uint4 cur[R];
     if (active && p < npieces)
 #pragma unroll
@@ -132,7 +135,6 @@ __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
         xs[t * xstride + (k / VALS) * XS + (k % VALS)] = v;
     }
     __syncthreads();
-    if (!active) return;
 
     float acc[R][TT];
 #pragma unroll
@@ -140,12 +142,12 @@ __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
 #pragma unroll
         for (int t = 0; t < TT; t++) acc[r][t] = 0.0f;
 
-    for (; p < npieces; p += 32) {
+    for (; active && p < npieces; p += pstep) {
         uint4 nxt[R];
-        const bool more = p + 32 < npieces;
+        const bool more = p + pstep < npieces;
         if (more)
 #pragma unroll
-            for (int r = 0; r < R; r++) nxt[r] = ld_stream(wr[r] + (size_t)(p + 32) * 16);
+            for (int r = 0; r < R; r++) nxt[r] = ld_stream(wr[r] + (size_t)(p + pstep) * 16);
         const float *xb = xs + p * XS;
         if (FMT == CU_NVFP4) {
             uint32_t sc[R];
@@ -278,7 +280,23 @@ __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int t = 0; t < TT; t++) acc[r][t] = warp_sum(acc[r][t]);
-    if (lane != 0) return;
+    if (W > 1) {   /* combine the W warps of the row group through shared memory */
+        float *red = xs + TT * xstride;   /* [WARPS][R][TT] */
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int t = 0; t < TT; t++) red[(warp * R + r) * TT + t] = acc[r][t];
+        __syncthreads();
+        if (wk != 0) return;
+        if (lane == 0)
+            for (int j = 1; j < W; j++)
+#pragma unroll
+                for (int r = 0; r < R; r++)
+#pragma unroll
+                    for (int t = 0; t < TT; t++) acc[r][t] += red[((warp + j) * R + r) * TT + t];
+    }
+    if (lane != 0 || !active) return;
     float post[R];
 #pragma unroll
     for (int r = 0; r < R; r++) {
@@ -316,13 +334,14 @@ template <int FMT, int TT, bool GEGLU> int launch_t(const gemv_args &a, int grou
         if (e != cudaSuccess) return (int)e;
         attr_done = true;
     }
-    dim3 grid((groups + WARPS - 1) / WARPS);
+    int gpb = WARPS / a.wsplit;
+    dim3 grid((groups + gpb - 1) / gpb);
     return cu_launch(k_gemv<FMT, TT, GEGLU>, grid, dim3(WARPS * 32), smem, stream, a);
 }
 
 template <int FMT> int launch_f(const gemv_args &a, int tt_max, int groups, size_t smem_row, void *stream,
                                 bool geglu) {
-    size_t smem = smem_row * tt_max;
+    size_t smem = smem_row * tt_max + (size_t)WARPS * R * 4 * sizeof(float);
     if (geglu) {
         if (tt_max >= 4) return launch_t<FMT, 4, true>(a, groups, smem, stream);
         if (tt_max >= 2) return launch_t<FMT, 2, true>(a, groups, smem, stream);
@@ -354,7 +373,7 @@ extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *
     const int vals = vals_of(fmt);
     const int xs = vals == 4 ? vals : vals + 4;
     size_t smem_row = (size_t)(kp / vals) * xs * sizeof(float);
-    int tt_max = 4;
+    int tt_max = T >= 4 ? 4 : T >= 2 ? 2 : 1;   /* rows of x per pass: never more than T */
     while (tt_max > 1 && smem_row * tt_max > 200 * 1024) tt_max /= 2;
     if (smem_row > 200 * 1024) return (int)cudaErrorInvalidValue;   /* k > ~44k: not in Gemma 4 */
     gemv_args a = {};
@@ -375,6 +394,13 @@ extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *
         if (!geglu) groups += s.groups;
     }
     if (geglu) groups = w[0]->n;
+    /* split K over more warps until the grid has ~6 blocks per SM (memory parallelism) */
+    static int sms = 0;
+    if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) sms = 132;
+    a.wsplit = 1;
+    while (a.wsplit < WARPS && (groups + WARPS / a.wsplit - 1) / (WARPS / a.wsplit) < 6 * sms &&
+           kp / vals >= 32 * a.wsplit)
+        a.wsplit *= 2;
     for (int t0 = 0; t0 < T; t0 += tt_max) {
         a.x = x + (size_t)t0 * k;
         a.tt = T - t0 < tt_max ? T - t0 : tt_max;

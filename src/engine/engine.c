@@ -142,6 +142,10 @@ int32_t g4_engine_vocab(const g4_engine *e) { return (int32_t)e->ck->cfg.text.vo
 int g4_engine_max_context(const g4_engine *e) { return e->max_context; }
 double g4_engine_mem_gbs(g4_engine *e) { return e->be->mem_gbs(e->be); }
 size_t g4_engine_weight_bytes(const g4_engine *e) { return e->ck->stats.bytes_total; }
+size_t g4_engine_device_mem(const g4_engine *e, size_t *weights) {
+    if (weights) *weights = 0;
+    return e->be->mem_used ? e->be->mem_used(e->be, weights) : 0;
+}
 const char *g4_engine_device_name(const g4_engine *e) { return e->device_name; }
 size_t g4_engine_bytes_per_token(const g4_engine *e) { return e->ck->stats.bytes_per_token; }
 

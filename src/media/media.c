@@ -168,8 +168,7 @@ static g4_status decode_bytes(g4_media *m, const uint8_t *d, size_t n, g4_error 
     g4_status st;
     if (m->kind == G4_MEDIA_IMAGE) {
         st = img_decode(d, n, m->opt.max_pixels, &m->img, err);
-        if (st) g4_error_prefix(err, "image");
-        else {
+        if (!st) {
             m->w = m->img.w;
             m->h = m->img.h;
         }

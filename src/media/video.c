@@ -206,7 +206,7 @@ g4_status video_decode_file(const char *path, int max_frames, size_t max_pixels,
     const char *ffprobe = getenv("G4_FFPROBE") ? getenv("G4_FFPROBE") : "ffprobe";
     const char *ffmpeg = getenv("G4_FFMPEG") ? getenv("G4_FFMPEG") : "ffmpeg";
     if (access(path, R_OK)) return G4_FAIL(err, G4_ERR_IO, "video: cannot read '%s': %s", path, strerror(errno));
-    char *probe_argv[] = {(char *)ffprobe, "-v", "error", "-noautorotate", "-select_streams", "v:0", "-show_entries",
+    char *probe_argv[] = {(char *)ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries",
                           "stream=width,height,avg_frame_rate,r_frame_rate,nb_frames", "-of", "default=nw=1",
                           (char *)path, NULL};
     uint8_t *txt = NULL;
