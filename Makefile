@@ -41,7 +41,7 @@ LIB_OBJ += $(CU_OBJ)
 LDLIBS += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcudart -lstdc++ -ldl -lrt
 endif
 
-.PHONY: all test bench bench-synth cuda fuzz asan ubsan clean
+.PHONY: all test bench bench-cuda bench-synth cuda fuzz asan ubsan clean
 all: $(ALL)
 
 $(BUILD)/libg4.a: $(LIB_OBJ)
@@ -69,6 +69,10 @@ bench: $(BUILD)/bench_cpu_ops
 # Time `g4 synth` of the full 12B NVFP4A16 preset (writes ~8 GB to /tmp, then deletes it).
 bench-synth: $(BUILD)/g4
 	sh scripts/bench_synth.sh $(BUILD)/g4 nvfp4a16
+# CUDA GEMV micro-benchmark (needs nvcc and a GPU to run): $(BUILD)/bench_cuda_gemv prints JSON.
+bench-cuda: $(BUILD)/bench_cuda_gemv
+$(BUILD)/bench_cuda_gemv: bench/bench_cuda_gemv.c $(BUILD)/libg4.a
+	$(CC) $(G4FLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/bench_cpu_ops: bench/bench_cpu_ops.c $(BUILD)/libg4.a
 	$(CC) $(G4FLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
 

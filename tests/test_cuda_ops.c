@@ -181,11 +181,21 @@ static void one_matmul(ckpt_format f, int N, int K, int T, double tol, const cha
 TEST(cuda_matmul_formats) {
     NEED_GPU();
     const int shapes[][3] = {{1, 32, 1}, {37, 48, 1}, {130, 272, 3}, {257, 1040, 5}, {64, 3840, 2}, {300, 160, 9},
-                             {3, 15360, 1}};
+                             {3, 15360, 1}, {2500, 3840, 1}, {301, 15360, 1}, {1100, 1056, 1}};
     const ckpt_format fs[] = {CKPT_F32, CKPT_BF16, CKPT_F16, CKPT_FP8, CKPT_NVFP4};
     for (size_t f = 0; f < 5; f++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             one_matmul(fs[f], shapes[s][0], shapes[s][1], shapes[s][2], 2e-5, "gemv");
+    /* T = 1 NVFP4/FP8 through the decode kernel with 1 and 4 pieces in flight too */
+    for (int u = 1; u <= 4; u *= 4) {
+        cu_gemv_config(-1, u);
+        one_matmul(CKPT_NVFP4, 1100, 1056, 1, 2e-5, "u");
+        one_matmul(CKPT_FP8, 1100, 1056, 1, 2e-5, "u");
+        one_matmul(CKPT_NVFP4, 37, 15360, 1, 2e-5, "u");
+    }
+    cu_gemv_config(-1, 2);
+    one_matmul(CKPT_FP8, 19, 37, 1, 2e-5, "odd-k T=1");
+    one_matmul(CKPT_NVFP4, 21, 80, 1, 2e-5, "k%32=16 T=1");
     /* odd K for the non-block formats (rows padded on upload) */
     one_matmul(CKPT_BF16, 33, 17, 2, 2e-5, "odd-k");
     one_matmul(CKPT_FP8, 19, 37, 3, 2e-5, "odd-k");

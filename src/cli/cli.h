@@ -12,6 +12,8 @@ int cmd_logits(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+struct args;
+int bench_media(struct args *a);   /* bench_media.c: g4 bench --image/--audio/--video */
 int cmd_serve(int argc, char **argv);
 
 /* "5GB", "200KB", "1GiB", "123" -> bytes (K/M/G = 10^3.., KiB/MiB/GiB = 2^10..); 0 if invalid. */

@@ -1,4 +1,4 @@
-/* cmd_bench.c - `g4 bench MODEL [--prompt-len N] [--gen M] [--reps R] [--json]`.
+/* cmd_bench.c - `g4 bench MODEL [--prompt N | --prompt-len N] [--gen M] [--reps R] [--json]`.
  *
  * Measures, in one run on one device: the memory ceiling (CPU: all-thread read
  * bandwidth; CUDA: device copy), prefill speed and time to first token for a
@@ -18,10 +18,26 @@
 int cmd_bench(int argc, char **argv) {
     args a;
     if (args_parse(&a, argc, argv, "bench")) return 2;
+    /* `--prompt N` (the spelling) is the prompt length here */
+    if (a.prompt) {
+        char *end;
+        long v = strtol(a.prompt, &end, 10);
+        if (end == a.prompt || *end || v < 1 || v > (1 << 24)) {
+            fprintf(stderr, "g4 bench: --prompt takes a token count, got '%s'\n", a.prompt);
+            args_free(&a);
+            return 2;
+        }
+        a.bench_prompt = (int)v;
+    }
     if (!a.model) {
-        fprintf(stderr, "usage: g4 bench MODEL [--prompt-len N] [--gen M] [--reps R] [--json] [--threads N] "
+        fprintf(stderr, "usage: g4 bench MODEL [--prompt N | --prompt-len N] [--gen M] [--reps R] [--json] [--threads N] "
                         "[--device cpu|cuda]\n");
         return 2;
+    }
+    if (a.n_media) { /* media TTFT: src/cli/bench_media.c */
+        int rc = bench_media(&a);
+        args_free(&a);
+        return rc;
     }
     g4_error err = {0};
     g4_engine *e = NULL;

@@ -67,6 +67,9 @@ void cu_graph_destroy(void *exec);
  * geglu: two weights (gate, up) of the same n, y0[t, n] = gelu_tanh(gate) * up. */
 int cu_gemv(const float *x, int T, const cu_weight *const *w, float *const *y, int nw, int geglu,
             void *stream);
+/* T = 1 NVFP4/FP8 kernel choice (micro-benchmarks): dec 1 = persistent decode kernel (default),
+ * 0 = generic kernel, < 0 unchanged; u = pieces in flight per row and lane (1, 2, 4), <= 0 unchanged. */
+void cu_gemv_config(int dec, int u);
 
 /* ---- gemm.cu: prefill products on tensor cores (cuBLAS, BF16 operands, FP32 accumulate) ----
  * W is dequantized to a BF16 scratch [n, k] (exact for NVFP4/FP8 codes x block scale) and x is

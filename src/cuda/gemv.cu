@@ -21,12 +21,15 @@
  * the usual fp32 rounding and stays in the normal range. NVFP4: per 16-value group
  * gsum * (fp8 scale * 2^26), then y = acc / global_div. FP8: y = acc * 2^20 * row_scale.
  * Requires: no flush-to-zero (the default without --use_fast_math).
+ * Optional split-K (G4_CUDA_GEMV_SPLIT=1): W warps share a row group, strided over pieces,
+ * combined through shared memory (measured slower, off by default: docs/PERF.md).
  * PDL: the first weight piece of each row is loaded before griddepcontrol.wait (weights do
  * not depend on the previous kernel), x after it. */
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 
 #include <cuda_fp16.h>
+#include <stdlib.h>
 
 namespace {
 
@@ -52,6 +55,8 @@ struct gemv_args {
     const float *x;     /* [tt, k] */
     int tt;             /* rows of x in this pass */
     int wsplit;         /* warps sharing one row group (split-K): 1, 2, 4 or 8 */
+    int groups;         /* k_gemv_dec: row groups over all segments */
+    int x_vec;          /* k_gemv_dec: x 16-byte aligned and k % 4 == 0 (float4 staging) */
 };
 
 template <int FMT> struct fmt_t;
@@ -326,6 +331,265 @@ __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
     }
 }
 
+/* ---- T = 1 decode kernel for NVFP4 / FP8 (k_gemv_dec) ----
+ * Bandwidth-first variant of k_gemv for one row of x: a persistent grid (blocks = what fits
+ * on the SMs) whose warps walk row groups g = blockIdx.x * 8 + warp, += gridDim.x * 8, so x is
+ * staged once per block (float4, no divides) instead of once per 16 rows; each lane keeps U
+ * pieces of each of its R rows in flight and software-pipelines the next chunk (also across
+ * row groups) while it computes the current one.
+ * NVFP4 decode, 8 codes (one 32-bit word) in 15 integer ops, one PRMT per value: the 3 magnitude
+ * bits of 4 codes index a byte table {0,1,2,3,4,6,8,12} (= 2|e2m1|) through one PRMT; the
+ * float is then assembled by one more PRMT per value: magnitude byte -> bits 16..23, sign
+ * byte (0x80 / 0) -> bits 24..31, zeros (sign-replicate of a magnitude byte < 0x80) below.
+ * Bits b << 16 with b < 128 are exactly b * 2^-133 (subnormal-linear), so the value is
+ * e2m1 * 2^-132 exactly; x * 2^100 keeps every product normal and the group scale is
+ * fp8 * 2^32. Same products and per-16 group sums as k_gemv (same order within a lane). */
+__device__ __forceinline__ float e4m3_scale32(uint32_t b) {   /* fp8 * 2^32, exact */
+    float f = __uint_as_float(((b & 0x80u) << 24) | ((b & 0x7Fu) << 20));
+    return f * 0x1p120f * 0x1p32f;
+}
+
+template <bool GEGLU>
+__device__ __forceinline__ int seg_of(const gemv_args &a, int &g) {
+    int si = 0;
+    if (!GEGLU) {
+        if (g >= a.seg[0].groups) {
+            g -= a.seg[0].groups;
+            si = 1;
+            if (g >= a.seg[1].groups) {
+                g -= a.seg[1].groups;
+                si = 2;
+            }
+        }
+    }
+    return si;
+}
+
+template <int FMT, bool GEGLU>
+__device__ __forceinline__ void dec_ptrs(const gemv_args &a, int g, const uint8_t *(&wr)[R], const uint8_t *(&sr)[R]) {
+    const int si = seg_of<GEGLU>(a, g);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const seg_t &S = a.seg[GEGLU ? r : si];
+        int row = GEGLU ? g : g * R + r;
+        int rc = row < S.n ? row : S.n - 1;
+        wr[r] = S.w + (size_t)rc * S.row_bytes;
+        sr[r] = FMT == CU_NVFP4 ? S.scale + (size_t)rc * S.scale_stride : nullptr;
+    }
+}
+
+template <int FMT, int U>
+__device__ __forceinline__ void dec_load(const uint8_t *const (&wr)[R], const uint8_t *const (&sr)[R], int p0,
+                                         int npieces, uint4 (&buf)[R][U], uint32_t (&sc)[R][U]) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int p = p0 + 32 * u;
+        const bool ok = p < npieces;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            buf[r][u] = ok ? ld_stream(wr[r] + (size_t)p * 16) : make_uint4(0, 0, 0, 0);
+            if (FMT == CU_NVFP4) sc[r][u] = ok ? (uint32_t)__ldg(reinterpret_cast<const unsigned short *>(sr[r] + 2 * p)) : 0u;
+        }
+    }
+}
+
+/* 8 E2M1 codes of w -> f[0..7] = e2m1 * 2^-132 */
+__device__ __forceinline__ void e2m1x8(uint32_t w, float (&f)[8]) {
+    const uint32_t wm = w & 0x77777777u;
+    const uint32_t m0 = __byte_perm(0x03020100u, 0x0C080604u, wm);
+    const uint32_t m1 = __byte_perm(0x03020100u, 0x0C080604u, wm >> 16);
+    const uint32_t so = w & 0x80808080u;          /* byte k: sign of code 2k+1 */
+    const uint32_t se = (w << 4) & 0x80808080u;   /* byte k: sign of code 2k */
+    /* selector nibbles (byte 0..3 of the result): 8|j (zero), 8|j (zero), j (magnitude), 4+k (sign) */
+    f[0] = __uint_as_float(__byte_perm(m0, se, 0x4088u));
+    f[1] = __uint_as_float(__byte_perm(m0, so, 0x4199u));
+    f[2] = __uint_as_float(__byte_perm(m0, se, 0x52AAu));
+    f[3] = __uint_as_float(__byte_perm(m0, so, 0x53BBu));
+    f[4] = __uint_as_float(__byte_perm(m1, se, 0x6088u));
+    f[5] = __uint_as_float(__byte_perm(m1, so, 0x6199u));
+    f[6] = __uint_as_float(__byte_perm(m1, se, 0x72AAu));
+    f[7] = __uint_as_float(__byte_perm(m1, so, 0x73BBu));
+}
+
+template <int FMT, int U>
+__device__ __forceinline__ void dec_compute(const float *xs, int p0, int npieces, const uint4 (&buf)[R][U],
+                                            const uint32_t (&sc)[R][U], float (&acc)[R]) {
+    constexpr int XS = fmt_t<FMT>::VALS + fmt_t<FMT>::PAD;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int p = p0 + 32 * u;
+        if (p >= npieces) break;
+        const float *xb = xs + p * XS;
+        if (FMT == CU_NVFP4) {
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                float gs[R];
+#pragma unroll
+                for (int r = 0; r < R; r++) gs[r] = 0.0f;
+#pragma unroll
+                for (int wi = 2 * half; wi < 2 * half + 2; wi++) {
+                    const float4 xa = *reinterpret_cast<const float4 *>(xb + 8 * wi);
+                    const float4 xc = *reinterpret_cast<const float4 *>(xb + 8 * wi + 4);
+#pragma unroll
+                    for (int r = 0; r < R; r++) {
+                        const uint32_t w = wi == 0 ? buf[r][u].x : wi == 1 ? buf[r][u].y : wi == 2 ? buf[r][u].z : buf[r][u].w;
+                        float f[8];
+                        e2m1x8(w, f);
+                        float s = gs[r];
+                        s = fmaf(f[0], xa.x, s);
+                        s = fmaf(f[1], xa.y, s);
+                        s = fmaf(f[2], xa.z, s);
+                        s = fmaf(f[3], xa.w, s);
+                        s = fmaf(f[4], xc.x, s);
+                        s = fmaf(f[5], xc.y, s);
+                        s = fmaf(f[6], xc.z, s);
+                        s = fmaf(f[7], xc.w, s);
+                        gs[r] = s;
+                    }
+                }
+#pragma unroll
+                for (int r = 0; r < R; r++) acc[r] = fmaf(gs[r], e4m3_scale32((sc[r][u] >> (8 * half)) & 0xFFu), acc[r]);
+            }
+        } else { /* FP8 */
+#pragma unroll
+            for (int wi = 0; wi < 4; wi++) {
+                const float4 xa = *reinterpret_cast<const float4 *>(xb + 4 * wi);
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const uint32_t w = wi == 0 ? buf[r][u].x : wi == 1 ? buf[r][u].y : wi == 2 ? buf[r][u].z : buf[r][u].w;
+                    float s = acc[r];
+                    s = fmaf(e4m3_bits<0>(w), xa.x, s);
+                    s = fmaf(e4m3_bits<1>(w), xa.y, s);
+                    s = fmaf(e4m3_bits<2>(w), xa.z, s);
+                    s = fmaf(e4m3_bits<3>(w), xa.w, s);
+                    acc[r] = s;
+                }
+            }
+        }
+    }
+}
+
+template <int FMT, bool GEGLU>
+__device__ __forceinline__ void dec_store(const gemv_args &a, int g, float (&acc)[R]) {
+    const int si = seg_of<GEGLU>(a, g);
+    float v[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const seg_t &S = a.seg[GEGLU ? r : si];
+        int row = GEGLU ? g : g * R + r;
+        int rc = row < S.n ? row : S.n - 1;
+        v[r] = FMT == CU_NVFP4 ? acc[r] / S.gdiv : acc[r] * (0x1p20f * S.ch[rc]);
+    }
+    if (GEGLU) {
+        const seg_t &S = a.seg[0];
+        if (g < S.n) S.y[g] = gelu_tanh(v[0]) * v[1];
+    } else {
+        const seg_t &S = a.seg[si];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            if (g * R + r < S.n) S.y[g * R + r] = v[r];
+    }
+}
+
+template <int FMT, bool GEGLU, int U>
+__global__ void __launch_bounds__(256, 2) k_gemv_dec(const gemv_args a) {
+    constexpr int VALS = fmt_t<FMT>::VALS, XS = VALS + fmt_t<FMT>::PAD, V4 = VALS / 4;
+    extern __shared__ float4 smem4[];
+    float *xs = reinterpret_cast<float *>(smem4);
+    const int npieces = a.kp / VALS, G = a.groups;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int nch = (npieces + 32 * U - 1) / (32 * U);
+    const int gstep = gridDim.x * WARPS;
+    int g = blockIdx.x * WARPS + warp, c = 0;
+    const uint8_t *wr[R], *sr[R];
+    uint4 cur[R][U];
+    uint32_t scur[R][U];
+    if (g < G) {
+        dec_ptrs<FMT, GEGLU>(a, g, wr, sr);
+        dec_load<FMT, U>(wr, sr, lane, npieces, cur, scur);
+    }
+
+    pdl_wait();
+    const float pre = 0x1p100f;
+    if (a.x_vec) {
+        const float4 *x4 = reinterpret_cast<const float4 *>(a.x);
+        const int n4 = a.kp / 4, k4 = a.k / 4;
+#pragma unroll 4
+        for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+            float4 v = i < k4 ? x4[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+            v.x *= pre;
+            v.y *= pre;
+            v.z *= pre;
+            v.w *= pre;
+            *reinterpret_cast<float4 *>(xs + (i / V4) * XS + (i % V4) * 4) = v;
+        }
+    } else {
+        for (int k = threadIdx.x; k < a.kp; k += blockDim.x)
+            xs[(k / VALS) * XS + (k % VALS)] = k < a.k ? a.x[k] * pre : 0.0f;
+    }
+    __syncthreads();
+
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    while (g < G) {
+        int g2 = g, c2 = c + 1;
+        if (c2 == nch) {
+            c2 = 0;
+            g2 = g + gstep;
+        }
+        uint4 nxt[R][U];
+        uint32_t snx[R][U];
+        if (g2 < G) {
+            if (c2 == 0) dec_ptrs<FMT, GEGLU>(a, g2, wr, sr);   /* wr/sr of g are not needed any more */
+            dec_load<FMT, U>(wr, sr, c2 * 32 * U + lane, npieces, nxt, snx);
+        }
+        dec_compute<FMT, U>(xs, c * 32 * U + lane, npieces, cur, scur, acc);
+        if (c2 == 0) {
+#pragma unroll
+            for (int r = 0; r < R; r++) acc[r] = warp_sum(acc[r]);
+            if (lane == 0) dec_store<FMT, GEGLU>(a, g, acc);
+#pragma unroll
+            for (int r = 0; r < R; r++) acc[r] = 0.0f;
+        }
+        if (g2 < G) {
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    cur[r][u] = nxt[r][u];
+                    scur[r][u] = snx[r][u];
+                }
+        }
+        g = g2;
+        c = c2;
+    }
+}
+
+template <int FMT, bool GEGLU, int U> int launch_dec(const gemv_args &a, size_t smem, void *stream) {
+    static int bps = 0, sms = 0;
+    if (!bps) {
+        cudaError_t e = cudaFuncSetAttribute(k_gemv_dec<FMT, GEGLU, U>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             200 * 1024);
+        if (e != cudaSuccess) return (int)e;
+        if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) sms = 132;
+    }
+    /* blocks per SM for this smem size (the occupancy query is cheap; smem differs per K) */
+    int b = 0;
+    cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, k_gemv_dec<FMT, GEGLU, U>, WARPS * 32, smem);
+    if (e != cudaSuccess) return (int)e;
+    bps = b < 1 ? 1 : b;
+    int need = (a.groups + WARPS - 1) / WARPS, grid = sms * bps;
+    if (grid > need) grid = need;
+    return cu_launch(k_gemv_dec<FMT, GEGLU, U>, dim3(grid), dim3(WARPS * 32), smem, stream, a);
+}
+
+template <int FMT> int launch_dec_f(const gemv_args &a, size_t smem, void *stream, bool geglu, int u) {
+    if (u >= 4) return geglu ? launch_dec<FMT, true, 4>(a, smem, stream) : launch_dec<FMT, false, 4>(a, smem, stream);
+    if (u == 1) return geglu ? launch_dec<FMT, true, 1>(a, smem, stream) : launch_dec<FMT, false, 1>(a, smem, stream);
+    return geglu ? launch_dec<FMT, true, 2>(a, smem, stream) : launch_dec<FMT, false, 2>(a, smem, stream);
+}
+
 template <int FMT, int TT, bool GEGLU> int launch_t(const gemv_args &a, int groups, size_t smem, void *stream) {
     static bool attr_done = false;
     if (!attr_done) {
@@ -363,6 +627,16 @@ int vals_of(int fmt) {
 
 } /* namespace */
 
+static int dec_on = -1, dec_u = 2;
+extern "C" void cu_gemv_config(int dec, int u) {
+    if (dec_on < 0) {   /* read the environment first so that it does not override later */
+        const char *e = getenv("G4_CUDA_GEMV_DEC");
+        dec_on = !(e && *e == '0');
+    }
+    if (dec >= 0) dec_on = dec;
+    if (u > 0) dec_u = u;
+}
+
 extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *const *y, int nw, int geglu,
                        void *stream) {
     if (nw < 1 || nw > 3 || T < 1) return (int)cudaErrorInvalidValue;
@@ -394,11 +668,34 @@ extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *
         if (!geglu) groups += s.groups;
     }
     if (geglu) groups = w[0]->n;
-    /* split K over more warps until the grid has ~6 blocks per SM (memory parallelism) */
-    static int sms = 0;
+    /* T = 1, NVFP4 / FP8: the persistent decode kernel (G4_CUDA_GEMV_DEC=0: the generic one;
+     * G4_CUDA_GEMV_U=1/2/4: pieces in flight per row and lane, default 2) */
+    if (dec_on < 0) {
+        const char *e = getenv("G4_CUDA_GEMV_DEC");
+        dec_on = !(e && *e == '0');
+        const char *u = getenv("G4_CUDA_GEMV_U");
+        if (u && *u) dec_u = atoi(u);
+    }
+    if (dec_on && T == 1 && (fmt == CU_NVFP4 || fmt == CU_FP8)) {
+        a.groups = groups;
+        a.x = x;
+        a.tt = 1;
+        a.x_vec = ((uintptr_t)x & 15) == 0 && k % 4 == 0;
+        for (int i = 0; i < nw; i++) a.seg[i].y = y[i];
+        return fmt == CU_NVFP4 ? launch_dec_f<CU_NVFP4>(a, smem_row, stream, geglu, dec_u)
+                               : launch_dec_f<CU_FP8>(a, smem_row, stream, geglu, dec_u);
+    }
+    /* Split K over more warps until the grid has ~6 blocks per SM: OFF by default since it
+     * measured slower on the H200 (docs/PERF.md: every block restages all of x, and the NVFP4
+     * kernel is issue-bound, not short of loads in flight); G4_CUDA_GEMV_SPLIT=1 turns it on. */
+    static int sms = 0, split_on = -1;
+    if (split_on < 0) {
+        const char *e = getenv("G4_CUDA_GEMV_SPLIT");
+        split_on = e && *e == '1';
+    }
     if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) sms = 132;
     a.wsplit = 1;
-    while (a.wsplit < WARPS && (groups + WARPS / a.wsplit - 1) / (WARPS / a.wsplit) < 6 * sms &&
+    while (split_on && a.wsplit < WARPS && (groups + WARPS / a.wsplit - 1) / (WARPS / a.wsplit) < 6 * sms &&
            kp / vals >= 32 * a.wsplit)
         a.wsplit *= 2;
     for (int t0 = 0; t0 < T; t0 += tt_max) {

@@ -7,7 +7,8 @@
  * Audio, per frame f [F]: RMSNorm without scale (audio rms_norm_eps) -> embedding_projection.
  *
  * The two matrix products run through the engine's backend (CPU kernels or CUDA, any
- * weight format: patch_dense is NVFP4 in quantized checkpoints); the norms and the
+ * weight format: patch_dense is NVFP4 in quantized checkpoints; if a GPU backend has not
+ * uploaded these weights the products fall back to the host CPU kernels); the norms and the
  * position add are O(n * width) and run on the host in float32 with double
  * accumulation (LayerNorm: biased variance, like torch). The float64 reference does
  * not round inputs to BF16, so neither do we (NUMERICS.md). Rows are processed in
@@ -21,8 +22,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MM_BATCH 1120
+
+static g4_status be_matmul_dev(be *b, const ckpt_linear *w, const float *x_host, int T, float *y_host,
+                               g4_error *err);
 
 static float *vec_f32(const ckpt_vec *v) {
     if (v->format == CKPT_NONE || v->numel <= 0) return NULL;
@@ -56,8 +61,41 @@ static void layernorm(float *x, size_t rows, int n, const float *w, const float 
     }
 }
 
-/* y_host[T, w->n] = x_host[T, w->k] . W^T on the engine's backend. */
+/* The same product on the host CPU kernels (fallback for a backend that did not upload
+ * the embedders' weights). */
+static g4_status host_matmul(const ckpt_linear *w, const float *x, int T, float *y, g4_error *err) {
+    tp_pool *pool = NULL;
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    if (tp_create(nc > 0 ? (int)nc : 1, &pool, NULL)) pool = NULL;
+    int N = (int)w->n, K = (int)w->k;
+    g4_status st;
+    switch (w->format) {
+    case CKPT_BF16: st = cpu_matmul_bf16(pool, y, x, T, w->w, N, K, err); break;
+    case CKPT_F16: st = cpu_matmul_f16(pool, y, x, T, w->w, N, K, err); break;
+    case CKPT_F32: st = cpu_matmul_f32(pool, y, x, T, w->w, N, K, err); break;
+    case CKPT_NVFP4: st = cpu_matmul_nvfp4(pool, y, x, T, w->w, w->scale_fp8, w->global_div, N, K, err); break;
+    case CKPT_FP8:
+        st = w->scale_ch_format == CKPT_F16
+                 ? G4_FAIL(err, G4_ERR_UNSUPPORTED, "FP8 weight with F16 channel scales")
+                 : cpu_matmul_fp8(pool, y, x, T, w->w, w->scale_ch, w->scale_ch_format == CKPT_BF16, N, K, err);
+        break;
+    default: st = G4_FAIL(err, G4_ERR_UNSUPPORTED, "embedder weight format %s", ckpt_format_name(w->format));
+    }
+    tp_free(pool);
+    return st;
+}
+
+/* y_host[T, w->n] = x_host[T, w->k] . W^T on the engine's backend; when a non-CPU backend
+ * cannot run it (weights not on the device), on the host CPU. */
 static g4_status be_matmul_host(be *b, const ckpt_linear *w, const float *x_host, int T, float *y_host, g4_error *err) {
+    if (strcmp(b->name, "cpu")) {
+        g4_status st = be_matmul_dev(b, w, x_host, T, y_host, NULL);
+        return st ? host_matmul(w, x_host, T, y_host, err) : G4_OK;
+    }
+    return be_matmul_dev(b, w, x_host, T, y_host, err);
+}
+
+static g4_status be_matmul_dev(be *b, const ckpt_linear *w, const float *x_host, int T, float *y_host, g4_error *err) {
     float *x = b->upload(b, x_host, (size_t)T * (size_t)w->k);
     float *y = b->alloc(b, (size_t)T * (size_t)w->n);
     g4_status st = G4_OK;

@@ -1,0 +1,130 @@
+/* bench_cuda_gemv.c - T = 1 GEMV bandwidth at the Gemma 4 12B decode shapes (NVFP4 and FP8),
+ * generic kernel (dec=0) vs the persistent decode kernel (dec=1, U = 1/2/4 pieces in flight).
+ * Weights rotate over a 1.5 GiB buffer so that every launch streams from HBM, not L2; 32
+ * launches per CUDA graph, best of 5 replays. Prints one JSON line per (shape, kernel).
+ * Usage: bench_cuda_gemv   (needs a GPU; build: make bench-cuda) */
+#include "cuda/cuda_ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+#define POOL ((size_t)1536 << 20)
+#define LAUNCHES 32
+
+typedef struct {
+    const char *name;
+    int k, nw, geglu, n[3];
+} shape;
+
+int main(void) {
+    char name[256];
+    int sms = 0;
+    size_t mem = 0;
+    if (cu_device_query(name, sizeof name, &sms, &mem)) {
+        fprintf(stderr, "no CUDA device\n");
+        return 1;
+    }
+    void *st = NULL;
+    uint8_t *pool = NULL, *spool = NULL;
+    float *x = NULL, *y[3] = {0};
+    if (cu_stream_create(&st) || cu_malloc((void **)&pool, POOL) || cu_malloc((void **)&spool, POOL / 8) ||
+        cu_malloc((void **)&x, 16384 * 4) || cu_malloc((void **)&y[0], 65536 * 4) || cu_malloc((void **)&y[1], 65536 * 4) ||
+        cu_malloc((void **)&y[2], 65536 * 4)) {
+        fprintf(stderr, "alloc failed\n");
+        return 1;
+    }
+    /* random codes; E4M3 scales in [2^-3, 2^3) and x in [-1, 1) keep every value finite */
+    size_t chunk = (size_t)64 << 20;
+    uint8_t *h = malloc(chunk);
+    srand(1);
+    for (size_t i = 0; i < chunk; i++) h[i] = (uint8_t)(rand() >> 7);
+    for (size_t o = 0; o < POOL; o += chunk) cu_memcpy_h2d(pool + o, h, chunk, st);
+    for (size_t i = 0; i < chunk; i++) h[i] = (uint8_t)(0x20 + (rand() >> 7) % 0x30);
+    for (size_t o = 0; o < POOL / 8; o += chunk) cu_memcpy_h2d(spool + o, h, chunk, st);
+    float *hx = malloc(16384 * 4);
+    for (int i = 0; i < 16384; i++) hx[i] = (float)rand() / RAND_MAX * 2.0f - 1.0f;
+    cu_memcpy_h2d(x, hx, 16384 * 4, st);
+    float *ch = NULL;
+    cu_malloc((void **)&ch, 65536 * 4);
+    for (int i = 0; i < 16384; i++) hx[i] = 1e-3f;
+    for (int o = 0; o < 4; o++) cu_memcpy_h2d(ch + o * 16384, hx, 16384 * 4, st);
+    cu_sync(st);
+    const shape shapes[] = {
+        {"qkv 3840->4096+2048+2048", 3840, 3, 0, {4096, 2048, 2048}},
+        {"o 4096->3840", 4096, 1, 0, {3840}},
+        {"gate/up geglu 3840->2x15360", 3840, 2, 1, {15360, 15360}},
+        {"down 15360->3840", 15360, 1, 0, {3840}},
+        {"o global 8192->3840", 8192, 1, 0, {3840}},
+    };
+    const int fmts[2] = {CU_NVFP4, CU_FP8};
+    const int cfg[4][2] = {{0, 2}, {1, 1}, {1, 2}, {1, 4}};
+    printf("{\"device\":\"%s\",\"sms\":%d,\"copy_gbs\":%.0f}\n", name, sms, cu_copy_gbs((size_t)1 << 30, 10));
+    for (int f = 0; f < 2; f++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            const shape *S = &shapes[s];
+            cu_weight w[3];
+            size_t bytes = 0, wbytes = 0;
+            for (int i = 0; i < S->nw; i++) {
+                memset(&w[i], 0, sizeof w[i]);
+                w[i].fmt = fmts[f];
+                w[i].n = S->n[i];
+                w[i].k = w[i].kp = S->k;
+                w[i].row_bytes = fmts[f] == CU_NVFP4 ? (size_t)S->k / 2 : (size_t)S->k;
+                w[i].gdiv = 1.0f;
+                wbytes += (size_t)S->n[i] * w[i].row_bytes;
+                bytes += (size_t)S->n[i] * w[i].row_bytes + (fmts[f] == CU_NVFP4 ? (size_t)S->n[i] * S->k / 16 : 4 * (size_t)S->n[i]);
+            }
+            bytes += (size_t)S->k * 4;
+            size_t slots = POOL / (wbytes + 4096);
+            for (int c = 0; c < 4; c++) {
+                cu_gemv_config(cfg[c][0], cfg[c][1]);
+                void *exec = NULL;
+                int rc = cu_capture_begin(st);
+                for (int l = 0; l < LAUNCHES && !rc; l++) {
+                    size_t slot = (size_t)l % slots, off = slot * (wbytes + 4096), soff = slot * (wbytes / 8 + 4096);
+                    const cu_weight *wp[3];
+                    for (int i = 0; i < S->nw; i++) {
+                        w[i].w = pool + off;
+                        w[i].scale = fmts[f] == CU_NVFP4 ? spool + soff : NULL;
+                        w[i].ch = fmts[f] == CU_FP8 ? ch : NULL;
+                        off += (size_t)S->n[i] * w[i].row_bytes;
+                        soff += (size_t)S->n[i] * S->k / 16;
+                        wp[i] = &w[i];
+                    }
+                    rc = cu_gemv(x, 1, wp, y, S->nw, S->geglu, st);
+                }
+                if (rc) {
+                    cu_capture_abort(st);
+                    printf("{\"shape\":\"%s\",\"error\":\"%s\"}\n", S->name, cu_error_string(rc));
+                    continue;
+                }
+                if (cu_capture_end(st, &exec) || !exec) {
+                    printf("{\"shape\":\"%s\",\"error\":\"capture\"}\n", S->name);
+                    continue;
+                }
+                double best = 1e9;
+                for (int r = 0; r < 6; r++) {
+                    double t0 = now_s();
+                    cu_graph_launch(exec, st);
+                    cu_sync(st);
+                    double t = (now_s() - t0) / LAUNCHES;
+                    if (r > 0 && t < best) best = t;
+                }
+                cu_graph_destroy(exec);
+                printf("{\"fmt\":\"%s\",\"shape\":\"%s\",\"kernel\":\"%s\",\"u\":%d,\"us\":%.2f,\"gbs\":%.0f}\n",
+                       fmts[f] == CU_NVFP4 ? "nvfp4" : "fp8", S->name, cfg[c][0] ? "dec" : "generic", cfg[c][1],
+                       best * 1e6, bytes / best * 1e-9);
+                fflush(stdout);
+            }
+        }
+    cu_gemv_config(1, 2);
+    return 0;
+}
