@@ -10,7 +10,9 @@ CFLAGS  ?= $(OPT) -g
 G4FLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -Iinclude -Isrc -MMD -MP
 # media decoders (Debian: libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libsndfile1-dev libsoxr-dev)
 MEDIA_LIBS := $(shell pkg-config --libs libjpeg libpng libwebpdemux libwebp sndfile soxr 2>/dev/null || echo -ljpeg -lpng16 -lwebpdemux -lwebp -lsndfile -lsoxr) -lgif
-LDLIBS  := $(MEDIA_LIBS) -lm -lpthread
+# server media fetch (Debian: libcurl4-openssl-dev)
+CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+LDLIBS  := $(MEDIA_LIBS) $(CURL_LIBS) -lm -lpthread
 BUILD   ?= build
 # sm_90a for wgmma/setmaxnreg on H100/H200 plus PTX for anything newer.
 CUDA_ARCH ?= -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90

@@ -125,6 +125,6 @@ int main(void) {
                 fflush(stdout);
             }
         }
-    cu_gemv_config(1, 2);
+    cu_gemv_config(1, 4);
     return 0;
 }

@@ -335,6 +335,21 @@ typedef struct g4_mm_prompt {
 g4_status g4_mm_prompt_build(g4_engine *e, const char *text, size_t len, g4_media *const *media, size_t n_media,
                              const g4_media_options *override, g4_mm_prompt *out, g4_error *err);
 void g4_mm_prompt_free(g4_mm_prompt *p);
+
+/* g4_mm_prompt_build in two steps, for servers whose engine belongs to one thread:
+ * g4_mm_prompt_prepare does everything that does not touch the backend (placeholder
+ * expansion, tokenization, resize + patches, audio frames) and may run on any thread
+ * concurrently with forward passes: out gets ids, n and n_mm (mm = NULL) and *inputs the
+ * preprocessed media. g4_mm_prompt_embed runs the embedders on the engine's backend
+ * (the thread that runs the engine's forward passes): *rows = malloc'd float
+ * [n_mm, hidden] (NULL when n_mm is 0). */
+typedef struct g4_mm_inputs g4_mm_inputs;
+g4_status g4_mm_prompt_prepare(const g4_engine *e, const char *text, size_t len, g4_media *const *media,
+                               size_t n_media, const g4_media_options *override, g4_mm_prompt *out,
+                               g4_mm_inputs **inputs, g4_error *err);
+g4_status g4_mm_prompt_embed(g4_engine *e, const g4_mm_inputs *inputs, float **rows, g4_error *err);
+size_t g4_mm_inputs_rows(const g4_mm_inputs *inputs);
+void g4_mm_inputs_free(g4_mm_inputs *inputs);
 /* ---- end media ---- */
 
 #ifdef __cplusplus

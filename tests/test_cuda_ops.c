@@ -187,13 +187,13 @@ TEST(cuda_matmul_formats) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             one_matmul(fs[f], shapes[s][0], shapes[s][1], shapes[s][2], 2e-5, "gemv");
     /* T = 1 NVFP4/FP8 through the decode kernel with 1 and 4 pieces in flight too */
-    for (int u = 1; u <= 4; u *= 4) {
+    for (int u = 1; u <= 2; u++) {
         cu_gemv_config(-1, u);
         one_matmul(CKPT_NVFP4, 1100, 1056, 1, 2e-5, "u");
         one_matmul(CKPT_FP8, 1100, 1056, 1, 2e-5, "u");
         one_matmul(CKPT_NVFP4, 37, 15360, 1, 2e-5, "u");
     }
-    cu_gemv_config(-1, 2);
+    cu_gemv_config(-1, 4);
     one_matmul(CKPT_FP8, 19, 37, 1, 2e-5, "odd-k T=1");
     one_matmul(CKPT_NVFP4, 21, 80, 1, 2e-5, "k%32=16 T=1");
     /* odd K for the non-block formats (rows padded on upload) */

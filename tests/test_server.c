@@ -102,7 +102,10 @@ TEST(openai_parse_errors_name_the_param) {
     struct { oai_kind k; const char *body, *param; } bad[] = {
         {OAI_CHAT, "{\"messages\":[]}", "messages"},
         {OAI_CHAT, "{}", "messages"},
-        {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}", "messages[0]"},
+        {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}", "messages[0].content[0].image_url"},
+        {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_audio\",\"input_audio\":{\"data\":\"AAAA\",\"format\":\"xyz\"}}]}]}", "messages[0].content[0].input_audio"},
+        {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_image\"}]}]}", "messages[0].content[0]"},
+        {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"mm_processor_kwargs\":{\"max_soft_tokens\":100}}", "mm_processor_kwargs"},
         {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":-1}", "temperature"},
         {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":2}", "top_logprobs"},
         {OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":0}", "max_tokens"},
@@ -154,4 +157,32 @@ TEST(textstream_stop_strings_and_holdback) {
     g4_textstream_free(&ts);
     free(ids);
     g4_tokenizer_free(tok);
+}
+
+TEST(openai_parse_media_parts) {
+    oai_request r;
+    char param[96];
+    g4_sampling d;
+    g4_sampling_default(&d);
+    const char *body =
+        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,AAAA\",\"detail\":\"low\"}},"
+        "{\"type\":\"input_audio\",\"input_audio\":{\"data\":\"UklGRg==\",\"format\":\"wav\"}},"
+        "{\"type\":\"video_url\",\"video_url\":{\"url\":\"file:///v.mp4\"}}]}],"
+        "\"mm_processor_kwargs\":{\"images_kwargs\":{\"max_soft_tokens\":70}}}";
+    REQUIRE(oai_parse_request(OAI_CHAT, body, strlen(body), &d, &r, param, sizeof param, NULL) == G4_OK);
+    CHECK_EQ_INT(r.n_media, 3);
+    CHECK(r.media[0].kind == G4_MEDIA_IMAGE && !r.media[0].raw_b64 && !strcmp(r.media[0].src, "data:image/png;base64,AAAA"));
+    CHECK_STR(r.media[0].where, "messages[0].content[1].image_url");
+    CHECK(r.media[1].kind == G4_MEDIA_AUDIO && r.media[1].raw_b64 && !strcmp(r.media[1].format, "wav"));
+    CHECK(r.media[2].kind == G4_MEDIA_VIDEO && r.media[2].src_len == 13);
+    CHECK_EQ_INT(r.image_tokens, 70);
+    CHECK_STR(r.messages_json, "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"},{\"type\":\"image\"},"
+                               "{\"type\":\"audio\"},{\"type\":\"video\"}]}]");
+    oai_request_free(&r);
+    const char *b2 = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"mm_processor_kwargs\":{\"max_soft_tokens\":1120}}";
+    REQUIRE(oai_parse_request(OAI_CHAT, b2, strlen(b2), &d, &r, param, sizeof param, NULL) == G4_OK);
+    CHECK_EQ_INT(r.image_tokens, 1120);
+    CHECK_EQ_INT(r.n_media, 0);
+    oai_request_free(&r);
 }

@@ -4,6 +4,13 @@
  *            [--api-key KEY] [--served-model-name NAME] [--device cuda|cpu|auto]
  *            [--max-num-batched-tokens N] [--max-queue N] [--threads N]
  *            [--max-body-bytes SIZE] [--shutdown-timeout S]
+ *            [--allowed-local-media-path DIR] [--allow-remote-media] [--media-max-bytes SIZE]
+ *            [--media-timeout S]
+ *
+ * Media in chat requests: data: URLs and input_audio base64 always; local paths /
+ * file:// URLs only under --allowed-local-media-path (realpath-checked); http(s)
+ * URLs only with --allow-remote-media. Each input is limited to --media-max-bytes
+ * (default 20 MB) and a remote fetch to --media-timeout seconds (default 10).
  *
  * The API key also comes from $VLLM_API_KEY or $G4_API_KEY when the flag is absent.
  * SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0. */
@@ -45,7 +52,8 @@ static int usage(void) {
     fprintf(stderr, "usage: g4 serve MODEL [--host 127.0.0.1] [--port 8000] [--max-model-len N] [--max-num-seqs N] "
                     "[--api-key KEY] [--served-model-name NAME] [--device cuda|cpu|auto] "
                     "[--max-num-batched-tokens N] [--max-queue N] [--threads N] [--max-body-bytes SIZE] "
-                    "[--shutdown-timeout S]\n");
+                    "[--shutdown-timeout S] [--allowed-local-media-path DIR] [--allow-remote-media] "
+                    "[--media-max-bytes SIZE] [--media-timeout S]\n");
     return 2;
 }
 
@@ -66,6 +74,10 @@ int cmd_serve(int argc, char **argv) {
             o.model = a;
             continue;
         }
+        if (!strcmp(a, "--allow-remote-media")) {
+            o.allow_remote_media = true;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "g4 serve: unknown option or missing value: %s\n", a);
             return usage();
@@ -80,7 +92,14 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--api-key")) o.api_key = v;
         else if (!strcmp(a, "--served-model-name")) o.served_name = v;
         else if (!strcmp(a, "--max-body-bytes")) ok = (o.max_body = (size_t)cli_parse_size(v)) > 0;
-        else if (!strcmp(a, "--shutdown-timeout")) {
+        else if (!strcmp(a, "--allowed-local-media-path")) o.allowed_media_dir = v;
+        else if (!strcmp(a, "--media-max-bytes")) ok = (o.media_max_bytes = (size_t)cli_parse_size(v)) > 0;
+        else if (!strcmp(a, "--media-timeout")) {
+            char *end;
+            errno = 0;
+            o.media_timeout = strtod(v, &end);
+            ok = !errno && end != v && !*end && o.media_timeout > 0 && o.media_timeout <= 3600;
+        } else if (!strcmp(a, "--shutdown-timeout")) {
             int t;
             ok = parse_int(v, 1, 86400, &t);
             o.shutdown_timeout = t;

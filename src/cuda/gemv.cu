@@ -393,22 +393,31 @@ __device__ __forceinline__ void dec_load(const uint8_t *const (&wr)[R], const ui
     }
 }
 
+/* PTX prmt.b32 (default mode): selector bit 3 of each nibble replicates the msb of the chosen
+ * byte. Not __byte_perm: CUDA documents (and nvcc folds) only the low 3 bits of each nibble, so
+ * the "zero" bytes became copies of the magnitude (values 257/256 too large: caught by the tests). */
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
+    uint32_t r;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
+    return r;
+}
+
 /* 8 E2M1 codes of w -> f[0..7] = e2m1 * 2^-132 */
 __device__ __forceinline__ void e2m1x8(uint32_t w, float (&f)[8]) {
     const uint32_t wm = w & 0x77777777u;
-    const uint32_t m0 = __byte_perm(0x03020100u, 0x0C080604u, wm);
-    const uint32_t m1 = __byte_perm(0x03020100u, 0x0C080604u, wm >> 16);
+    const uint32_t m0 = prmt(0x03020100u, 0x0C080604u, wm);
+    const uint32_t m1 = prmt(0x03020100u, 0x0C080604u, wm >> 16);
     const uint32_t so = w & 0x80808080u;          /* byte k: sign of code 2k+1 */
     const uint32_t se = (w << 4) & 0x80808080u;   /* byte k: sign of code 2k */
     /* selector nibbles (byte 0..3 of the result): 8|j (zero), 8|j (zero), j (magnitude), 4+k (sign) */
-    f[0] = __uint_as_float(__byte_perm(m0, se, 0x4088u));
-    f[1] = __uint_as_float(__byte_perm(m0, so, 0x4199u));
-    f[2] = __uint_as_float(__byte_perm(m0, se, 0x52AAu));
-    f[3] = __uint_as_float(__byte_perm(m0, so, 0x53BBu));
-    f[4] = __uint_as_float(__byte_perm(m1, se, 0x6088u));
-    f[5] = __uint_as_float(__byte_perm(m1, so, 0x6199u));
-    f[6] = __uint_as_float(__byte_perm(m1, se, 0x72AAu));
-    f[7] = __uint_as_float(__byte_perm(m1, so, 0x73BBu));
+    f[0] = __uint_as_float(prmt(m0, se, 0x4088u));
+    f[1] = __uint_as_float(prmt(m0, so, 0x4199u));
+    f[2] = __uint_as_float(prmt(m0, se, 0x52AAu));
+    f[3] = __uint_as_float(prmt(m0, so, 0x53BBu));
+    f[4] = __uint_as_float(prmt(m1, se, 0x6088u));
+    f[5] = __uint_as_float(prmt(m1, so, 0x6199u));
+    f[6] = __uint_as_float(prmt(m1, se, 0x72AAu));
+    f[7] = __uint_as_float(prmt(m1, so, 0x73BBu));
 }
 
 template <int FMT, int U>
@@ -627,7 +636,7 @@ int vals_of(int fmt) {
 
 } /* namespace */
 
-static int dec_on = -1, dec_u = 2;
+static int dec_on = -1, dec_u = 4;
 extern "C" void cu_gemv_config(int dec, int u) {
     if (dec_on < 0) {   /* read the environment first so that it does not override later */
         const char *e = getenv("G4_CUDA_GEMV_DEC");
@@ -669,7 +678,7 @@ extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *
     }
     if (geglu) groups = w[0]->n;
     /* T = 1, NVFP4 / FP8: the persistent decode kernel (G4_CUDA_GEMV_DEC=0: the generic one;
-     * G4_CUDA_GEMV_U=1/2/4: pieces in flight per row and lane, default 2) */
+     * G4_CUDA_GEMV_U=1/2/4: pieces in flight per row and lane, default 4) */
     if (dec_on < 0) {
         const char *e = getenv("G4_CUDA_GEMV_DEC");
         dec_on = !(e && *e == '0');

@@ -300,34 +300,61 @@ static void put_rep(strbuf *b, const char *s, int n) {
     for (int i = 0; i < n; i++) sb_put(b, s, l);
 }
 
-/* rows grow as media are embedded */
-typedef struct rowbuf { float *v; size_t n, cap; size_t d; } rowbuf;
-static float *rows_add(rowbuf *r, size_t k) {
-    if (r->n + k > r->cap) {
-        size_t nc = r->cap ? r->cap : 256;
-        while (nc < r->n + k) nc *= 2;
-        float *nv = realloc(r->v, nc * r->d * sizeof *nv);
-        if (!nv) return NULL;
-        r->v = nv;
-        r->cap = nc;
+/* Preprocessed inputs of one prompt's media, in placeholder order: image / video frame
+ * patches (resize done) or audio frames. Built by g4_mm_prompt_prepare without touching
+ * the backend; g4_mm_prompt_embed runs the embedders over them. */
+typedef struct mm_item {
+    bool audio;
+    mm_patches p;               /* image / video frame */
+    float *frames;              /* audio [nf, F] */
+    size_t nf;
+    char label[32];             /* "image 1", "video 2 frame", "audio 3" (error prefix) */
+} mm_item;
+
+struct g4_mm_inputs {
+    mm_item *it;
+    size_t n, cap;
+    size_t n_rows;              /* soft tokens in all items */
+};
+
+void g4_mm_inputs_free(g4_mm_inputs *in) {
+    if (!in) return;
+    for (size_t i = 0; i < in->n; i++) {
+        mm_patches_free(&in->it[i].p);
+        free(in->it[i].frames);
     }
-    float *p = r->v + r->n * r->d;
-    r->n += k;
-    return p;
+    free(in->it);
+    free(in);
 }
 
-g4_status g4_mm_prompt_build(g4_engine *e, const char *text, size_t len, g4_media *const *media, size_t n_media,
-                             const g4_media_options *ovr, g4_mm_prompt *out, g4_error *err) {
+static mm_item *inputs_add(g4_mm_inputs *in) {
+    if (in->n == in->cap) {
+        size_t nc = in->cap ? in->cap * 2 : 8;
+        mm_item *ni = realloc(in->it, nc * sizeof *ni);
+        if (!ni) return NULL;
+        in->it = ni;
+        in->cap = nc;
+    }
+    mm_item *r = &in->it[in->n++];
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+g4_status g4_mm_prompt_prepare(const g4_engine *e, const char *text, size_t len, g4_media *const *media,
+                               size_t n_media, const g4_media_options *ovr, g4_mm_prompt *out, g4_mm_inputs **inputs,
+                               g4_error *err) {
     memset(out, 0, sizeof *out);
+    *inputs = NULL;
     double t0 = now_s();
     mm_piece pc = {0};
     g4_status st = pieces(e, &pc, err);
     if (st) return st;
     const g4_config *c = &e->ck->cfg;
     const char *ph[3] = {pc.img, pc.aud, pc.vid};
+    g4_mm_inputs *in = calloc(1, sizeof *in);
+    if (!in) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
     strbuf b;
     sb_init(&b);
-    rowbuf rows = {.d = (size_t)c->text.hidden};
     size_t pos = 0, mi = 0;
     while (!st) {
         /* the next placeholder of any kind */
@@ -374,25 +401,36 @@ g4_status g4_mm_prompt_build(g4_engine *e, const char *text, size_t len, g4_medi
                 mimg fr = want == G4_MEDIA_IMAGE
                               ? m->img
                               : (mimg){m->vid.w, m->vid.h, m->vid.rgb + (size_t)f * m->vid.w * m->vid.h * 3};
-                mm_patches p;
-                st = mm_image_patches(&fr, vc->patch_size, vc->pooling_kernel_size, budget, &p, err);
-                float *r = st ? NULL : rows_add(&rows, (size_t)p.n);
-                if (!st && !r) st = G4_FAIL(err, G4_ERR_NOMEM, "out of memory for soft tokens");
-                if (!st) st = mm_embed_vision(e, &p, r, err);
+                mm_item *it = inputs_add(in);
+                if (!it) st = G4_FAIL(err, G4_ERR_NOMEM, "out of memory for media inputs");
+                else {
+                    snprintf(it->label, sizeof it->label, "%s %zu%s", kname[kind], mi + 1,
+                             want == G4_MEDIA_VIDEO ? " frame" : "");
+                    st = mm_image_patches(&fr, vc->patch_size, vc->pooling_kernel_size, budget, &it->p, err);
+                }
+                /* the embedder's position table bounds the grid (checked here, before the engine) */
+                for (int i = 0; !st && i < it->p.n; i++) {
+                    int px = it->p.pos[2 * i], py = it->p.pos[2 * i + 1], S = (int)vc->mm_posemb_size;
+                    if (px < 0 || px >= S || py < 0 || py >= S)
+                        st = G4_FAIL(err, G4_ERR_INVALID_ARG,
+                                     "image: patch position (%d, %d) outside the position table of %d (image too "
+                                     "elongated for a budget of %d soft tokens)",
+                                     px, py, S, budget);
+                }
                 if (!st) {
+                    in->n_rows += (size_t)it->p.n;
                     if (want == G4_MEDIA_IMAGE) {
                         sb_puts(&b, pc.boi);
-                        put_rep(&b, pc.img, p.n);
+                        put_rep(&b, pc.img, it->p.n);
                         sb_puts(&b, pc.eoi);
                     } else {
                         char ts[32];
                         mm_timestamp(m->vid.index[f] / m->vid.fps, ts);
                         sb_printf(&b, "%s%s %s", f ? " " : "", ts, pc.boi);
-                        put_rep(&b, pc.vid, p.n);
+                        put_rep(&b, pc.vid, it->p.n);
                         sb_puts(&b, pc.eoi);
                     }
                 }
-                mm_patches_free(&p);
                 if (st) g4_error_prefix(err, "%s %zu%s", kname[kind], mi + 1, want == G4_MEDIA_VIDEO ? " frame" : "");
             }
         } else {
@@ -402,16 +440,17 @@ g4_status g4_mm_prompt_build(g4_engine *e, const char *text, size_t len, g4_medi
             }
             size_t cap = ovr && ovr->audio_max_seconds ? audio_cap(ovr) : 0;
             size_t ns = cap && cap < m->n_audio ? cap : m->n_audio;
-            float *fr = NULL;
-            size_t nf = 0;
-            st = mm_audio_frames(m->audio, ns, (int)c->audio.embed_dim, &fr, &nf, err);
-            float *r = st ? NULL : rows_add(&rows, nf);
-            if (!st && !r) st = G4_FAIL(err, G4_ERR_NOMEM, "out of memory for soft tokens");
-            if (!st) st = mm_embed_audio(e, fr, nf, r, err);
-            free(fr);
+            mm_item *it = inputs_add(in);
+            if (!it) st = G4_FAIL(err, G4_ERR_NOMEM, "out of memory for media inputs");
+            else {
+                it->audio = true;
+                snprintf(it->label, sizeof it->label, "audio %zu", mi + 1);
+                st = mm_audio_frames(m->audio, ns, (int)c->audio.embed_dim, &it->frames, &it->nf, err);
+            }
             if (!st) {
+                in->n_rows += it->nf;
                 sb_puts(&b, pc.boa);
-                put_rep(&b, pc.aud, (int)nf);
+                put_rep(&b, pc.aud, (int)it->nf);
                 sb_puts(&b, pc.eoa);
             } else g4_error_prefix(err, "audio %zu", mi + 1);
         }
@@ -431,17 +470,62 @@ g4_status g4_mm_prompt_build(g4_engine *e, const char *text, size_t len, g4_medi
         for (size_t i = 0; i < out->n; i++)
             need += out->ids[i] == c->image_token_id || out->ids[i] == c->video_token_id ||
                     out->ids[i] == c->audio_token_id;
-        if (need != rows.n)
+        if (need != in->n_rows)
             st = G4_FAIL(err, G4_ERR_INVALID_ARG,
-                         "prompt: %zu media placeholder tokens after expansion but %zu soft tokens", need, rows.n);
+                         "prompt: %zu media placeholder tokens after expansion but %zu soft tokens", need, in->n_rows);
     }
     if (st) {
-        free(rows.v);
+        g4_mm_inputs_free(in);
         g4_mm_prompt_free(out);
         return st;
     }
-    out->mm = rows.v;
-    out->n_mm = rows.n;
+    out->n_mm = in->n_rows;
+    out->embed_s = now_s() - t0;
+    *inputs = in;
+    return G4_OK;
+}
+
+size_t g4_mm_inputs_rows(const g4_mm_inputs *in) { return in ? in->n_rows : 0; }
+
+g4_status g4_mm_prompt_embed(g4_engine *e, const g4_mm_inputs *in, float **rows, g4_error *err) {
+    *rows = NULL;
+    if (!in || !in->n_rows) return G4_OK;
+    size_t d = (size_t)e->ck->cfg.text.hidden;
+    float *r = malloc(in->n_rows * d * sizeof *r);
+    if (!r) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory for %zu soft tokens", in->n_rows);
+    g4_status st = G4_OK;
+    size_t off = 0;
+    for (size_t i = 0; i < in->n && !st; i++) {
+        const mm_item *it = &in->it[i];
+        if (it->audio) {
+            st = mm_embed_audio(e, it->frames, it->nf, r + off * d, err);
+            off += it->nf;
+        } else {
+            st = mm_embed_vision(e, &it->p, r + off * d, err);
+            off += (size_t)it->p.n;
+        }
+        if (st) g4_error_prefix(err, "%s", it->label);
+    }
+    if (st) {
+        free(r);
+        return st;
+    }
+    *rows = r;
+    return G4_OK;
+}
+
+g4_status g4_mm_prompt_build(g4_engine *e, const char *text, size_t len, g4_media *const *media, size_t n_media,
+                             const g4_media_options *ovr, g4_mm_prompt *out, g4_error *err) {
+    double t0 = now_s();
+    g4_mm_inputs *in = NULL;
+    g4_status st = g4_mm_prompt_prepare(e, text, len, media, n_media, ovr, out, &in, err);
+    if (st) return st;
+    st = g4_mm_prompt_embed(e, in, &out->mm, err);
+    g4_mm_inputs_free(in);
+    if (st) {
+        g4_mm_prompt_free(out);
+        return st;
+    }
     out->embed_s = now_s() - t0;
     return G4_OK;
 }

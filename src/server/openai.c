@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char *oai_error_type(int status) {
     switch (status) {
@@ -100,31 +101,122 @@ static bool parse_ids(const json_value *a, int32_t **ids, size_t *n) {
     return true;
 }
 
-/* messages: check roles and content parts (text only: the server has no media path yet) */
-static g4_status check_messages(const json_value *m, char *param, size_t param_cap, g4_error *err) {
+static const char *const audio_formats[] = {"wav", "wave", "mp3", "mpeg", "flac", "ogg", "oga", "opus",
+                                            "aiff", "aif", "au", "caf", "w64", NULL};
+
+/* a media part -> r->media (validated shape, payload copied) */
+static g4_status add_media(oai_request *r, const json_value *part, const char *type, const char *where_base,
+                           char *param, size_t param_cap, g4_error *err) {
+    g4_status st = G4_OK;
+    char where[96];
+    snprintf(where, sizeof where, "%s.%.16s", where_base, type);
+    if (r->n_media >= OAI_MAX_MEDIA) BAD(where, "%s: at most %d media parts per request", where, OAI_MAX_MEDIA);
+    const json_value *o = json_get(part, type);
+    const json_value *src = NULL, *fmt = NULL;
+    g4_media_kind kind;
+    bool raw = false;
+    if (!strcmp(type, "input_audio")) {
+        kind = G4_MEDIA_AUDIO;
+        if (!json_is(o, JSON_OBJECT)) BAD(where, "%s must be an object {\"data\": base64, \"format\": ...}", where);
+        src = json_get(o, "data");
+        raw = true;
+        if (!json_get_str(src) || !src->len) BAD(where, "%s.data must be a non-empty base64 string", where);
+        fmt = get(o, "format");
+        if (fmt) {
+            const char *f = json_get_str(fmt);
+            if (!f) BAD(where, "%s.format must be a string", where);
+            bool ok = false;
+            for (const char *const *k = audio_formats; *k && !ok; k++) ok = !strcasecmp(f, *k);
+            if (!ok)
+                BAD(where, "%s.format '%.32s' is not supported (wav, mp3, flac, ogg, opus)", where, f);
+        }
+    } else {
+        kind = !strcmp(type, "image_url") ? G4_MEDIA_IMAGE : !strcmp(type, "video_url") ? G4_MEDIA_VIDEO : G4_MEDIA_AUDIO;
+        if (json_is(o, JSON_STRING)) src = o;
+        else if (json_is(o, JSON_OBJECT)) src = json_get(o, "url");
+        if (!json_get_str(src) || !src->len) BAD(where, "%s must be an object with a non-empty 'url'", where);
+    }
+    oai_media *nm = realloc(r->media, (r->n_media + 1) * sizeof *nm);
+    if (!nm) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    r->media = nm;
+    oai_media *m = &nm[r->n_media];
+    memset(m, 0, sizeof *m);
+    m->kind = kind;
+    m->raw_b64 = raw;
+    snprintf(m->where, sizeof m->where, "%s", where);
+    m->src = malloc(src->len + 1);
+    if (m->src) {
+        memcpy(m->src, src->u.str, src->len);
+        m->src[src->len] = 0;
+    }
+    m->src_len = src->len;
+    if (fmt) m->format = strdup(json_get_str(fmt));
+    r->n_media++;
+    if (!m->src || (fmt && !m->format)) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+fail:
+    return st;
+}
+
+/* messages: check roles and content parts; collect media parts; write the messages
+ * back with media parts reduced to their type (what the chat template needs). */
+static g4_status check_messages(const json_value *m, oai_request *r, strbuf *out, char *param, size_t param_cap,
+                                g4_error *err) {
     g4_status st = G4_OK;
     if (!json_is(m, JSON_ARRAY) || m->len == 0) BAD("messages", "'messages' must be a non-empty array");
+    sb_putc(out, '[');
     for (size_t i = 0; i < m->len; i++) {
         const json_value *msg = m->u.items[i];
-        char p[64];
+        char p[40];
         snprintf(p, sizeof p, "messages[%zu]", i);
         if (!json_is(msg, JSON_OBJECT)) BAD(p, "%s must be an object", p);
         const json_value *role = json_get(msg, "role");
         if (!json_get_str(role)) BAD(p, "%s.role must be a string", p);
         const json_value *c = json_get(msg, "content");
-        if (!c || c->type == JSON_NULL || c->type == JSON_STRING) continue;
+        if (i) sb_putc(out, ',');
+        if (!c || c->type == JSON_NULL || c->type == JSON_STRING) {
+            json_write(out, msg);
+            continue;
+        }
         if (c->type != JSON_ARRAY) BAD(p, "%s.content must be a string or an array of content parts", p);
+        sb_putc(out, '{');
+        bool first = true;
+        for (size_t k = 0; k < msg->len; k++) {
+            if (!strcmp(msg->u.members[k].key, "content")) continue;
+            if (!first) sb_putc(out, ',');
+            first = false;
+            sb_json_str(out, msg->u.members[k].key, msg->u.members[k].key_len);
+            sb_putc(out, ':');
+            json_write(out, msg->u.members[k].val);
+        }
+        sb_puts(out, first ? "\"content\":[" : ",\"content\":[");
         for (size_t j = 0; j < c->len; j++) {
             const json_value *part = c->u.items[j];
             const char *type = json_get_str(json_get(part, "type"));
             if (!json_is(part, JSON_OBJECT) || !type)
                 BAD(p, "%s.content[%zu] must be an object with a 'type'", p, j);
-            if (strcmp(type, "text") != 0)
-                BAD(p, "%s.content[%zu]: content type '%.40s' is not supported by this server (text only)", p, j,
-                    type);
-            if (!json_get_str(json_get(part, "text"))) BAD(p, "%s.content[%zu].text must be a string", p, j);
+            if (j) sb_putc(out, ',');
+            if (!strcmp(type, "text")) {
+                if (!json_get_str(json_get(part, "text"))) BAD(p, "%s.content[%zu].text must be a string", p, j);
+                json_write(out, part);
+                continue;
+            }
+            char w[72];
+            snprintf(w, sizeof w, "%s.content[%zu]", p, j);
+            if (!strcmp(type, "image_url") || !strcmp(type, "input_audio") || !strcmp(type, "audio_url") ||
+                !strcmp(type, "video_url")) {
+                if ((st = add_media(r, part, type, w, param, param_cap, err))) goto fail;
+                const oai_media *md = &r->media[r->n_media - 1];
+                sb_puts(out, md->kind == G4_MEDIA_IMAGE   ? "{\"type\":\"image\"}"
+                             : md->kind == G4_MEDIA_AUDIO ? "{\"type\":\"audio\"}"
+                                                          : "{\"type\":\"video\"}");
+                continue;
+            }
+            BAD(w, "%s: content type '%.40s' is not supported (text, image_url, input_audio, audio_url, video_url)",
+                w, type);
         }
+        sb_puts(out, "]}");
     }
+    sb_putc(out, ']');
 fail:
     return st;
 }
@@ -154,15 +246,33 @@ g4_status oai_parse_request(oai_kind kind, const char *body, size_t len, const g
     if (kind == OAI_CHAT) {
         const json_value *m = json_get(o, "messages");
         if (!m) BAD("messages", "'messages' is required");
-        if ((st = check_messages(m, param, param_cap, err))) goto fail;
         strbuf b;
         sb_init(&b);
-        json_write(&b, m);
+        if ((st = check_messages(m, r, &b, param, param_cap, err))) {
+            sb_free(&b);
+            goto fail;
+        }
         if (b.oom) {
             sb_free(&b);
             goto oom;
         }
         r->messages_json = sb_take(&b);
+        const json_value *mk = get(o, "mm_processor_kwargs");
+        if (mk) {
+            if (!json_is(mk, JSON_OBJECT)) BAD("mm_processor_kwargs", "'mm_processor_kwargs' must be an object");
+            const json_value *ik = get(mk, "images_kwargs");
+            if (ik && !json_is(ik, JSON_OBJECT))
+                BAD("mm_processor_kwargs", "'mm_processor_kwargs.images_kwargs' must be an object");
+            const json_value *ms = get(mk, "max_soft_tokens");
+            if (!ms && ik) ms = get(ik, "max_soft_tokens");
+            if (ms) {
+                int64_t b64;
+                if (!json_get_i64(ms, &b64) ||
+                    (b64 != 70 && b64 != 140 && b64 != 280 && b64 != 560 && b64 != 1120))
+                    BAD("mm_processor_kwargs", "'max_soft_tokens' must be one of 70, 140, 280, 560, 1120");
+                r->image_tokens = (int)b64;
+            }
+        }
         const json_value *k = get(o, "chat_template_kwargs");
         if (k && !json_is(k, JSON_OBJECT)) BAD("chat_template_kwargs", "'chat_template_kwargs' must be an object");
         bool th;
@@ -307,6 +417,11 @@ fail:
 void oai_request_free(oai_request *r) {
     free(r->model);
     free(r->messages_json);
+    for (size_t i = 0; i < r->n_media; i++) {
+        free(r->media[i].src);
+        free(r->media[i].format);
+    }
+    free(r->media);
     for (size_t i = 0; i < r->n_prompts; i++) {
         free(r->prompts[i].text);
         free(r->prompts[i].ids);

@@ -19,6 +19,17 @@
 #define OAI_MAX_LOGPROBS 20
 #define OAI_MAX_N 16
 #define OAI_MAX_PROMPTS 256
+#define OAI_MAX_MEDIA 64
+
+/* One media content part of a chat request, in prompt order. */
+typedef struct oai_media {
+    g4_media_kind kind;
+    char *src;                  /* the URL (image_url / video_url / audio_url), or base64 (input_audio.data) */
+    size_t src_len;
+    bool raw_b64;               /* src is bare base64 (input_audio) */
+    char *format;               /* input_audio.format, or NULL */
+    char where[96];             /* "messages[0].content[1].image_url" (error messages, param) */
+} oai_media;
 
 typedef enum oai_kind { OAI_CHAT, OAI_COMPLETION } oai_kind;
 
@@ -32,7 +43,11 @@ typedef struct oai_request {
     oai_kind kind;
     char *model;                /* NULL when absent */
     /* chat */
-    char *messages_json;        /* the messages array, re-serialized (text parts only) */
+    char *messages_json;        /* the messages array, re-serialized; media parts reduced to
+                                   {"type":"image"|"audio"|"video"} (the payload is in media) */
+    oai_media *media;           /* media parts in prompt order */
+    size_t n_media;
+    int image_tokens;           /* mm_processor_kwargs.max_soft_tokens (70..1120), 0: the model's */
     g4_thinking thinking;       /* chat_template_kwargs.enable_thinking */
     bool add_generation_prompt;
     /* completions */

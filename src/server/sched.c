@@ -6,6 +6,7 @@
  * choices are under its own mutex. */
 #include "server/sched.h"
 #include "server/metrics.h"
+#include "engine/engine.h"
 #include "engine/gen_text.h"
 #include "engine/sample.h"
 #include "base/status.h"
@@ -65,6 +66,8 @@ void srv_req_release(srv_req *r) {
     free(r->prompts);
     free(r->prompt_len);
     free(r->max_new);
+    g4_mm_inputs_free(r->mm_in);
+    free(r->mm);
     if (r->q) oai_request_free(r->q);
     free(r->q);
     pthread_mutex_destroy(&r->mu);
@@ -82,6 +85,8 @@ typedef struct seq {
     int32_t *tok;               /* [n_prompt + max_new] prompt then generated ids */
     size_t n;                   /* tokens in tok */
     size_t max_new, n_gen;
+    const float *mm;            /* the request's soft-token rows, or NULL */
+    size_t first_ph;            /* index of the prompt's first media placeholder (n_prompt if none) */
     int slot;                   /* session index, -1 while waiting */
     bool need_sample;           /* logits of the last token are ready (after prefill_all) */
     g4_sampling sampling;
@@ -111,6 +116,8 @@ struct sched {
     const int32_t *eos, *sup;
     size_t n_eos, n_sup;
     int32_t ch_open, ch_close;
+    int32_t ph_image, ph_video, ph_audio;   /* media placeholder ids */
+    size_t hidden;
     float *all_logits;          /* prefill_all output, grown on demand */
     size_t all_cap;
     /* private lists (scheduler thread) */
@@ -399,7 +406,10 @@ static bool admit(sched *s, seq *q) {
         }
         q->need_sample = true;
     } else {
-        size_t keep = g4_session_reuse(s->sess[best], q->prompt, q->n_prompt);
+        /* reuse stops before the first media placeholder: the held KV of equal
+           placeholder ids may come from other media */
+        size_t lim = q->first_ph < q->n_prompt ? q->first_ph : q->n_prompt;
+        size_t keep = g4_session_reuse(s->sess[best], q->prompt, lim ? lim : 1);
         metrics_prefix(s->m, q->n_prompt, keep);
         pthread_mutex_lock(&r->mu);
         c->n_prompt = q->n_prompt;
@@ -413,6 +423,8 @@ static bool admit(sched *s, seq *q) {
     s->run[s->n_run++] = q;
     return true;
 }
+
+static bool is_ph(const sched *s, int32_t id) { return id == s->ph_image || id == s->ph_video || id == s->ph_audio; }
 
 /* Turn a newly arrived request into waiting sequences. */
 static bool expand(sched *s, srv_req *r) {
@@ -429,6 +441,13 @@ static bool expand(sched *s, srv_req *r) {
         q->prompt = r->prompts[p];
         q->n_prompt = r->prompt_len[p];
         q->max_new = (size_t)r->max_new[p];
+        q->mm = p == 0 ? r->mm : NULL;
+        q->first_ph = q->n_prompt;
+        for (size_t k = 0; k < q->n_prompt; k++)
+            if (is_ph(s, q->prompt[k])) {
+                q->first_ph = k;
+                break;
+            }
         q->slot = -1;
         q->sampling = r->q->sampling;
         /* n > 1 with a seed: distinct streams per choice */
@@ -521,14 +540,24 @@ static void step(sched *s) {
             s->item_seq[ni++] = q;
         }
     }
+    bool prefill = false;
     for (size_t i = 0; i < s->n_run && budget; i++) {
         seq *q = s->run[i];
         g4_session *ss = s->sess[q->slot];
         size_t have = g4_session_length(ss);
         if (have >= q->n_prompt) continue;
         size_t take = g4_session_next_chunk(ss, q->prompt, q->n_prompt, have, budget);
-        if (take > budget && ni) continue;   /* a media block larger than what is left: next step */
-        s->items[ni] = (g4_batch_item){ss, q->prompt + have, take, NULL};
+        /* a media block larger than what is left: next step (alone it fits: the batch
+           has max_num_seqs + max(token budget, largest block) rows) */
+        if (take > budget && prefill) continue;
+        prefill = true;
+        const float *mm = NULL;
+        if (q->mm) {
+            size_t off = 0;
+            for (size_t k = 0; k < have; k++) off += is_ph(s, q->prompt[k]);
+            mm = q->mm + off * s->hidden;
+        }
+        s->items[ni] = (g4_batch_item){ss, q->prompt + have, take, mm};
         s->item_seq[ni++] = q;
         budget = take >= budget ? 0 : budget - take;
     }
@@ -559,6 +588,21 @@ static void step(sched *s) {
     metrics_set_load(s->m, (int)s->n_run, waiting, (double)s->n_run / s->o.max_num_seqs);
 }
 
+/* A request that never became sequences: fail it and drop the scheduler's reference. */
+static void fail_req(sched *s, srv_req *r, const char *msg) {
+    pthread_mutex_lock(&r->mu);
+    r->failed = true;
+    snprintf(r->error, sizeof r->error, "%.299s", msg);
+    r->done = true;
+    r->t_done = srv_now();
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_lock(&s->mu);
+    s->queued -= (size_t)r->n_choices;
+    pthread_mutex_unlock(&s->mu);
+    srv_req_release(r);
+}
+
 static void *sched_main(void *arg) {
     sched *s = arg;
     for (;;) {
@@ -571,6 +615,16 @@ static void *sched_main(void *arg) {
         s->n_in = 0;
         pthread_mutex_unlock(&s->mu);
         for (size_t i = 0; i < n_in; i++) {
+            if (in[i]->mm_in) {   /* media: the embedders run here, on the engine's thread */
+                g4_error err = {0};
+                g4_status st = g4_mm_prompt_embed(s->e, in[i]->mm_in, &in[i]->mm, &err);
+                g4_mm_inputs_free(in[i]->mm_in);
+                in[i]->mm_in = NULL;
+                if (st) {
+                    fail_req(s, in[i], err.msg);
+                    continue;
+                }
+            }
             if (!expand(s, in[i])) {
                 pthread_mutex_lock(&in[i]->mu);
                 in[i]->failed = true;
@@ -608,6 +662,11 @@ g4_status sched_create(g4_engine *e, const sched_opts *o, srv_metrics *m, sched 
     s->n_sup = g4_engine_suppress(e, &s->sup);
     s->ch_open = s->tok ? g4_token_id(s->tok, "<|channel>") : -1;
     s->ch_close = s->tok ? g4_token_id(s->tok, "<channel|>") : -1;
+    const g4_config *cf = &e->ck->cfg;
+    s->ph_image = cf->image_token_id;
+    s->ph_video = cf->video_token_id;
+    s->ph_audio = cf->audio_token_id;
+    s->hidden = (size_t)cf->text.hidden;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     int N = o->max_num_seqs;
@@ -624,7 +683,8 @@ g4_status sched_create(g4_engine *e, const sched_opts *o, srv_metrics *m, sched 
         goto fail;
     }
     for (int i = 0; i < N && !st; i++) st = g4_session_create(e, o->max_model_len, &s->sess[i], err);
-    if (!st) st = g4_batch_create(e, N + o->token_budget, N, &s->batch, err);
+    int rows = o->token_budget > e->max_chunk ? o->token_budget : e->max_chunk;
+    if (!st) st = g4_batch_create(e, N + rows, N, &s->batch, err);
     if (st) goto fail;
     if (pthread_create(&s->th, NULL, sched_main, s)) {
         st = G4_FAIL(err, G4_ERR_INTERNAL, "cannot start the scheduler thread");

@@ -18,6 +18,12 @@
  * A request (n_prompts x n choices = sequences) is done when all its sequences
  * are; the scheduler then drops its reference.
  *
+ * Media: a request's soft-token rows are computed in the scheduler thread (step 0,
+ * when it arrives) and prefilled with its placeholder ids (g4_batch_item.mm, offset
+ * to the chunk's first placeholder); prefix reuse stops before the prompt's first
+ * placeholder (media content is not part of the ids), and a step takes a media
+ * block larger than the remaining token budget when it has no other prefill chunk.
+ *
  * Text: generated ids are split into a reasoning channel (between <|channel> and
  * <channel|> when thinking is on; the "thought\n" header removed) and content;
  * each goes through a g4_textstream (stop strings on content, UTF-8 hold-back). */
@@ -65,6 +71,11 @@ typedef struct srv_req {
     int lp_stride;              /* 1 + top alternatives when logprobs are wanted, else 0 */
     bool want_plp;              /* echo with logprobs: prompt logprobs */
     bool thinking;
+    /* media (chat): preprocessed in the connection thread, embedded by the scheduler
+       thread when the request arrives (the embedders run on the engine's backend) */
+    g4_mm_inputs *mm_in;        /* NULL without media; freed once embedded */
+    float *mm;                  /* [n_mm, hidden] soft-token rows for prompts[0]'s placeholders */
+    size_t n_mm;
     /* shared state, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;

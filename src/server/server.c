@@ -13,6 +13,7 @@
  * the main thread frees it only when that count is zero and draining is set. */
 #include "server/server.h"
 #include "server/http.h"
+#include "server/media_src.h"
 #include "server/metrics.h"
 #include "server/openai.h"
 #include "server/respond.h"
@@ -36,6 +37,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +57,7 @@ typedef struct server {
     int inflight, conns;
     bool draining;
     atomic_ulong req_counter;
+    media_src_opts mo;          /* media sources (allowed_dir: the realpath) */
 } server;
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -214,9 +217,43 @@ static bool wait_news(conn *c, srv_req *r, unsigned long seen) {
     return alive;
 }
 
+/* Chat with media: load every media part (connection thread), render, expand the
+ * placeholders and preprocess (g4_mm_prompt_prepare); the scheduler embeds. */
+static g4_status chat_media_prompt(server *S, srv_req *r, const char *text, char *param, size_t param_cap,
+                                   g4_error *err) {
+    const oai_request *q = r->q;
+    g4_media **media = calloc(q->n_media, sizeof *media);
+    if (!media) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    g4_status st = G4_OK;
+    for (size_t i = 0; i < q->n_media && !st; i++) {
+        const oai_media *m = &q->media[i];
+        st = media_src_load(&S->mo, m->kind, m->src, m->src_len, m->raw_b64, m->format, NULL, &media[i], err);
+        if (st) {
+            if (st != G4_ERR_NOMEM) st = G4_ERR_INVALID_ARG;
+            g4_error_prefix(err, "%s", m->where);
+            snprintf(param, param_cap, "%s", m->where);
+        }
+    }
+    if (!st) {
+        g4_media_options ov = {.image_tokens = q->image_tokens};
+        g4_mm_prompt mp;
+        st = g4_mm_prompt_prepare(S->e, text, strlen(text), media, q->n_media, &ov, &mp, &r->mm_in, err);
+        if (!st) {
+            r->prompts[0] = mp.ids;   /* taken over */
+            r->prompt_len[0] = mp.n;
+            r->n_mm = mp.n_mm;
+        } else {
+            snprintf(param, param_cap, "messages");
+        }
+    }
+    for (size_t i = 0; i < q->n_media; i++) g4_media_free(media[i]);
+    free(media);
+    return st;
+}
+
 static void handle_generate(conn *c, oai_kind kind, const char *body, size_t blen) {
     server *S = c->S;
-    char param[64];
+    char param[96];
     g4_error err = {0};
     oai_request *q = calloc(1, sizeof *q);
     if (!q) {
@@ -273,7 +310,20 @@ static void handle_generate(conn *c, oai_kind kind, const char *body, size_t ble
             g4_chat_options co = {.add_generation_prompt = q->add_generation_prompt, .enable_thinking = q->thinking};
             char *text = NULL;
             st = g4_chat_render(q->messages_json, strlen(q->messages_json), &co, &text, &err);
-            if (!st) st = g4_tokenize(S->tok, text, strlen(text), 0, &r->prompts[0], &r->prompt_len[0], &err);
+            if (!st && q->n_media) {
+                char mparam[96] = "";
+                st = chat_media_prompt(S, r, text, mparam, sizeof mparam, &err);
+                if (st) {
+                    free(text);
+                    status = st == G4_ERR_NOMEM ? 500 : 400;
+                    snprintf(msg, sizeof msg, "%s", err.msg);
+                    snprintf(param, sizeof param, "%s", mparam);
+                    eparam = param;
+                    break;
+                }
+            } else if (!st) {
+                st = g4_tokenize(S->tok, text, strlen(text), 0, &r->prompts[0], &r->prompt_len[0], &err);
+            }
             free(text);
         } else if (q->prompts[i].text) {
             st = g4_tokenize(S->tok, q->prompts[i].text, strlen(q->prompts[i].text), G4_TOKENIZE_ADD_SPECIAL,
@@ -716,6 +766,21 @@ int srv_run(const srv_opts *opts, volatile sig_atomic_t *stop, int wake_fd) {
     if (S->o.max_conns <= 0) S->o.max_conns = 1024;
     if (S->o.shutdown_timeout <= 0) S->o.shutdown_timeout = 600;
     S->name = S->o.served_name ? S->o.served_name : S->o.model;
+    S->mo.allow_remote = S->o.allow_remote_media;
+    S->mo.max_bytes = S->o.media_max_bytes ? S->o.media_max_bytes : (size_t)20 << 20;
+    S->mo.timeout_s = S->o.media_timeout > 0 ? S->o.media_timeout : 10.0;
+    if (S->o.allowed_media_dir) {
+        char *rp = realpath(S->o.allowed_media_dir, NULL);
+        struct stat sb;
+        if (!rp || stat(rp, &sb) || !S_ISDIR(sb.st_mode)) {
+            logf_("--allowed-local-media-path %s: not a directory", S->o.allowed_media_dir);
+            free(rp);
+            free(S);
+            return 1;
+        }
+        S->mo.allowed_dir = rp;   /* lives as long as the process */
+    }
+    if (S->mo.allow_remote) media_src_global_init();
     S->m = metrics_new(S->name);
     pthread_mutex_init(&S->mu, NULL);
     pthread_cond_init(&S->cv, NULL);

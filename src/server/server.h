@@ -4,6 +4,7 @@
 #define G4_SERVER_SERVER_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include "g4.h"
 
@@ -22,6 +23,10 @@ typedef struct srv_opts {
     size_t max_body;            /* request body cap (default 32 MiB) */
     int max_conns;              /* concurrent connections (default 1024) */
     double shutdown_timeout;    /* seconds to let in-flight requests finish (default 600) */
+    const char *allowed_media_dir;  /* local media files only under this directory; NULL: none */
+    bool allow_remote_media;    /* fetch http(s) media URLs */
+    size_t media_max_bytes;     /* encoded bytes per media input (default 20 MB) */
+    double media_timeout;       /* seconds per remote fetch (default 10) */
 } srv_opts;
 
 /* Run until *stop becomes non-zero (set from a signal handler, which also writes a
