@@ -118,7 +118,9 @@ g4_status cpu_embed_bf16(float *out, const void *table, int n_vocab, int d, cons
 
 /* ---- machine ceiling ---------------------------------------------------- */
 /* Best of `reps` passes of all pool threads summing a `bytes` buffer (GB/s,
- * 1e9 bytes). Use a buffer far larger than the last-level cache (1 GiB). */
+ * 1e9 bytes), with the active ISA's widest loads (the 16-byte portable loop
+ * is compute-bound below DRAM speed on 2 cores). Use a buffer far larger
+ * than the last-level cache (1 GiB). */
 double cpu_mem_read_gbs(tp_pool *pool, size_t bytes, int reps);
 
 /* ---- attention ----------------------------------------------------------
