@@ -1,7 +1,7 @@
 #!/bin/sh
 # cuda_gemv_check.sh - one device session for the decode GEMV work, with binaries built on the
 # dev machine: .devbin/{g4,g4-tests,bench_cuda_gemv}, their media libraries in .devlibs/, the
-# Gemma 3 tokenizer in .devshared/ (all git-excluded, carried by the device call).
+# Gemma 3 tokenizer in .devshared/data/gemma3-tokenizer/ (all git-excluded, carried by the device call).
 # Steps: CUDA op tests + CUDA parity, GEMV micro-benchmark, 12B NVFP4A16 synth, g4 bench.
 OUT=${OUT:-/tmp/g4-gemv-out}
 mkdir -p "$OUT"
@@ -13,8 +13,8 @@ timeout 150 $B/g4-tests cuda_ > "$OUT/cuda_tests.log" 2>&1; echo "tests rc=$?"
 grep -E "FAIL|passed|failed" "$OUT/cuda_tests.log" | head -20
 timeout 90 $B/bench_cuda_gemv > "$OUT/gemv.jsonl" 2> "$OUT/gemv.err"; echo "gemv rc=$?"
 cat "$OUT/gemv.jsonl"; tail -3 "$OUT/gemv.err"
-/usr/bin/time -f "synth %e s" timeout 200 $B/g4 synth $M --preset gemma-4-12b --format nvfp4a16 --threads 16 \
-  --tokenizer .devshared/tokenizer.json > "$OUT/synth.log" 2>&1; echo "synth rc=$?"; tail -2 "$OUT/synth.log"
+G4_SHARED=.devshared /usr/bin/time -f "synth %e s" timeout 200 $B/g4 synth $M --preset gemma-4-12b --format nvfp4a16 \
+  --threads 16 > "$OUT/synth.log" 2>&1; echo "synth rc=$?"; tail -2 "$OUT/synth.log"
 for pl in 256 1024; do
   timeout 90 $B/g4 bench $M --json --device cuda --prompt-len $pl --gen 64 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
   echo "bench $pl rc=$?"; tail -1 "$OUT/bench.jsonl"
