@@ -203,6 +203,66 @@ TEST(cuda_matmul_formats) {
     one_matmul(CKPT_NVFP4, 21, 80, 2, 2e-5, "k%32=16");
 }
 
+/* T rows through the batched decode kernel (2 <= T, NVFP4/FP8/BF16; passes of <= 16 rows, fewer
+ * when x does not fit in shared memory) and the generic kernel (F32/F16) against the CPU; then each
+ * row of the batch against the same row multiplied alone (T = 1: k_gemv_dec / generic kernel):
+ * the batched kernel forms the same products in the same per-lane order, so bit-identical. */
+static void batched_matmul(ckpt_format f, int N, int K, int T) {
+    char what[128];
+    snprintf(what, sizeof what, "batched matmul %s N=%d K=%d T=%d", ckpt_format_name(f), N, K, T);
+    wt w = make_w(f, N, K);
+    float *x = rand_f((size_t)T * K, 1.0f);
+    float *ref = malloc((size_t)T * N * sizeof(float));
+    g4_error err = {0};
+    REQUIRE(g_cpu->matmul(g_cpu, ref, x, T, &w.l, &err) == G4_OK);
+    dbuf dx = dnew((size_t)T * K, x), dy = dnew((size_t)T * N, NULL);
+    g4_status st = g_cu->matmul(g_cu, dy.p, dx.p, T, &w.l, &err);
+    CHECK_MSG(st == G4_OK, "%s: %s", what, err.msg);
+    float *got = dget(dy, what);
+    cmp(what, got, ref, (size_t)T * N, 2e-5);
+    size_t diff = 0;
+    for (int t = 0; t < T; t++) {
+        dbuf d1 = dnew((size_t)N, NULL);
+        st = g_cu->matmul(g_cu, d1.p, dx.p + (size_t)t * K, 1, &w.l, &err);
+        CHECK_MSG(st == G4_OK, "%s row %d alone: %s", what, t, err.msg);
+        float *one = dget(d1, what);
+        diff += memcmp(one, got + (size_t)t * N, (size_t)N * sizeof(float)) != 0;
+        free(one);
+    }
+    CHECK_MSG(diff == 0, "%s: %zu of %d rows differ from the same row alone (T = 1)", what, diff, T);
+    free(dget(dx, what));
+    free(got);
+    free(ref);
+    free(x);
+    free_w(&w);
+}
+
+TEST(cuda_matmul_batched) {
+    NEED_GPU();
+    const int Ts[] = {2, 3, 7, 8, 16, 17, 33};
+    const ckpt_format fs[] = {CKPT_NVFP4, CKPT_FP8, CKPT_BF16, CKPT_F16, CKPT_F32};
+    for (size_t f = 0; f < 5; f++)
+        for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+            /* odd N (row groups of 4 with a partial last one); NVFP4 needs K % 16 == 0: k % 32 = 16 */
+            batched_matmul(fs[f], 37, fs[f] == CKPT_NVFP4 ? 80 : 37, Ts[i]);
+            batched_matmul(fs[f], 301, fs[f] == CKPT_NVFP4 ? 1056 : 1043, Ts[i]);
+        }
+    /* K = 15360 (the down projection): 3 rows of x per pass fit in shared memory (NVFP4/FP8) */
+    const int Tl[] = {2, 7, 17};
+    for (size_t f = 0; f < 3; f++)
+        for (size_t i = 0; i < 3; i++) batched_matmul(fs[f], 19, 15360, Tl[i]);
+    /* more row groups than the persistent grid holds warps (walks g += grid * 8) */
+    batched_matmul(CKPT_NVFP4, 4099, 256, 8);
+    batched_matmul(CKPT_FP8, 4099, 256, 3);
+    /* the generic kernel for T > 1 still works (G4_CUDA_GEMV_BAT=0) */
+#ifdef G4_HAVE_CUDA
+    cu_gemv_config_batched(0);
+    one_matmul(CKPT_NVFP4, 37, 80, 7, 2e-5, "generic");
+    one_matmul(CKPT_FP8, 37, 37, 7, 2e-5, "generic");
+    cu_gemv_config_batched(1);
+#endif
+}
+
 TEST(cuda_matmul_tensor_cores) {
     NEED_GPU();
     be_cuda_set_tc_min_t(g_cu, 8);
@@ -218,8 +278,9 @@ TEST(cuda_fused_matmuls) {
     NEED_GPU();
     const ckpt_format fs[] = {CKPT_BF16, CKPT_NVFP4, CKPT_FP8};
     for (size_t f = 0; f < 3; f++)
-        for (int T = 1; T <= 5; T += 2) {
-            int K = 256;
+        for (int ti = 0; ti < 8; ti++) {
+            const int Ts[8] = {1, 2, 3, 5, 7, 8, 16, 17};
+            int T = Ts[ti], K = 256;
             wt wq = make_w(fs[f], 48, K), wk = make_w(fs[f], 16, K), wv = make_w(fs[f], 17, K);
             float *x = rand_f((size_t)T * K, 1.0f);
             size_t n0 = (size_t)T * 48, n1 = (size_t)T * 16, n2 = (size_t)T * 17;
@@ -233,9 +294,9 @@ TEST(cuda_fused_matmuls) {
             cmp("matmul3 k", g1, r1, n1, 2e-5);
             cmp("matmul3 v", g2, r2, n2, 2e-5);
             free(g0), free(g1), free(g2), free(r0), free(r1), free(r2);
-            /* geglu: gate/up [70, K] */
-            wt wg = make_w(fs[f], 70, K), wu = make_w(fs[f], 70, K);
-            size_t nh = (size_t)T * 70;
+            /* geglu: gate/up [71, K] (odd: the batched kernel pairs 2 outputs per warp) */
+            wt wg = make_w(fs[f], 71, K), wu = make_w(fs[f], 71, K);
+            size_t nh = (size_t)T * 71;
             float *rh = malloc(nh * 4), *rsc = malloc(nh * 4);
             REQUIRE(g_cpu->matmul_geglu(g_cpu, rh, rsc, x, T, &wg.l, &wu.l, &err) == G4_OK);
             dbuf dh = dnew(nh, NULL), ds = dnew(nh, NULL);

@@ -105,6 +105,8 @@ TEST(parity_tiny_a_nvfp4) { parity_model(models[1]); }
 TEST(parity_tiny_a_fp8) { parity_model(models[2]); }
 TEST(parity_tiny_b) { parity_model(models[3]); }
 TEST(parity_tiny_c) { parity_model(models[4]); }
+/* well-conditioned fixture (tools/make_tiny_models.py tiny-wc), prompts of 200 / 207 tokens */
+TEST(parity_tiny_wc) { parity_model("tiny-wc"); }
 
 /* Prefill in small chunks (ring buffers wrap inside the prompt, chunk boundaries
  * fall everywhere) and sync back and forth: every path must give the logits of a

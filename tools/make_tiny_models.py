@@ -13,6 +13,9 @@ Writes under tests/fixtures/models/ (CPU, a few seconds):
                 no softcap, text only, BF16
   tiny-c        10 layers, explicit layer_types (full: 3, 9), per_layer_config spelling, k_eq_v = true,
                 softcap 50, vision only, untied lm_head, BF16
+  tiny-wc       tiny-a's text geometry, text only, BF16, well-conditioned (q_norm weights ~ 1/sqrt(head_dim),
+                k_norm ~ 0.5, other norm weights 1 + 0.05 N(0,1)) for checking the BF16 tensor-core prefill
+                (python3 tools/make_tiny_models.py --only tiny-wc; reference: make_reference.py --len 200)
 
 and under tests/fixtures/configs/ the same configs in the other spelling
 (tiny-a-per-layer.json, tiny-b-global.json, tiny-c-global.json); transformers is asked to load
@@ -72,6 +75,13 @@ SPECS = {
                                      layer_types=["sliding_attention"] * 3 + ["full_attention"] +
                                                  ["sliding_attention"] * 5 + ["full_attention"]),
                    vision=VISION, audio=None, tie=False, spelling="per_layer"),
+    # well-conditioned: tiny-a's text geometry, q_norm weights ~ 1/sqrt(head_dim) and k_norm ~ 0.5
+    # (attention scores O(1) like a trained model's, instead of scale-1.0 dot products of unit-RMS
+    # vectors), every other norm weight 1 + 0.05 N(0,1). BF16-rounding every Linear input moves its
+    # logits by <= ~1e-2 (median ~5e-3: about the floor of 57 independent 2^-9 roundings; tiny-a: 0.5),
+    # so the BF16 tensor-core prefill can be checked against the float64 reference (test_cuda_parity.c)
+    "tiny-wc": dict(seed=4, text=dict(num_hidden_layers=8, attention_k_eq_v=True, final_logit_softcapping=30.0),
+                    vision=None, audio=None, tie=True, spelling="global", well_conditioned=True),
 }
 QUANTIZED = {"tiny-a-nvfp4": ("tiny-a", "NVFP4A16"), "tiny-a-fp8": ("tiny-a", "FP8_DYNAMIC")}
 
@@ -97,11 +107,16 @@ def build_model(spec):
     if not spec["tie"]:
         cfg.text_config.tie_word_embeddings = False
     model = Gemma4UnifiedForConditionalGeneration(cfg).float().eval()
+    wc = spec.get("well_conditioned", False)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("norm.weight") or "_ln" in name and name.endswith(".weight") or \
+            if wc and name.endswith("q_norm.weight"):
+                p.copy_((1.0 + 0.05 * torch.randn_like(p)) / p.numel() ** 0.5)   # numel = head_dim
+            elif wc and name.endswith("k_norm.weight"):
+                p.copy_(0.5 * (1.0 + 0.05 * torch.randn_like(p)))   # softer attention: 1.3e-2 -> 1.0e-2
+            elif name.endswith("norm.weight") or "_ln" in name and name.endswith(".weight") or \
                name.endswith("pos_norm.weight"):
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
+                p.copy_(1.0 + (0.05 if wc else 0.3) * torch.randn_like(p))
             elif name.endswith(".bias") and ("_ln" in name or "pos_norm" in name):
                 p.copy_(0.1 * torch.randn_like(p))
             elif name.endswith("pos_embedding"):
@@ -261,10 +276,14 @@ def quantize(model_bf16, scheme_name, dst):
 
 
 def main():
+    # --only NAME [NAME ...]: (re)write just these models (their source model for a quantized one)
+    only = set(sys.argv[sys.argv.index("--only") + 1:]) if "--only" in sys.argv else None
     os.makedirs(OUT, exist_ok=True)
     os.makedirs(CFG_OUT, exist_ok=True)
     models = {}
     for name, spec in SPECS.items():
+        if only is not None and name not in only and not any(QUANTIZED.get(q, ("",))[0] == name for q in only):
+            continue
         d = os.path.join(OUT, name)
         shutil.rmtree(d, ignore_errors=True)
         model = build_model(spec)
@@ -291,6 +310,8 @@ def main():
         expected_info(model, name, "BF16", d)
         print(f"{name}: {hf_param_count(model)} params")
     for qname, (src, scheme) in QUANTIZED.items():
+        if only is not None and qname not in only:
+            continue
         d = os.path.join(OUT, qname)
         shutil.rmtree(d, ignore_errors=True)
         m = copy.deepcopy(models[src]).to(torch.bfloat16)

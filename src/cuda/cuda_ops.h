@@ -62,7 +62,7 @@ int cu_capture_abort(void *stream);
 int cu_graph_launch(void *exec, void *stream);
 void cu_graph_destroy(void *exec);
 
-/* ---- gemv.cu: y[t, n] = sum_k x[t, k] W[n, k], T small (any T, passes of <= 4 rows) ----
+/* ---- gemv.cu: y[t, n] = sum_k x[t, k] W[n, k], T small (any T; see cu_gemv_config*) ----
  * Up to three weights sharing x (same k and fmt): rows of w[i] go to y[i] [T, w[i].n].
  * geglu: two weights (gate, up) of the same n, y0[t, n] = gelu_tanh(gate) * up. */
 int cu_gemv(const float *x, int T, const cu_weight *const *w, float *const *y, int nw, int geglu,
@@ -70,6 +70,9 @@ int cu_gemv(const float *x, int T, const cu_weight *const *w, float *const *y, i
 /* T = 1 NVFP4/FP8 kernel choice (micro-benchmarks): dec 1 = persistent decode kernel (default),
  * 0 = generic kernel, < 0 unchanged; u = pieces in flight per row and lane (1, 2, 4), <= 0 unchanged. */
 void cu_gemv_config(int dec, int u);
+/* 2 <= T NVFP4/FP8/BF16: 1 = batched decode kernel k_gemv_bat (default; each weight read once per
+ * pass of <= 16 rows), 0 = generic kernel (passes of <= 4 rows), < 0 unchanged. */
+void cu_gemv_config_batched(int on);
 
 /* ---- gemm.cu: prefill products on tensor cores (cuBLAS, BF16 operands, FP32 accumulate) ----
  * W is dequantized to a BF16 scratch [n, k] (exact for NVFP4/FP8 codes x block scale) and x is

@@ -599,6 +599,324 @@ template <int FMT> int launch_dec_f(const gemv_args &a, size_t smem, void *strea
     return geglu ? launch_dec<FMT, true, 2>(a, smem, stream) : launch_dec<FMT, false, 2>(a, smem, stream);
 }
 
+/* ---- 2 <= T <= 16 decode kernel for NVFP4 / FP8 / BF16 (k_gemv_bat) ----
+ * Continuous batching: one step multiplies every weight by the rows of all running sequences.
+ * k_gemv_dec's persistent walk with the TT rows of x staged once per block (t-major, the same
+ * padded piece layout per row), and every weight piece loaded and decoded ONCE and multiplied
+ * into all TT rows. A warp owns RB = 4 weight rows (GEGLU: gate/up of 2 outputs), so each x
+ * value read from shared memory feeds 4 FMAs (R = 2 would make the kernel shared-memory-bound:
+ * a 128-bit LDS per 8 FMAs per row costs 4 clk/SM, the FMAs 2). Loads: one piece per row and
+ * lane ahead (the kernel is FMA/issue-bound from TT ~ 4 on).
+ * Numerics: per output row and x row, the same products in the same per-lane order (pieces
+ * lane, lane + 32, ...; NVFP4: 16-value group sums from 0, times the group scale; FP8 / BF16:
+ * one running sum) and the same warp_sum as k_gemv_dec (NVFP4/FP8, T = 1) and k_gemv (BF16,
+ * T = 1), so a row of a batch gets bit-identical results to the same row decoded alone. */
+constexpr int RB = 4;
+
+template <int FMT, bool GEGLU>
+__device__ __forceinline__ void bat_ptrs(const gemv_args &a, int g, const uint8_t *(&wr)[RB], const uint8_t *(&sr)[RB]) {
+    const int si = seg_of<GEGLU>(a, g);
+#pragma unroll
+    for (int r = 0; r < RB; r++) {
+        const seg_t &S = a.seg[GEGLU ? (r & 1) : si];
+        const int row = GEGLU ? g * (RB / 2) + (r >> 1) : g * RB + r;
+        const int rc = row < S.n ? row : S.n - 1;
+        wr[r] = S.w + (size_t)rc * S.row_bytes;
+        sr[r] = FMT == CU_NVFP4 ? S.scale + (size_t)rc * S.scale_stride : nullptr;
+    }
+}
+
+template <int FMT>
+__device__ __forceinline__ void bat_load(const uint8_t *const (&wr)[RB], const uint8_t *const (&sr)[RB], int p,
+                                         int npieces, uint4 (&buf)[RB], uint32_t (&sc)[RB]) {
+    const bool ok = p < npieces;
+#pragma unroll
+    for (int r = 0; r < RB; r++) {
+        buf[r] = ok ? ld_stream(wr[r] + (size_t)p * 16) : make_uint4(0, 0, 0, 0);
+        sc[r] = (FMT == CU_NVFP4 && ok) ? (uint32_t)__ldg(reinterpret_cast<const unsigned short *>(sr[r] + 2 * p)) : 0u;
+    }
+}
+
+__device__ __forceinline__ uint32_t word_of(const uint4 &v, int i) {
+    return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+/* one piece p of the RB rows into acc[RB][TT]; xb = xs + p * XS (row t at + t * xstride) */
+template <int FMT, int TT>
+__device__ __forceinline__ void bat_compute(const float *xb, int xstride, const uint4 (&buf)[RB],
+                                            const uint32_t (&sc)[RB], float (&acc)[RB][TT]) {
+    if (FMT == CU_NVFP4) {
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            float f[RB][2][8], s32[RB];
+#pragma unroll
+            for (int r = 0; r < RB; r++) {
+                e2m1x8(word_of(buf[r], 2 * half), f[r][0]);
+                e2m1x8(word_of(buf[r], 2 * half + 1), f[r][1]);
+                s32[r] = e4m3_scale32((sc[r] >> (8 * half)) & 0xFFu);
+            }
+#pragma unroll
+            for (int t = 0; t < TT; t++) {
+                const float *xt = xb + t * xstride + 16 * half;
+                const float4 x0 = *reinterpret_cast<const float4 *>(xt);
+                const float4 x1 = *reinterpret_cast<const float4 *>(xt + 4);
+                const float4 x2 = *reinterpret_cast<const float4 *>(xt + 8);
+                const float4 x3 = *reinterpret_cast<const float4 *>(xt + 12);
+#pragma unroll
+                for (int r = 0; r < RB; r++) {
+                    float s = 0.0f;
+                    s = fmaf(f[r][0][0], x0.x, s);
+                    s = fmaf(f[r][0][1], x0.y, s);
+                    s = fmaf(f[r][0][2], x0.z, s);
+                    s = fmaf(f[r][0][3], x0.w, s);
+                    s = fmaf(f[r][0][4], x1.x, s);
+                    s = fmaf(f[r][0][5], x1.y, s);
+                    s = fmaf(f[r][0][6], x1.z, s);
+                    s = fmaf(f[r][0][7], x1.w, s);
+                    s = fmaf(f[r][1][0], x2.x, s);
+                    s = fmaf(f[r][1][1], x2.y, s);
+                    s = fmaf(f[r][1][2], x2.z, s);
+                    s = fmaf(f[r][1][3], x2.w, s);
+                    s = fmaf(f[r][1][4], x3.x, s);
+                    s = fmaf(f[r][1][5], x3.y, s);
+                    s = fmaf(f[r][1][6], x3.z, s);
+                    s = fmaf(f[r][1][7], x3.w, s);
+                    acc[r][t] = fmaf(s, s32[r], acc[r][t]);
+                }
+            }
+        }
+    } else if (FMT == CU_FP8) {
+        float f[RB][16];
+#pragma unroll
+        for (int r = 0; r < RB; r++)
+#pragma unroll
+            for (int wi = 0; wi < 4; wi++) {
+                const uint32_t w = word_of(buf[r], wi);
+                f[r][4 * wi] = e4m3_bits<0>(w);
+                f[r][4 * wi + 1] = e4m3_bits<1>(w);
+                f[r][4 * wi + 2] = e4m3_bits<2>(w);
+                f[r][4 * wi + 3] = e4m3_bits<3>(w);
+            }
+#pragma unroll
+        for (int t = 0; t < TT; t++) {
+            const float *xt = xb + t * xstride;
+            float xv[16];
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const float4 v = *reinterpret_cast<const float4 *>(xt + 4 * q);
+                xv[4 * q] = v.x;
+                xv[4 * q + 1] = v.y;
+                xv[4 * q + 2] = v.z;
+                xv[4 * q + 3] = v.w;
+            }
+#pragma unroll
+            for (int r = 0; r < RB; r++) {
+                float s = acc[r][t];
+#pragma unroll
+                for (int j = 0; j < 16; j++) s = fmaf(f[r][j], xv[j], s);
+                acc[r][t] = s;
+            }
+        }
+    } else { /* BF16 */
+        float f[RB][8];
+#pragma unroll
+        for (int r = 0; r < RB; r++)
+#pragma unroll
+            for (int wi = 0; wi < 4; wi++) {
+                const uint32_t w = word_of(buf[r], wi);
+                f[r][2 * wi] = __uint_as_float(w << 16);
+                f[r][2 * wi + 1] = __uint_as_float(w & 0xFFFF0000u);
+            }
+#pragma unroll
+        for (int t = 0; t < TT; t++) {
+            const float *xt = xb + t * xstride;
+            const float4 xa = *reinterpret_cast<const float4 *>(xt);
+            const float4 xc = *reinterpret_cast<const float4 *>(xt + 4);
+#pragma unroll
+            for (int r = 0; r < RB; r++) {
+                float s = acc[r][t];
+                s = fmaf(f[r][0], xa.x, s);
+                s = fmaf(f[r][1], xa.y, s);
+                s = fmaf(f[r][2], xa.z, s);
+                s = fmaf(f[r][3], xa.w, s);
+                s = fmaf(f[r][4], xc.x, s);
+                s = fmaf(f[r][5], xc.y, s);
+                s = fmaf(f[r][6], xc.z, s);
+                s = fmaf(f[r][7], xc.w, s);
+                acc[r][t] = s;
+            }
+        }
+    }
+}
+
+template <int FMT, bool GEGLU, int TT>
+__device__ __forceinline__ void bat_store(const gemv_args &a, int g, const float (&acc)[RB][TT]) {
+    const int si = seg_of<GEGLU>(a, g);
+    float post[RB];
+#pragma unroll
+    for (int r = 0; r < RB; r++) {
+        const seg_t &S = a.seg[GEGLU ? (r & 1) : si];
+        const int row = GEGLU ? g * (RB / 2) + (r >> 1) : g * RB + r;
+        const int rc = row < S.n ? row : S.n - 1;
+        post[r] = FMT == CU_FP8 ? 0x1p20f * S.ch[rc] : 1.0f;
+    }
+#pragma unroll
+    for (int t = 0; t < TT; t++) {
+        if (t >= a.tt) break;
+        float v[RB];
+#pragma unroll
+        for (int r = 0; r < RB; r++) {
+            const seg_t &S = a.seg[GEGLU ? (r & 1) : si];
+            v[r] = FMT == CU_NVFP4 ? acc[r][t] / S.gdiv : acc[r][t] * post[r];
+        }
+        if (GEGLU) {
+            const seg_t &S = a.seg[0];
+#pragma unroll
+            for (int j = 0; j < RB / 2; j++) {
+                const int row = g * (RB / 2) + j;
+                if (row < S.n) S.y[(size_t)t * S.n + row] = gelu_tanh(v[2 * j]) * v[2 * j + 1];
+            }
+        } else {
+            const seg_t &S = a.seg[si];
+#pragma unroll
+            for (int r = 0; r < RB; r++)
+                if (g * RB + r < S.n) S.y[(size_t)t * S.n + g * RB + r] = v[r];
+        }
+    }
+}
+
+template <int FMT, bool GEGLU, int TT>
+__global__ void __launch_bounds__(256, 1) k_gemv_bat(const gemv_args a) {
+    constexpr int VALS = fmt_t<FMT>::VALS, XS = VALS + fmt_t<FMT>::PAD, V4 = VALS / 4;
+    extern __shared__ float4 smem4[];
+    float *xs = reinterpret_cast<float *>(smem4);
+    const int npieces = a.kp / VALS, G = a.groups, xstride = npieces * XS;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int nch = (npieces + 31) / 32;
+    const int gstep = gridDim.x * WARPS;
+    int g = blockIdx.x * WARPS + warp, c = 0;
+    const uint8_t *wr[RB], *sr[RB];
+    uint4 cur[RB];
+    uint32_t scur[RB];
+    if (g < G) {
+        bat_ptrs<FMT, GEGLU>(a, g, wr, sr);
+        bat_load<FMT>(wr, sr, lane, npieces, cur, scur);
+    }
+
+    pdl_wait();
+    const float pre = (FMT == CU_NVFP4 || FMT == CU_FP8) ? 0x1p100f : 1.0f;
+    for (int t = 0; t < TT; t++) {
+        float *xt = xs + t * xstride;
+        const bool live = t < a.tt;
+        if (a.x_vec) {
+            const float4 *x4 = reinterpret_cast<const float4 *>(a.x + (size_t)t * a.k);
+            const int n4 = a.kp / 4, k4 = a.k / 4;
+            for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+                float4 v = live && i < k4 ? x4[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+                v.x *= pre;
+                v.y *= pre;
+                v.z *= pre;
+                v.w *= pre;
+                *reinterpret_cast<float4 *>(xt + (i / V4) * XS + (i % V4) * 4) = v;
+            }
+        } else {
+            for (int k = threadIdx.x; k < a.kp; k += blockDim.x)
+                xt[(k / VALS) * XS + (k % VALS)] = live && k < a.k ? a.x[(size_t)t * a.k + k] * pre : 0.0f;
+        }
+    }
+    __syncthreads();
+
+    float acc[RB][TT];
+#pragma unroll
+    for (int r = 0; r < RB; r++)
+#pragma unroll
+        for (int t = 0; t < TT; t++) acc[r][t] = 0.0f;
+    while (g < G) {
+        int g2 = g, c2 = c + 1;
+        if (c2 == nch) {
+            c2 = 0;
+            g2 = g + gstep;
+        }
+        uint4 nxt[RB];
+        uint32_t snx[RB];
+        if (g2 < G) {
+            if (c2 == 0) bat_ptrs<FMT, GEGLU>(a, g2, wr, sr);   /* wr/sr of g are not needed any more */
+            bat_load<FMT>(wr, sr, c2 * 32 + lane, npieces, nxt, snx);
+        }
+        const int p = c * 32 + lane;
+        if (p < npieces) bat_compute<FMT, TT>(xs + p * XS, xstride, cur, scur, acc);
+        if (c2 == 0) {
+#pragma unroll
+            for (int r = 0; r < RB; r++)
+#pragma unroll
+                for (int t = 0; t < TT; t++) acc[r][t] = warp_sum(acc[r][t]);
+            if (lane == 0) bat_store<FMT, GEGLU, TT>(a, g, acc);
+#pragma unroll
+            for (int r = 0; r < RB; r++)
+#pragma unroll
+                for (int t = 0; t < TT; t++) acc[r][t] = 0.0f;
+        }
+        if (g2 < G) {
+#pragma unroll
+            for (int r = 0; r < RB; r++) {
+                cur[r] = nxt[r];
+                scur[r] = snx[r];
+            }
+        }
+        g = g2;
+        c = c2;
+    }
+}
+
+int smem_optin() {
+    static int v = 0;
+    if (!v && (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) != cudaSuccess || v <= 0))
+        v = 200 * 1024;
+    return v;
+}
+
+template <int FMT, bool GEGLU, int TT> int launch_bat(const gemv_args &a, size_t smem, void *stream) {
+    static int sms = 0;
+    if (!sms) {
+        cudaError_t e = cudaFuncSetAttribute(k_gemv_bat<FMT, GEGLU, TT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             smem_optin());
+        if (e != cudaSuccess) return (int)e;
+        if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) sms = 132;
+    }
+    int b = 0;
+    cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, k_gemv_bat<FMT, GEGLU, TT>, WARPS * 32, smem);
+    if (e != cudaSuccess) return (int)e;
+    if (b < 1) b = 1;
+    int need = (a.groups + WARPS - 1) / WARPS, grid = sms * b;
+    if (grid > need) grid = need;
+    return cu_launch(k_gemv_bat<FMT, GEGLU, TT>, dim3(grid), dim3(WARPS * 32), smem, stream, a);
+}
+
+/* template TT: the smallest of BAT_TT >= tt */
+constexpr int BAT_TT[] = {2, 3, 4, 6, 8, 10, 16};   /* 12: NVFP4 spills (88 B) */
+constexpr int BAT_MAX = 16;
+int bat_tt(int tt) {
+    for (int v : BAT_TT)
+        if (v >= tt) return v;
+    return BAT_MAX;
+}
+
+template <int FMT, bool GEGLU> int launch_bat_t(const gemv_args &a, int TT, size_t smem_row, void *stream) {
+    const size_t smem = smem_row * (size_t)TT;
+    switch (TT) {
+    case 2: return launch_bat<FMT, GEGLU, 2>(a, smem, stream);
+    case 3: return launch_bat<FMT, GEGLU, 3>(a, smem, stream);
+    case 4: return launch_bat<FMT, GEGLU, 4>(a, smem, stream);
+    case 6: return launch_bat<FMT, GEGLU, 6>(a, smem, stream);
+    case 8: return launch_bat<FMT, GEGLU, 8>(a, smem, stream);
+    case 10: return launch_bat<FMT, GEGLU, 10>(a, smem, stream);
+    default: return launch_bat<FMT, GEGLU, 16>(a, smem, stream);
+    }
+}
+template <int FMT> int launch_bat_f(const gemv_args &a, int TT, size_t smem_row, void *stream, bool geglu) {
+    return geglu ? launch_bat_t<FMT, true>(a, TT, smem_row, stream) : launch_bat_t<FMT, false>(a, TT, smem_row, stream);
+}
+
 template <int FMT, int TT, bool GEGLU> int launch_t(const gemv_args &a, int groups, size_t smem, void *stream) {
     static bool attr_done = false;
     if (!attr_done) {
@@ -636,14 +954,27 @@ int vals_of(int fmt) {
 
 } /* namespace */
 
-static int dec_on = -1, dec_u = 4;
-extern "C" void cu_gemv_config(int dec, int u) {
-    if (dec_on < 0) {   /* read the environment first so that it does not override later */
+static int dec_on = -1, dec_u = 4, bat_on = -1;
+static void read_env() {
+    if (dec_on < 0) {
         const char *e = getenv("G4_CUDA_GEMV_DEC");
         dec_on = !(e && *e == '0');
+        const char *u = getenv("G4_CUDA_GEMV_U");
+        if (u && *u) dec_u = atoi(u);
     }
+    if (bat_on < 0) {
+        const char *e = getenv("G4_CUDA_GEMV_BAT");
+        bat_on = !(e && *e == '0');
+    }
+}
+extern "C" void cu_gemv_config(int dec, int u) {
+    read_env();   /* read the environment first so that it does not override later */
     if (dec >= 0) dec_on = dec;
     if (u > 0) dec_u = u;
+}
+extern "C" void cu_gemv_config_batched(int on) {
+    read_env();
+    if (on >= 0) bat_on = on;
 }
 
 extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *const *y, int nw, int geglu,
@@ -679,12 +1010,7 @@ extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *
     if (geglu) groups = w[0]->n;
     /* T = 1, NVFP4 / FP8: the persistent decode kernel (G4_CUDA_GEMV_DEC=0: the generic one;
      * G4_CUDA_GEMV_U=1/2/4: pieces in flight per row and lane, default 4) */
-    if (dec_on < 0) {
-        const char *e = getenv("G4_CUDA_GEMV_DEC");
-        dec_on = !(e && *e == '0');
-        const char *u = getenv("G4_CUDA_GEMV_U");
-        if (u && *u) dec_u = atoi(u);
-    }
+    read_env();
     if (dec_on && T == 1 && (fmt == CU_NVFP4 || fmt == CU_FP8)) {
         a.groups = groups;
         a.x = x;
@@ -693,6 +1019,36 @@ extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *
         for (int i = 0; i < nw; i++) a.seg[i].y = y[i];
         return fmt == CU_NVFP4 ? launch_dec_f<CU_NVFP4>(a, smem_row, stream, geglu, dec_u)
                                : launch_dec_f<CU_FP8>(a, smem_row, stream, geglu, dec_u);
+    }
+    /* 2 <= T, NVFP4 / FP8 / BF16: the batched decode kernel, passes of <= 16 rows (fewer when the
+     * rows of x do not fit in shared memory: K = 15360 NVFP4/FP8 -> 3 rows), balanced so that
+     * every weight is read ceil(T / cap) times per call (G4_CUDA_GEMV_BAT=0: the generic kernel) */
+    if (bat_on && T >= 2 && (fmt == CU_NVFP4 || fmt == CU_FP8 || fmt == CU_BF16)) {
+        const size_t cap_smem = (size_t)smem_optin() / smem_row;
+        int cap = 0;
+        for (int v : BAT_TT)
+            if ((size_t)v <= cap_smem) cap = v;
+        if (cap >= 2) {
+            int bgroups = 0;
+            for (int i = 0; i < nw; i++) {
+                a.seg[i].groups = geglu ? (w[i]->n + RB / 2 - 1) / (RB / 2) : (w[i]->n + RB - 1) / RB;
+                if (!geglu) bgroups += a.seg[i].groups;
+            }
+            a.groups = geglu ? a.seg[0].groups : bgroups;
+            a.x_vec = ((uintptr_t)x & 15) == 0 && k % 4 == 0;
+            const int npass = (T + cap - 1) / cap, per = (T + npass - 1) / npass;
+            for (int t0 = 0; t0 < T; t0 += per) {
+                a.x = x + (size_t)t0 * k;
+                a.tt = T - t0 < per ? T - t0 : per;
+                for (int i = 0; i < nw; i++) a.seg[i].y = y[i] + (size_t)t0 * w[i]->n;
+                const int TT = bat_tt(a.tt);
+                int rc = fmt == CU_NVFP4 ? launch_bat_f<CU_NVFP4>(a, TT, smem_row, stream, geglu)
+                         : fmt == CU_FP8 ? launch_bat_f<CU_FP8>(a, TT, smem_row, stream, geglu)
+                                         : launch_bat_f<CU_BF16>(a, TT, smem_row, stream, geglu);
+                if (rc) return rc;
+            }
+            return 0;
+        }
     }
     /* Split K over more warps until the grid has ~6 blocks per SM: OFF by default since it
      * measured slower on the H200 (docs/PERF.md: every block restages all of x, and the NVFP4
