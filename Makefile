@@ -11,7 +11,13 @@ G4FLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -
 # media decoders (Debian: libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libsndfile1-dev libsoxr-dev)
 MEDIA_LIBS := $(shell pkg-config --libs libjpeg libpng libwebpdemux libwebp sndfile soxr 2>/dev/null || echo -ljpeg -lpng16 -lwebpdemux -lwebp -lsndfile -lsoxr) -lgif
 # server media fetch (Debian: libcurl4-openssl-dev)
+# G4_NO_CURL=1 builds without it (remote media then answer 400: not compiled in)
+ifeq ($(G4_NO_CURL),1)
+CURL_LIBS :=
+G4FLAGS += -DG4_NO_CURL
+else
 CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+endif
 LDLIBS  := $(MEDIA_LIBS) $(CURL_LIBS) -lm -lpthread
 BUILD   ?= build
 # sm_90a for wgmma/setmaxnreg on H100/H200 plus PTX for anything newer.

@@ -10,15 +10,22 @@
 #include "server/dataurl.h"
 #include "base/status.h"
 
+#ifndef G4_NO_CURL
 #include <curl/curl.h>
+#endif
 #include <errno.h>
+#include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 
+#ifndef G4_NO_CURL
 void media_src_global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+#else
+void media_src_global_init(void) {}
+#endif
 
 bool media_path_inside(const char *dir, const char *p) {
     size_t dl = strlen(dir);
@@ -87,6 +94,7 @@ static g4_status load_local(const media_src_opts *o, g4_media_kind kind, const c
     return st;
 }
 
+#ifndef G4_NO_CURL
 typedef struct fetch_buf { uint8_t *d; size_t n, cap, max; bool over; } fetch_buf;
 
 static size_t on_data(char *p, size_t sz, size_t nm, void *u) {
@@ -160,6 +168,16 @@ static g4_status load_remote(const media_src_opts *o, g4_media_kind kind, const 
     free(u);
     return st;
 }
+#else
+static g4_status load_remote(const media_src_opts *o, g4_media_kind kind, const char *url, size_t n,
+                             const char *format, const g4_media_options *mo, g4_media **out, g4_error *err) {
+    (void)kind; (void)url; (void)n; (void)format; (void)mo; (void)out;
+    if (!o->allow_remote)
+        return G4_FAIL(err, G4_ERR_INVALID_ARG,
+                       "fetching remote media is disabled (start the server with --allow-remote-media)");
+    return G4_FAIL(err, G4_ERR_UNSUPPORTED, "this build of g4 has no remote media fetch (built with G4_NO_CURL=1)");
+}
+#endif
 
 g4_status media_src_load(const media_src_opts *o, g4_media_kind kind, const char *url, size_t n, bool raw_b64,
                          const char *format, const g4_media_options *mo, g4_media **out, g4_error *err) {
