@@ -73,7 +73,7 @@ $(BUILD)/%.o: %.cu
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
 # Micro-benchmarks (tools, not tests): make bench; $(BUILD)/bench_cpu_ops prints JSON.
-bench: $(BUILD)/bench_cpu_ops
+bench: $(BUILD)/bench_cpu_ops $(BUILD)/bench_batch
 # Time `g4 synth` of the full 12B NVFP4A16 preset (writes ~8 GB to /tmp, then deletes it).
 bench-synth: $(BUILD)/g4
 	sh scripts/bench_synth.sh $(BUILD)/g4 nvfp4a16
@@ -82,6 +82,9 @@ bench-cuda: $(BUILD)/bench_cuda_gemv
 $(BUILD)/bench_cuda_gemv: bench/bench_cuda_gemv.c $(BUILD)/libg4.a
 	$(CC) $(G4FLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/bench_cpu_ops: bench/bench_cpu_ops.c $(BUILD)/libg4.a
+	$(CC) $(G4FLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
+# Continuous-batching step cost against the batch size (any device): $(BUILD)/bench_batch MODEL
+$(BUILD)/bench_batch: bench/bench_batch.c $(BUILD)/libg4.a
 	$(CC) $(G4FLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 test: $(BUILD)/g4 $(BUILD)/g4-tests

@@ -1,0 +1,114 @@
+/* bench_batch.c - cost of one continuous-batching decode step against the batch size.
+ *
+ *   bench_batch MODEL [--device cpu|cuda] [--ctx N] [--prompt P] [--steps S] [--batches 1,2,4,8]
+ *
+ * For each batch size B: B sessions are prefilled with distinct P-token prompts
+ * (g4_session_sync), then S steps of g4_batch_step append one greedy token to every
+ * session; the wall time of each step (it ends with the logits on the host, so the
+ * device is synchronised) is reported as a median, with the single-session decode
+ * (g4_session_sync, the CUDA-graph path) as the B = 1 baseline. One JSON line per B. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "g4.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int32_t argmax(const float *l, int n) {
+    int32_t b = 0;
+    for (int i = 1; i < n; i++) if (l[i] > l[b]) b = i;
+    return b;
+}
+
+int main(int argc, char **argv) {
+    const char *model = NULL, *batches = "1,2,4,8,16,32,64";
+    int ctx = 512, P = 64, S = 12;
+    g4_device dev = G4_DEVICE_AUTO;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--device") && i + 1 < argc) { i++; dev = !strcmp(argv[i], "cpu") ? G4_DEVICE_CPU : G4_DEVICE_CUDA; }
+        else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) ctx = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) P = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) S = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batches") && i + 1 < argc) batches = argv[++i];
+        else model = argv[i];
+    }
+    if (!model || P < 1 || S < 1 || ctx < P + S + 2) {
+        fprintf(stderr, "usage: bench_batch MODEL [--device cpu|cuda] [--ctx N] [--prompt P] [--steps S] [--batches 1,2,8]\n");
+        return 2;
+    }
+    g4_error err = {0};
+    g4_engine *e = NULL;
+    g4_engine_options eo = {.device = dev, .max_context = ctx, .no_tokenizer = true};
+    if (g4_engine_open(model, &eo, &e, &err)) { fprintf(stderr, "bench_batch: %s\n", err.msg); return 1; }
+    int V = g4_engine_vocab(e);
+    int Bmax = 0;
+    for (const char *p = batches; *p;) { int b = atoi(p); if (b > Bmax) Bmax = b; while (*p && *p != ',') p++; if (*p) p++; }
+    g4_session **ss = calloc((size_t)Bmax, sizeof *ss);
+    int32_t **seq = calloc((size_t)Bmax, sizeof *seq);
+    g4_batch *bt = NULL;
+    if (g4_batch_create(e, Bmax, Bmax, &bt, &err)) { fprintf(stderr, "bench_batch: %s\n", err.msg); return 1; }
+    for (int i = 0; i < Bmax; i++) {
+        if (g4_session_create(e, ctx, &ss[i], &err)) { fprintf(stderr, "bench_batch: %s\n", err.msg); return 1; }
+        seq[i] = malloc((size_t)ctx * sizeof(int32_t));
+    }
+    double *t = malloc((size_t)S * sizeof *t);
+    g4_batch_item *it = calloc((size_t)Bmax, sizeof *it);
+    for (const char *p = batches; *p;) {
+        int B = atoi(p);
+        while (*p && *p != ',') p++;
+        if (*p) p++;
+        if (B < 1) continue;
+        for (int i = 0; i < B; i++) {
+            seq[i][0] = 2;
+            for (int k = 1; k < P; k++) seq[i][k] = (V > 2000 ? 1000 : 4) + (int32_t)((i * 7919u + k * 104729u) % (unsigned)(V > 2000 ? V - 1000 : V - 4));
+            if (g4_session_sync(ss[i], seq[i], (size_t)P, &err)) { fprintf(stderr, "bench_batch: %s\n", err.msg); return 1; }
+        }
+        /* single-session decode baseline (graph path on CUDA) */
+        double single = 0;
+        if (B == 1) {
+            int n = P;
+            for (int s = 0; s < S; s++) {
+                seq[0][n] = argmax(g4_session_logits(ss[0]), V);
+                n++;
+                double t0 = now_s();
+                if (g4_session_sync(ss[0], seq[0], (size_t)n, &err)) { fprintf(stderr, "bench_batch: %s\n", err.msg); return 1; }
+                t[s] = now_s() - t0;
+            }
+            qsort(t, (size_t)S, sizeof *t, cmp_d);
+            single = t[S / 2];
+            if (g4_session_sync(ss[0], seq[0], (size_t)P, &err)) { fprintf(stderr, "bench_batch: %s\n", err.msg); return 1; }
+        }
+        for (int s = 0; s < S; s++) {
+            for (int i = 0; i < B; i++) {
+                size_t n = g4_session_length(ss[i]);
+                seq[i][n] = argmax(g4_session_logits(ss[i]), V);
+                it[i] = (g4_batch_item){ss[i], &seq[i][n], 1, NULL};
+            }
+            double t0 = now_s();
+            if (g4_batch_step(bt, it, B, &err)) { fprintf(stderr, "bench_batch: %s\n", err.msg); return 1; }
+            t[s] = now_s() - t0;
+        }
+        qsort(t, (size_t)S, sizeof *t, cmp_d);
+        printf("{\"device\": \"%s\", \"ctx\": %d, \"batch\": %d, \"step_ms_median\": %.3f, \"step_ms_min\": %.3f, "
+               "\"agg_tok_s\": %.1f%s", g4_engine_device_name(e), ctx, B, t[S / 2] * 1e3, t[0] * 1e3, B / t[S / 2],
+               B == 1 ? "" : "}\n");
+        if (B == 1) printf(", \"single_session_step_ms\": %.3f}\n", single * 1e3);
+        fflush(stdout);
+    }
+    for (int i = 0; i < Bmax; i++) { g4_session_free(ss[i]); free(seq[i]); }
+    free(ss); free(seq); free(t); free(it);
+    g4_batch_free(bt);
+    g4_engine_free(e);
+    return 0;
+}
