@@ -7,6 +7,8 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <math.h>
+#include <sys/wait.h>
 
 typedef struct { const char *name, *file; void (*fn)(void); } t_case;
 static t_case g_cases[1024];
@@ -63,6 +65,26 @@ const char *t_tmpdir(void) {
         mkdir(g_tmp, 0700);
     }
     return g_tmp;
+}
+
+double t_rel_l2(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    if (isnan(num)) return INFINITY;
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+int t_run(const char *cmd, char *out, size_t cap) {
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = 0;
+    int rc = pclose(f);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
 int main(int argc, char **argv) {

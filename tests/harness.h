@@ -25,6 +25,11 @@ const char *t_shared(void);
 const char *t_g4_bin(void);
 const char *t_tmpdir(void);
 
+/* ||a - b|| / ||b|| over n floats (double sums); +inf when a NaN appears. */
+double t_rel_l2(const float *a, const float *b, size_t n);
+/* Run a shell command, capture up to cap-1 bytes of its stdout; returns its exit code (-1 on failure). */
+int t_run(const char *cmd, char *out, size_t cap);
+
 #define TEST(name)                                                          \
     static void name(void);                                                 \
     __attribute__((constructor)) static void name##_reg(void) {             \

@@ -8,15 +8,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return isnan(num) ? INFINITY : sqrt(num / (den > 0 ? den : 1));
-}
-
 static int argmax(const float *l, int n) {
     int b = 0;
     for (int i = 1; i < n; i++) if (l[i] > l[b]) b = i;
@@ -96,7 +87,7 @@ TEST(batch_matches_single_sessions) {
             pos[i] += (int)it[k].n;
             if (pos[i] < plen[i]) continue;   /* still in prefill */
             const float *l = g4_session_logits(ss[i]);
-            double r = rel_l2(l, ref_logits + ((size_t)i * GEN + gen[i]) * V, (size_t)V);
+            double r = t_rel_l2(l, ref_logits + ((size_t)i * GEN + gen[i]) * V, (size_t)V);
             if (r > worst) worst = r;
             int t = argmax(l, V);
             mismatches += t != ref_tok[i][gen[i]];

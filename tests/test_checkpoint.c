@@ -285,21 +285,12 @@ TEST(checkpoint_truncated_file) {
 
 /* ---- the CLI ---- */
 
-static int run_cmd(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 TEST(checkpoint_cli_info) {
     static char out[1 << 16];
     char cmd[2048], dir[512];
     model_dir(dir, sizeof dir, "tiny-a-nvfp4");
     snprintf(cmd, sizeof cmd, "%s info '%s' --json 2>&1", t_g4_bin(), dir);
-    int rc = run_cmd(cmd, out, sizeof out);
+    int rc = t_run(cmd, out, sizeof out);
     CHECK_MSG(rc == 0, "rc %d: %.300s", rc, out);
     json_doc *d = NULL;
     g4_error e = {0};
@@ -319,19 +310,19 @@ TEST(checkpoint_cli_info) {
 
     model_dir(dir, sizeof dir, "tiny-b");
     snprintf(cmd, sizeof cmd, "%s info '%s'", t_g4_bin(), dir);
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
     CHECK(strstr(out, "parameters      355852") != NULL);
     CHECK(strstr(out, "softcap         off") != NULL);
 
     const char *bad = mutated_copy("tiny-b", "model.language_model.layers.1.self_attn.q_norm.weight", MUT_SHAPE);
     REQUIRE(bad);
     snprintf(cmd, sizeof cmd, "%s info '%s' 2>&1 >/dev/null", t_g4_bin(), bad);
-    rc = run_cmd(cmd, out, sizeof out);
+    rc = t_run(cmd, out, sizeof out);
     CHECK_EQ_INT(rc, 1);
     CHECK(strstr(out, "G4_ERR_SHAPE") && strstr(out, "q_norm.weight"));
     CHECK_MSG(strchr(out, '\n') == out + strlen(out) - 1, "not one line: %s", out);
     snprintf(cmd, sizeof cmd, "%s info /nonexistent-g4 2>&1", t_g4_bin());
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 1);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 1);
     snprintf(cmd, sizeof cmd, "%s info 2>&1", t_g4_bin());
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 2);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 2);
 }

@@ -5,15 +5,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-static int run_cmd(const char *cmd, char *out, size_t cap) {
-    FILE *f = popen(cmd, "r");
-    if (!f) return -1;
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = 0;
-    int rc = pclose(f);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 static char *ids_csv(const npy_array *a) {
     char *s = malloc((size_t)a->numel * 12 + 1);
     size_t n = 0;
@@ -35,7 +26,7 @@ TEST(cli_run_greedy_ids_match_reference) {
      * compare up to the first eos the engine would stop at */
     snprintf(cmd, sizeof cmd, "%s run %s/models/tiny-a-nvfp4 --tokens %s --ids --max-tokens %d --threads 2 2>/dev/null",
              t_g4_bin(), t_fixtures(), csv, (int)greedy.numel);
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
     /* out is "[a,b,...]\n": it must be a prefix of the reference continuation */
     char *nl = strchr(out, '\n');
     if (nl) *nl = 0;
@@ -59,7 +50,7 @@ TEST(cli_logits_npy_matches_reference) {
     char *csv = ids_csv(&prompt);
     snprintf(p, sizeof p, "%s/logits.npy", t_tmpdir());
     snprintf(cmd, sizeof cmd, "%s logits %s/models/tiny-b --tokens %s --npy %s 2>&1", t_g4_bin(), t_fixtures(), csv, p);
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
     REQUIRE(npy_read(p, &ours, &err) == G4_OK);
     REQUIRE(ours.numel == ref.numel && ours.shape[0] == prompt.numel);
     double num = 0, den = 0;
@@ -81,8 +72,8 @@ TEST(cli_run_text_and_errors) {
     snprintf(cmd, sizeof cmd, "%s run %s/models/tiny-a --prompt 'Hello there' --max-tokens 12 --temperature 0.9 "
              "--top-p 0.9 --seed 7 --threads 2 2>&1", t_g4_bin(), t_fixtures());
     char out2[8192];
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 0);
-    CHECK_EQ_INT(run_cmd(cmd, out2, sizeof out2), 0);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(t_run(cmd, out2, sizeof out2), 0);
     char *a = strstr(out, "[g4]"), *b = strstr(out2, "[g4]");
     REQUIRE(a && b);
     *a = *b = 0;
@@ -101,7 +92,7 @@ TEST(cli_run_text_and_errors) {
         char c[512];
         snprintf(c, sizeof c, bad[i], t_fixtures());
         snprintf(cmd, sizeof cmd, "%s %s 2>&1", t_g4_bin(), c);
-        int rc = run_cmd(cmd, out, sizeof out);
+        int rc = t_run(cmd, out, sizeof out);
         CHECK_MSG(rc == 1 || rc == 2, "'%s' exit %d: %s", c, rc, out);
         CHECK_MSG(strstr(out, "g4 ") != NULL, "'%s': %s", c, out);
     }
@@ -111,7 +102,7 @@ TEST(cli_bench_json) {
     char cmd[2048], out[8192];
     snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 20 --gen 4 --threads 2",
              t_g4_bin(), t_fixtures());
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
     const char *keys[] = {"\"decode_tok_s\"", "\"ceiling_gbs\"", "\"ratio_to_ceiling\"", "\"ttft_s\"",
                           "\"bytes_per_token\"", "\"device\""};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) CHECK_MSG(strstr(out, keys[i]), "%s missing: %s", keys[i], out);

@@ -14,17 +14,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    if (isnan(num)) return INFINITY;
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 /* gate: check the logits against tol; full: also greedy and cached decode vs prefill (fp32 paths) */
 static void cuda_parity_x(const char *name, double tol, bool gate, bool full, int chunk) {
     char dir[512], p[600];
@@ -55,7 +44,7 @@ static void cuda_parity_x(const char *name, double tol, bool gate, bool full, in
         double worst = 0;
         int worst_pos = -1;
         for (int t = 0; t < T && !st; t++) {
-            double r = rel_l2(all + (size_t)t * V, (const float *)logits.data + (size_t)t * V, (size_t)V);
+            double r = t_rel_l2(all + (size_t)t * V, (const float *)logits.data + (size_t)t * V, (size_t)V);
             if (!(r <= worst)) worst = r, worst_pos = t;
         }
         if (gate)
@@ -81,7 +70,7 @@ static void cuda_parity_x(const char *name, double tol, bool gate, bool full, in
             g4_session *s2 = NULL;
             REQUIRE(g4_session_create(e, 0, &s2, &err) == G4_OK);
             REQUIRE(g4_session_sync(s2, seq, (size_t)n - 1, &err) == G4_OK);
-            wdec = rel_l2(g4_session_logits(s2), g4_session_logits(s), (size_t)V);
+            wdec = t_rel_l2(g4_session_logits(s2), g4_session_logits(s), (size_t)V);
             CHECK_MSG(wdec <= 1e-4, "%s: cached decode vs fresh prefill rel L2 %.3g", name, wdec);
             printf("     cuda %s prompt %d: greedy %d/%d, graph decode vs prefill %.2e\n", name, k, same, G, wdec);
             g4_session_free(s2);

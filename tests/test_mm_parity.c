@@ -19,17 +19,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    if (isnan(num)) return INFINITY;
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 static bool rd(const char *dir, int k, const char *what, npy_array *a) {
     char p[700];
     snprintf(p, sizeof p, "%s/reference/mm_%d_%s.npy", dir, k, what);
@@ -104,7 +93,7 @@ static void mm_parity(const char *name) {
             ok = mp.n == (size_t)ids.numel && !memcmp(mp.ids, ids.data, mp.n * 4) && mp.n_mm == (size_t)soft.shape[0];
             double ws = 0;
             for (size_t r = 0; ok && r < mp.n_mm; r++) {
-                double x = rel_l2(mp.mm + r * d, (const float *)soft.data + r * d, (size_t)d);
+                double x = t_rel_l2(mp.mm + r * d, (const float *)soft.data + r * d, (size_t)d);
                 if (!(x <= ws)) ws = x;
             }
             if (ok) CHECK_MSG(ws <= tol, "%s mm_%d: soft tokens rel L2 %.3g", name, k, ws);
@@ -125,7 +114,7 @@ static void mm_parity(const char *name) {
                 st = g4_session_sync_mm(s, tok, n, nmm ? mp.mm : NULL, nmm, &err);
                 CHECK_MSG(st == G4_OK, "%s mm_%d prefix %zu: %s", name, k, n, err.msg);
                 if (st) break;
-                double x = rel_l2(g4_session_logits(s), (const float *)logits.data + (size_t)i * V, (size_t)V);
+                double x = t_rel_l2(g4_session_logits(s), (const float *)logits.data + (size_t)i * V, (size_t)V);
                 if (!(x <= wl)) wl = x;
             }
             CHECK_MSG(wl <= tol, "%s mm_%d: text logits rel L2 %.3g", name, k, wl);

@@ -18,17 +18,6 @@
 
 static const char *models[] = {"tiny-a", "tiny-a-nvfp4", "tiny-a-fp8", "tiny-b", "tiny-c"};
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    if (isnan(num)) return INFINITY;
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 static void parity_model(const char *name) {
     char dir[512], p[600];
     snprintf(dir, sizeof dir, "%s/models/%s", t_fixtures(), name);
@@ -60,7 +49,7 @@ static void parity_model(const char *name) {
         double worst = 0;
         int worst_pos = -1;
         for (int t = 0; t < T && !st; t++) {
-            double r = rel_l2(all + (size_t)t * V, (const float *)logits.data + (size_t)t * V, (size_t)V);
+            double r = t_rel_l2(all + (size_t)t * V, (const float *)logits.data + (size_t)t * V, (size_t)V);
             if (!(r <= worst)) { worst = r; worst_pos = t; }
         }
         CHECK_MSG(worst <= 1e-4, "%s prompt %d: logits rel L2 %.3g at position %d (tol 1e-4)", name, k, worst,
@@ -85,7 +74,7 @@ static void parity_model(const char *name) {
         g4_session *s2 = NULL;
         REQUIRE(g4_session_create(e, 0, &s2, &err) == G4_OK);
         REQUIRE(g4_session_sync(s2, seq, (size_t)n - 1, &err) == G4_OK);
-        double r = rel_l2(g4_session_logits(s2), g4_session_logits(s), (size_t)V);
+        double r = t_rel_l2(g4_session_logits(s2), g4_session_logits(s), (size_t)V);
         /* both float32; the decode (T = 1) and prefill (T > 1) matmul kernels sum in
          * different orders, which this ill-conditioned model amplifies to ~1e-5 */
         CHECK_MSG(r <= 5e-5, "%s: cached decode vs fresh prefill rel L2 %.3g", name, r);
@@ -135,7 +124,7 @@ TEST(parity_chunks_and_rollback) {
         REQUIRE(g4_session_prefill_all(s, ids, (size_t)T, all, &err) == G4_OK);
         double worst = 0;
         for (int t = 0; t < T; t++) {
-            double r = rel_l2(all + (size_t)t * V, (const float *)logits.data + (size_t)t * V, (size_t)V);
+            double r = t_rel_l2(all + (size_t)t * V, (const float *)logits.data + (size_t)t * V, (size_t)V);
             if (!(r <= worst)) worst = r;
         }
         CHECK_MSG(worst <= 1e-4, "chunk %d: logits rel L2 %.3g", chunks[c], worst);
@@ -145,7 +134,7 @@ TEST(parity_chunks_and_rollback) {
             int n = lens[i];
             REQUIRE(g4_session_sync(s, ids, (size_t)n, &err) == G4_OK);
             CHECK_EQ_INT(g4_session_length(s), n);
-            double r = rel_l2(g4_session_logits(s), (const float *)logits.data + (size_t)(n - 1) * V, (size_t)V);
+            double r = t_rel_l2(g4_session_logits(s), (const float *)logits.data + (size_t)(n - 1) * V, (size_t)V);
             CHECK_MSG(r <= 1e-4, "chunk %d, sync to %d after %d: rel L2 %.3g", chunks[c], n,
                       i ? lens[i - 1] : 0, r);
         }
@@ -157,7 +146,7 @@ TEST(parity_chunks_and_rollback) {
         CHECK(g4_session_sync(s, big, (size_t)g4_session_max_context(s) + 1, &err) == G4_ERR_CONTEXT);
         free(big);
         REQUIRE(g4_session_sync(s, ids, (size_t)T, &err) == G4_OK);
-        CHECK(rel_l2(g4_session_logits(s), (const float *)logits.data + (size_t)(T - 1) * V, (size_t)V) <= 1e-4);
+        CHECK(t_rel_l2(g4_session_logits(s), (const float *)logits.data + (size_t)(T - 1) * V, (size_t)V) <= 1e-4);
         free(all);
         g4_session_free(s);
         g4_engine_free(e);

@@ -449,50 +449,41 @@ TEST(tokenizer_threads) {
 
 /* ---- CLI ---------------------------------------------------------------- */
 
-static int run_cmd(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 TEST(tokenizer_cli) {
     char cmd[2048], out[4096];
     const char *bin = t_g4_bin(), *fx = t_fixtures();
     snprintf(cmd, sizeof cmd, "%s tokenize %s/tiny-tokenizer --text '<bos>hi' 2>&1", bin, fx);
-    int rc = run_cmd(cmd, out, sizeof out);
+    int rc = t_run(cmd, out, sizeof out);
     if (rc == 127 || rc < 0) SKIP("g4 binary not found (set G4_BIN)");
     CHECK_EQ_INT(rc, 0);
     CHECK(!strncmp(out, "2,", 2));
     snprintf(cmd, sizeof cmd, "%s tokenize %s/tiny-tokenizer/tokenizer.json --json --text '<|turn>' 2>&1", bin, fx);
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
     CHECK_STR(out, "[105]\n");
     snprintf(cmd, sizeof cmd, "printf '<bos><bos>' | %s tokenize %s/tiny-tokenizer 2>&1", bin, fx);
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
     CHECK_STR(out, "2,2\n");
     snprintf(cmd, sizeof cmd, "printf '\"<bos>\"\\n\"<|turn>\\\\n\"\\n' | %s tokenize %s/tiny-tokenizer --jsonl - 2>&1", bin, fx);
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
     CHECK_STR(out, "[2]\n[105,107]\n");
     snprintf(cmd, sizeof cmd, "%s detokenize %s/tiny-tokenizer --ids 2,105,107 --json 2>&1", bin, fx);
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
     CHECK_STR(out, "\"<bos><|turn>\\n\"\n");
     snprintf(cmd, sizeof cmd, "%s detokenize %s/tiny-tokenizer --ids '[2, 106]' --skip-special 2>&1", bin, fx);
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
     CHECK_STR(out, "\n");
     /* errors: usage 2, runtime 1, one line on stderr */
     snprintf(cmd, sizeof cmd, "%s tokenize 2>&1", bin);
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 2);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 2);
     snprintf(cmd, sizeof cmd, "%s tokenize %s/tiny-tokenizer --bogus 2>&1", bin, fx);
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 2);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 2);
     snprintf(cmd, sizeof cmd, "%s tokenize /nonexistent --text x 2>&1", bin);
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 1);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 1);
     CHECK(strstr(out, "/nonexistent") != NULL);
     snprintf(cmd, sizeof cmd, "%s detokenize %s/tiny-tokenizer --ids 1,99999 2>&1", bin, fx);
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 1);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 1);
     snprintf(cmd, sizeof cmd, "%s detokenize %s/tiny-tokenizer 2>&1", bin, fx);
-    CHECK_EQ_INT(run_cmd(cmd, out, sizeof out), 2);
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 2);
 }
 
 /* ---- real Gemma 3 tokenizer (../shared) --------------------------------- */
