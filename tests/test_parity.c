@@ -154,3 +154,37 @@ TEST(parity_chunks_and_rollback) {
     npy_free(&prompt);
     npy_free(&logits);
 }
+
+/* `g4 quantize` output of the BF16 tiny-a meets the same HF reference as the
+ * compressed-tensors-made tiny-a-nvfp4 (issue 4: g4's parity tests pass on it). */
+TEST(parity_g4_quantized_tiny_a) {
+    char cmd[2048], out[4096], dst[600], p[700];
+    snprintf(dst, sizeof dst, "%s/q-tiny-a", t_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s quantize %s/models/tiny-a %s --scheme nvfp4a16 2>&1", t_g4_bin(), t_fixtures(), dst);
+    REQUIRE(t_run(cmd, out, sizeof out) == 0);
+    g4_error err = {0};
+    npy_array prompt, logits;
+    snprintf(p, sizeof p, "%s/models/tiny-a-nvfp4/reference/prompt_0.npy", t_fixtures());
+    REQUIRE(npy_read(p, &prompt, &err) == G4_OK);
+    snprintf(p, sizeof p, "%s/models/tiny-a-nvfp4/reference/logits_0.npy", t_fixtures());
+    REQUIRE(npy_read(p, &logits, &err) == G4_OK);
+    g4_engine_options o = {.n_threads = 2, .device = G4_DEVICE_CPU, .no_tokenizer = true};
+    g4_engine *e = NULL;
+    REQUIRE(g4_engine_open(dst, &o, &e, &err) == G4_OK);
+    int V = g4_engine_vocab(e), T = (int)prompt.numel;
+    g4_session *s = NULL;
+    REQUIRE(g4_session_create(e, 0, &s, &err) == G4_OK);
+    float *all = malloc((size_t)T * V * sizeof(float));
+    REQUIRE(g4_session_prefill_all(s, prompt.data, (size_t)T, all, &err) == G4_OK);
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        double r = t_rel_l2(all + (size_t)t * V, (const float *)logits.data + (size_t)t * V, (size_t)V);
+        if (!(r <= worst)) worst = r;
+    }
+    CHECK_MSG(worst <= 1e-4, "g4-quantized tiny-a: logits rel L2 %.3g", worst);
+    free(all);
+    g4_session_free(s);
+    g4_engine_free(e);
+    npy_free(&prompt);
+    npy_free(&logits);
+}
