@@ -809,3 +809,40 @@ TEST(cpu_ops_attention) {
     CHECK(cpu_attention(NULL, o, q, 1, 3, 8, kc, kc, 2, 5, 30, 5, NULL, 1.0f, &e) == G4_ERR_INVALID_ARG);
     tp_free(pool);
 }
+
+/* tanh inside softcap / GeGLU on every ISA (AVX-512 has its own tanh): relative
+ * error against double over a dense sweep, both sides of the 0.5 and 9 switch
+ * points, tiny values, a ragged tail, and NaN / +-Inf. */
+TEST(cpu_ops_tanh_all_isas) {
+    cpu_isa list[CPU_ISA_COUNT];
+    int ni = isas_tested(list);
+    cpu_isa saved = cpu_isa_active();
+    enum { n = 20011 };
+    float *x = malloc(n * sizeof *x), *o = alloc_out(n);
+    for (int i = 0; i < n - 6; i++) {
+        double t = (double)i / (n - 7);           /* 0..1 */
+        double mag = i % 3 == 0 ? 20.0 * t : i % 3 == 1 ? 1.2 * t : 1e-6 * (1 + 1e6 * t * t * t);
+        x[i] = (float)(i & 1 ? -mag : mag);
+    }
+    x[n - 6] = 0.5f; x[n - 5] = nextafterf(0.5f, 0); x[n - 4] = 9.0f; x[n - 3] = nextafterf(9.0f, 0);
+    x[n - 2] = INFINITY; x[n - 1] = -INFINITY;
+    for (int ii = 0; ii < ni; ii++) {
+        REQUIRE(cpu_isa_set(list[ii], NULL) == G4_OK);
+        memcpy(o, x, n * sizeof *o);
+        cpu_softcap(o, 1.0f, n);
+        CHECK(guards_ok(o, n));
+        double worst = 0;
+        for (int i = 0; i < n; i++) {
+            double ref = tanh((double)x[i]);
+            double e = fabs(o[i] - ref) / fmax(fabs(ref), 1e-30);
+            if (e > worst) worst = e;
+        }
+        CHECK_MSG(worst <= 4e-7, "%s: tanh worst relative error %.3g", cpu_isa_name(list[ii]), worst);
+        float nanv = NAN;
+        cpu_softcap(&nanv, 30.0f, 1);
+        CHECK_MSG(isnan(nanv), "%s: softcap(NaN) = %g", cpu_isa_name(list[ii]), nanv);
+    }
+    cpu_isa_set(saved, NULL);
+    free(x);
+    free(o);
+}

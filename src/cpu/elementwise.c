@@ -1,6 +1,7 @@
 /* elementwise.c - RMSNorm, RoPE, GeGLU, residual add, scale, softcap and the
  * BF16 embedding lookup (see cpu_ops.h). Single-threaded, plain C: these are
- * O(T*d) next to O(T*d*K) matmuls. All in fp32 except the RMSNorm mean of
+ * O(T*d) next to O(T*d*K) matmuls; softcap and GeGLU use the AVX-512 tanh of
+ * tanh_avx512.c when that ISA is active (the backend splits them over threads). All in fp32 except the RMSNorm mean of
  * squares (double). */
 #include "cpu/cpu_ops.h"
 
@@ -63,7 +64,21 @@ void cpu_rope(float *x, int T, int H, int hd, const int32_t *pos, const float *i
     }
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+void cpu_softcap_avx512(float *y, float c, size_t n);
+void cpu_gelu_tanh_mul_avx512(float *out, const float *gate, const float *up, size_t n);
+#define HAVE_TANH512 1
+#else
+#define HAVE_TANH512 0
+#endif
+
 void cpu_gelu_tanh_mul(float *out, const float *gate, const float *up, size_t n) {
+    if (HAVE_TANH512 && cpu_isa_active() == CPU_ISA_AVX512) {
+#if HAVE_TANH512
+        cpu_gelu_tanh_mul_avx512(out, gate, up, n);
+#endif
+        return;
+    }
     const float c = 0.7978845608028654f; /* sqrt(2/pi) */
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
@@ -81,6 +96,12 @@ void cpu_scale(float *y, float s, size_t n) {
 }
 
 void cpu_softcap(float *y, float c, size_t n) {
+    if (HAVE_TANH512 && cpu_isa_active() == CPU_ISA_AVX512) {
+#if HAVE_TANH512
+        cpu_softcap_avx512(y, c, n);
+#endif
+        return;
+    }
     for (size_t i = 0; i < n; i++) y[i] = c * tanhf(y[i] / c);
 }
 
