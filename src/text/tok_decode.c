@@ -161,7 +161,7 @@ g4_status g4_detokenize(const g4_tokenizer *t, const int32_t *ids, size_t n, uns
         if (r) {
             size_t o = 0;
             for (size_t i = 0; i < l[cur].ni; i++) {
-                memcpy(r + o, l[cur].p + l[cur].it[i].off, l[cur].it[i].len);
+                if (l[cur].it[i].len) memcpy(r + o, l[cur].p + l[cur].it[i].off, l[cur].it[i].len);
                 o += l[cur].it[i].len;
             }
             r[o] = 0;
