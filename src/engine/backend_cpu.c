@@ -118,23 +118,10 @@ static g4_status cpu_attn(be *b, float *out, const float *q, int T, int Hq, int 
     return cpu_attention(pool_of(b), out, q, T, Hq, hd, kc, vc, Hkv, n_slots, p0, window, block_id, scale, err);
 }
 
-/* Read element i of a float-like checkpoint vector. */
-static float vec_at(const ckpt_vec *v, int64_t i) {
-    const unsigned char *p = v->data;
-    if (v->format == CKPT_F32) {
-        float f;
-        memcpy(&f, p + i * 4, 4);
-        return f;
-    }
-    uint16_t h;
-    memcpy(&h, p + i * 2, 2);
-    return v->format == CKPT_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
-}
-
 static float *cpu_weight_f32(be *b, const ckpt_vec *v) {
     float *f = cpu_alloc(b, (size_t)v->numel);
     if (!f) return NULL;
-    for (int64_t i = 0; i < v->numel; i++) f[i] = vec_at(v, i);
+    for (int64_t i = 0; i < v->numel; i++) f[i] = ckpt_float_at(v->data, v->format, i);
     return f;
 }
 

@@ -178,17 +178,7 @@ static size_t upl_bytes(const upl *u) {
     return s;
 }
 
-static float ch_at(const upl *u, int64_t i) {
-    const unsigned char *p = u->ch;
-    if (u->ch_fmt == CKPT_F32) {
-        float f;
-        memcpy(&f, p + i * 4, 4);
-        return f;
-    }
-    uint16_t h;
-    memcpy(&h, p + i * 2, 2);
-    return u->ch_fmt == CKPT_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
-}
+static float ch_at(const upl *u, int64_t i) { return ckpt_float_at(u->ch, u->ch_fmt, i); }
 
 /* Copy u into device memory at dst (upl_bytes(u) bytes) and register it. */
 static g4_status upl_write(be *b, const upl *u, uint8_t *dst, g4_error *err) {

@@ -94,11 +94,12 @@ static ckpt_format float_format(st_dtype d) {
     return d == ST_BF16 ? CKPT_BF16 : d == ST_F16 ? CKPT_F16 : d == ST_F32 ? CKPT_F32 : CKPT_NONE;
 }
 
-static float read_float(const void *p, ckpt_format f) {
-    if (f == CKPT_BF16) { uint16_t h; memcpy(&h, p, 2); return bf16_to_f32(h); }
-    if (f == CKPT_F16) { uint16_t h; memcpy(&h, p, 2); return f16_to_f32(h); }
+float ckpt_float_at(const void *base, ckpt_format f, int64_t i) {
+    const unsigned char *p = base;
+    if (f == CKPT_BF16) { uint16_t h; memcpy(&h, p + i * 2, 2); return bf16_to_f32(h); }
+    if (f == CKPT_F16) { uint16_t h; memcpy(&h, p + i * 2, 2); return f16_to_f32(h); }
     float x;
-    memcpy(&x, p, 4);
+    memcpy(&x, p + i * 4, 4);
     return x;
 }
 
@@ -308,7 +309,7 @@ static g4_status resolve_layer(rctx *r, int i, ckpt_layer *ly) {
     LIN(down_proj, "mlp.down_proj", d, g->intermediate);
 #undef LIN
 #undef VEC
-    ly->layer_scalar = read_float(ly->layer_scalar_t.data, ly->layer_scalar_t.format);
+    ly->layer_scalar = ckpt_float_at(ly->layer_scalar_t.data, ly->layer_scalar_t.format, 0);
     if (!isfinite(ly->layer_scalar))
         return G4_FAIL(r->err, G4_ERR_FORMAT, "%s: tensor '%slayer_scalar': value is not finite",
                        where(r, ly->layer_scalar_t.t), p);

@@ -41,6 +41,8 @@ typedef enum ckpt_format {
 } ckpt_format;
 
 const char *ckpt_format_name(ckpt_format f);   /* "BF16", "NVFP4", ... */
+/* Element i of a BF16 / F16 / F32 array (unaligned-safe): norm weights, scales. */
+float ckpt_float_at(const void *base, ckpt_format f, int64_t i);
 
 /* A plain float tensor (norm weight, bias, embedding table, position table). */
 typedef struct ckpt_vec {
