@@ -56,18 +56,8 @@ static g4_status cpu_emb(be *b, float *out, const ckpt_vec *table, int n_vocab, 
     for (int t = 0; t < T; t++) {
         if (ids[t] < 0 || ids[t] >= n_vocab)
             return G4_FAIL(err, G4_ERR_INVALID_ARG, "token id %d outside the vocabulary [0, %d)", ids[t], n_vocab);
-        const unsigned char *row = (const unsigned char *)table->data;
-        for (int i = 0; i < d; i++) {
-            float v;
-            size_t off = (size_t)ids[t] * (size_t)d + (size_t)i;
-            if (table->format == CKPT_F32) memcpy(&v, row + off * 4, 4);
-            else {
-                uint16_t h;
-                memcpy(&h, row + off * 2, 2);
-                v = f16_to_f32(h);
-            }
-            out[(size_t)t * d + i] = v * scale;
-        }
+        for (int i = 0; i < d; i++)
+            out[(size_t)t * d + i] = ckpt_float_at(table->data, table->format, (int64_t)ids[t] * d + i) * scale;
     }
     return G4_OK;
 }

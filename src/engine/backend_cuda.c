@@ -463,15 +463,7 @@ static float *cb_upload(be *b, const float *host, size_t n) {
 static float *cb_weight_f32(be *b, const ckpt_vec *v) {
     float *h = malloc((size_t)(v->numel ? v->numel : 1) * sizeof(float));
     if (!h) return NULL;
-    const unsigned char *p = v->data;
-    for (int64_t i = 0; i < v->numel; i++) {
-        if (v->format == CKPT_F32) memcpy(&h[i], p + i * 4, 4);
-        else {
-            uint16_t u;
-            memcpy(&u, p + i * 2, 2);
-            h[i] = v->format == CKPT_BF16 ? bf16_to_f32(u) : f16_to_f32(u);
-        }
-    }
+    for (int64_t i = 0; i < v->numel; i++) h[i] = ckpt_float_at(v->data, v->format, i);
     float *d = cb_upload(b, h, (size_t)v->numel);
     free(h);
     return d;

@@ -33,14 +33,7 @@ static float *vec_f32(const ckpt_vec *v) {
     if (v->format == CKPT_NONE || v->numel <= 0) return NULL;
     float *o = malloc((size_t)v->numel * sizeof *o);
     if (!o) return NULL;
-    for (int64_t i = 0; i < v->numel; i++) {
-        if (v->format == CKPT_F32) memcpy(&o[i], (const char *)v->data + 4 * i, 4);
-        else {
-            uint16_t h;
-            memcpy(&h, (const char *)v->data + 2 * i, 2);
-            o[i] = v->format == CKPT_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
-        }
-    }
+    for (int64_t i = 0; i < v->numel; i++) o[i] = ckpt_float_at(v->data, v->format, i);
     return o;
 }
 
