@@ -4,6 +4,7 @@
  * launches per CUDA graph, best of 5 replays. Prints one JSON line per (shape, kernel).
  * Usage: bench_cuda_gemv   (needs a GPU; build: make bench-cuda) */
 #include "cuda/cuda_ops.h"
+#include "cuda/tc_layout.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,8 +37,8 @@ int main(void) {
     uint8_t *pool = NULL, *spool = NULL;
     float *x = NULL, *y[3] = {0};
     if (cu_stream_create(&st) || cu_malloc((void **)&pool, POOL) || cu_malloc((void **)&spool, POOL / 8) ||
-        cu_malloc((void **)&x, 16384 * 4) || cu_malloc((void **)&y[0], 65536 * 4) || cu_malloc((void **)&y[1], 65536 * 4) ||
-        cu_malloc((void **)&y[2], 65536 * 4)) {
+        cu_malloc((void **)&x, 65536 * 4) || cu_malloc((void **)&y[0], 65536 * 16) || cu_malloc((void **)&y[1], 65536 * 16) ||
+        cu_malloc((void **)&y[2], 65536 * 16)) {
         fprintf(stderr, "alloc failed\n");
         return 1;
     }
@@ -49,9 +50,9 @@ int main(void) {
     for (size_t o = 0; o < POOL; o += chunk) cu_memcpy_h2d(pool + o, h, chunk, st);
     for (size_t i = 0; i < chunk; i++) h[i] = (uint8_t)(0x20 + (rand() >> 7) % 0x30);
     for (size_t o = 0; o < POOL / 8; o += chunk) cu_memcpy_h2d(spool + o, h, chunk, st);
-    float *hx = malloc(16384 * 4);
-    for (int i = 0; i < 16384; i++) hx[i] = (float)rand() / RAND_MAX * 2.0f - 1.0f;
-    cu_memcpy_h2d(x, hx, 16384 * 4, st);
+    float *hx = malloc(65536 * 4);
+    for (int i = 0; i < 65536; i++) hx[i] = (float)rand() / RAND_MAX * 2.0f - 1.0f;
+    cu_memcpy_h2d(x, hx, 65536 * 4, st);
     float *ch = NULL;
     cu_malloc((void **)&ch, 65536 * 4);
     for (int i = 0; i < 16384; i++) hx[i] = 1e-3f;
@@ -77,6 +78,10 @@ int main(void) {
                 w[i].fmt = fmts[f];
                 w[i].n = S->n[i];
                 w[i].k = w[i].kp = S->k;
+                if (fmts[f] == CU_NVFP4) {   /* tile layout: same bytes for these shapes (n % 16 = k % 64 = 0) */
+                    w[i].tc = 1;
+                    w[i].kp = (int)tc_kp((size_t)S->k);
+                }
                 w[i].row_bytes = fmts[f] == CU_NVFP4 ? (size_t)S->k / 2 : (size_t)S->k;
                 w[i].gdiv = 1.0f;
                 wbytes += (size_t)S->n[i] * w[i].row_bytes;
@@ -84,7 +89,9 @@ int main(void) {
             }
             bytes += (size_t)S->k * 4;
             size_t slots = POOL / (wbytes + 4096);
-            for (int c = 0; c < 4; c++) {
+            /* NVFP4: the tensor-core kernel at T = 1, 2, 4 rows of x (cfg ignored); FP8: T = 1 kernels */
+            for (int c = 0; c < (fmts[f] == CU_NVFP4 ? 3 : 4); c++) {
+                const int T = fmts[f] == CU_NVFP4 ? 1 << c : 1;
                 cu_gemv_config(cfg[c][0], cfg[c][1]);
                 void *exec = NULL;
                 int rc = cu_capture_begin(st);
@@ -99,7 +106,7 @@ int main(void) {
                         soff += (size_t)S->n[i] * S->k / 16;
                         wp[i] = &w[i];
                     }
-                    rc = cu_gemv(x, 1, wp, y, S->nw, S->geglu, st);
+                    rc = cu_gemv(x, T, wp, y, S->nw, S->geglu, st);
                 }
                 if (rc) {
                     cu_capture_abort(st);
@@ -119,9 +126,11 @@ int main(void) {
                     if (r > 0 && t < best) best = t;
                 }
                 cu_graph_destroy(exec);
-                printf("{\"fmt\":\"%s\",\"shape\":\"%s\",\"kernel\":\"%s\",\"u\":%d,\"us\":%.2f,\"gbs\":%.0f}\n",
-                       fmts[f] == CU_NVFP4 ? "nvfp4" : "fp8", S->name, cfg[c][0] ? "dec" : "generic", cfg[c][1],
-                       best * 1e6, bytes / best * 1e-9);
+                printf("{\"fmt\":\"%s\",\"shape\":\"%s\",\"kernel\":\"%s\",\"u\":%d,\"T\":%d,\"us\":%.2f,"
+                       "\"gbs\":%.0f}\n",
+                       fmts[f] == CU_NVFP4 ? "nvfp4" : "fp8", S->name,
+                       fmts[f] == CU_NVFP4 ? "tc" : cfg[c][0] ? "dec" : "generic", cfg[c][1], T, best * 1e6,
+                       (bytes + (size_t)(T - 1) * S->k * 4) / best * 1e-9);
                 fflush(stdout);
             }
         }

@@ -9,9 +9,15 @@
 
 extern int g_cu_pdl;   /* device.cu */
 
-/* Wait for the previous kernel of the stream (a no-op when launched without PDL). */
+/* Let the next kernel of the stream launch as soon as every block of this one has started (its
+ * blocks then take SM slots as ours exit and run their prologue - weight prefetch - during our
+ * tail), then wait for the previous kernel of the stream to complete and flush (both no-ops
+ * without PDL). Every kernel calls this before it reads what an earlier kernel wrote or writes
+ * anything, so the early launch cannot expose a partial result: the next kernel's own
+ * pdl_wait still waits for this whole grid. */
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }

@@ -35,6 +35,9 @@ typedef struct cu_weight {
     const uint8_t *scale;   /* NVFP4: E4M3 [n, kp/16]; else NULL */
     const float *ch;        /* FP8: per-row scale [n] (float); else NULL */
     float gdiv;             /* NVFP4: global divisor (y /= gdiv); else 1 */
+    int tc;                 /* NVFP4: 1 = tile layout of tc_layout.h (w = codes, scale = its scales,
+                               kp = k rounded up to 64, row_bytes unused); the only NVFP4 layout
+                               the kernels read */
 } cu_weight;
 
 const char *cu_error_string(int code);
@@ -73,6 +76,13 @@ void cu_gemv_config(int dec, int u);
 /* 2 <= T NVFP4/FP8/BF16: 1 = batched decode kernel k_gemv_bat (default; each weight read once per
  * pass of <= 16 rows), 0 = generic kernel (passes of <= 4 rows), < 0 unchanged. */
 void cu_gemv_config_batched(int on);
+
+/* ---- gemv_tc.cu: NVFP4 products on the tensor cores (T rows of x, passes of <= 4) ---- */
+int cu_gemv_tc(const float *x, int T, const cu_weight *const *w, float *const *y, int nw, int geglu, void *stream);
+/* Repack device row-major NVFP4 codes [n, k/2] + E4M3 scales [n, k/16] into the tile layout
+ * (dst_codes: tc_code_bytes(n, k), dst_scales: tc_scale_bytes(n, k); tc_layout.h). k % 16 == 0. */
+int cu_nvfp4_to_tc(const uint8_t *codes, const uint8_t *scales, int n, int k, uint8_t *dst_codes,
+                   uint8_t *dst_scales, void *stream);
 
 /* ---- gemm.cu: prefill products on tensor cores (cuBLAS, BF16 operands, FP32 accumulate) ----
  * W is dequantized to a BF16 scratch [n, k] (exact for NVFP4/FP8 codes x block scale) and x is

@@ -9,6 +9,7 @@
  * Numerics: activations lose 8 mantissa bits (relative 2^-9 per element), see NUMERICS.md. */
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
+#include "cuda/tc_layout.h"
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -36,9 +37,12 @@ __global__ void k_dequant(__nv_bfloat16 *out, const uint8_t *w, const uint8_t *s
         float v;
         switch (fmt) {
         case CU_NVFP4: {
-            uint32_t byte = row[c >> 1];
-            uint32_t code = (c & 1) ? byte >> 4 : byte & 15;
-            v = e2m1_to_f(code) * e4m3_to_f(scale[r * (size_t)(kp / 16) + c / 16]);
+            /* the tile layout of tc_layout.h (the only NVFP4 layout on the device) */
+            size_t wo, so;
+            int mb, sb;
+            tc_locate(r, c, (size_t)kp, &wo, &mb, &sb, &so);
+            const uint32_t wd = *reinterpret_cast<const uint32_t *>(w + wo);
+            v = e2m1_to_f(((wd >> mb) & 7u) | (((wd >> sb) & 1u) << 3)) * e4m3_to_f(scale[so]);
             break;
         }
         case CU_FP8: v = e4m3_to_f(row[c]) * ch[r]; break;

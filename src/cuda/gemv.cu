@@ -1,5 +1,8 @@
-/* gemv.cu - y[t, n] = sum_k x[t, k] W[n, k] for a few rows of x (decode), every weight format,
- * dequantized in registers, fp32 accumulation.
+/* gemv.cu - y[t, n] = sum_k x[t, k] W[n, k] for a few rows of x (decode), F32/BF16/F16/FP8
+ * weights dequantized in registers, fp32 accumulation. NVFP4 weights are repacked at load into
+ * the tile layout of tc_layout.h and multiplied on the tensor cores by gemv_tc.cu (cu_gemv
+ * forwards them there); the NVFP4 branches below (row layout, PRMT decode) are no longer
+ * instantiated and are kept only until the FP8 kernels move to the same scheme.
  *
  * Weight layout (made at load by backend_cuda.c): row n of W starts at w + n * row_bytes,
  * row_bytes a multiple of 16; the row is a run of 16-byte "pieces" of VALS values each
@@ -64,7 +67,6 @@ template <> struct fmt_t<CU_F32> { static constexpr int VALS = 4, PAD = 0; };
 template <> struct fmt_t<CU_BF16> { static constexpr int VALS = 8, PAD = 4; };
 template <> struct fmt_t<CU_F16> { static constexpr int VALS = 8, PAD = 4; };
 template <> struct fmt_t<CU_FP8> { static constexpr int VALS = 16, PAD = 4; };
-template <> struct fmt_t<CU_NVFP4> { static constexpr int VALS = 32, PAD = 4; };
 
 __device__ __forceinline__ uint4 ld_stream(const uint8_t *p) {
     uint4 v;
@@ -981,6 +983,8 @@ extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *
                        void *stream) {
     if (nw < 1 || nw > 3 || T < 1) return (int)cudaErrorInvalidValue;
     if (geglu && (nw != 2 || w[0]->n != w[1]->n)) return (int)cudaErrorInvalidValue;
+    /* NVFP4 weights are in the tile layout read by the tensor-core kernel (gemv_tc.cu) */
+    if (w[0]->fmt == CU_NVFP4) return cu_gemv_tc(x, T, w, y, nw, geglu, stream);
     const int fmt = w[0]->fmt, kp = w[0]->kp, k = w[0]->k;
     for (int i = 1; i < nw; i++)
         if (w[i]->fmt != fmt || w[i]->kp != kp || w[i]->k != k) return (int)cudaErrorInvalidValue;
@@ -1011,19 +1015,18 @@ extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *
     /* T = 1, NVFP4 / FP8: the persistent decode kernel (G4_CUDA_GEMV_DEC=0: the generic one;
      * G4_CUDA_GEMV_U=1/2/4: pieces in flight per row and lane, default 4) */
     read_env();
-    if (dec_on && T == 1 && (fmt == CU_NVFP4 || fmt == CU_FP8)) {
+    if (dec_on && T == 1 && fmt == CU_FP8) {
         a.groups = groups;
         a.x = x;
         a.tt = 1;
         a.x_vec = ((uintptr_t)x & 15) == 0 && k % 4 == 0;
         for (int i = 0; i < nw; i++) a.seg[i].y = y[i];
-        return fmt == CU_NVFP4 ? launch_dec_f<CU_NVFP4>(a, smem_row, stream, geglu, dec_u)
-                               : launch_dec_f<CU_FP8>(a, smem_row, stream, geglu, dec_u);
+        return launch_dec_f<CU_FP8>(a, smem_row, stream, geglu, dec_u);
     }
     /* 2 <= T, NVFP4 / FP8 / BF16: the batched decode kernel, passes of <= 16 rows (fewer when the
      * rows of x do not fit in shared memory: K = 15360 NVFP4/FP8 -> 3 rows), balanced so that
      * every weight is read ceil(T / cap) times per call (G4_CUDA_GEMV_BAT=0: the generic kernel) */
-    if (bat_on && T >= 2 && (fmt == CU_NVFP4 || fmt == CU_FP8 || fmt == CU_BF16)) {
+    if (bat_on && T >= 2 && (fmt == CU_FP8 || fmt == CU_BF16)) {
         const size_t cap_smem = (size_t)smem_optin() / smem_row;
         int cap = 0;
         for (int v : BAT_TT)
@@ -1042,9 +1045,8 @@ extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *
                 a.tt = T - t0 < per ? T - t0 : per;
                 for (int i = 0; i < nw; i++) a.seg[i].y = y[i] + (size_t)t0 * w[i]->n;
                 const int TT = bat_tt(a.tt);
-                int rc = fmt == CU_NVFP4 ? launch_bat_f<CU_NVFP4>(a, TT, smem_row, stream, geglu)
-                         : fmt == CU_FP8 ? launch_bat_f<CU_FP8>(a, TT, smem_row, stream, geglu)
-                                         : launch_bat_f<CU_BF16>(a, TT, smem_row, stream, geglu);
+                int rc = fmt == CU_FP8 ? launch_bat_f<CU_FP8>(a, TT, smem_row, stream, geglu)
+                                       : launch_bat_f<CU_BF16>(a, TT, smem_row, stream, geglu);
                 if (rc) return rc;
             }
             return 0;
@@ -1073,7 +1075,6 @@ extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *
         case CU_BF16: rc = launch_f<CU_BF16>(a, tt_max, groups, smem_row, stream, geglu); break;
         case CU_F16: rc = launch_f<CU_F16>(a, tt_max, groups, smem_row, stream, geglu); break;
         case CU_FP8: rc = launch_f<CU_FP8>(a, tt_max, groups, smem_row, stream, geglu); break;
-        case CU_NVFP4: rc = launch_f<CU_NVFP4>(a, tt_max, groups, smem_row, stream, geglu); break;
         default: return (int)cudaErrorInvalidValue;
         }
         if (rc) return rc;

@@ -49,6 +49,7 @@ void be_cuda_set_tc_min_t(be *b, int t) {
 #else
 
 #include "cuda/cuda_ops.h"
+#include "cuda/tc_layout.h"
 #include "model/codec.h"
 
 #define ALIGN_UP(x, a) (((x) + (a) - 1) / (a) * (a))
@@ -170,6 +171,9 @@ typedef struct upl {
 } upl;
 
 static size_t upl_bytes(const upl *u) {
+    if (u->fmt == CU_NVFP4)
+        return ALIGN_UP(tc_code_bytes((size_t)u->n, (size_t)u->k), 256) +
+               ALIGN_UP(tc_scale_bytes((size_t)u->n, (size_t)u->k), 256);
     int kp = (int)ALIGN_UP(u->k, vals_per_piece(u->fmt));
     size_t rb = (size_t)kp * bytes2(u->fmt) / 2;
     size_t s = ALIGN_UP((size_t)u->n * rb, 256);
@@ -180,8 +184,36 @@ static size_t upl_bytes(const upl *u) {
 
 static float ch_at(const upl *u, int64_t i) { return ckpt_float_at(u->ch, u->ch_fmt, i); }
 
+/* NVFP4: the checkpoint's row-major codes and scales go to a temporary device buffer and are
+ * repacked there into the tile layout of the tensor-core GEMV (tc_layout.h) at dst. */
+static g4_status upl_write_nvfp4(be *b, const upl *u, uint8_t *dst, g4_error *err) {
+    cu_ctx *c = C(b);
+    if (u->k % 16 || u->n > INT32_MAX || u->k > INT32_MAX)
+        return G4_FAIL(err, G4_ERR_UNSUPPORTED, "cuda: NVFP4 weight [%lld, %lld]: k must be a multiple of 16",
+                       (long long)u->n, (long long)u->k);
+    const size_t cb = (size_t)u->n * (size_t)u->k / 2, sb = (size_t)u->n * (size_t)u->k / 16;
+    const size_t tcb = ALIGN_UP(tc_code_bytes((size_t)u->n, (size_t)u->k), 256);
+    uint8_t *tmp = NULL;
+    int rc = cu_malloc((void **)&tmp, ALIGN_UP(cb, 256) + sb);
+    if (rc) return G4_FAIL(err, G4_ERR_NOMEM, "cuda: out of device memory repacking a weight [%lld, %lld]",
+                           (long long)u->n, (long long)u->k);
+    rc = cu_memcpy_h2d(tmp, u->w, cb, c->stream);
+    if (!rc) rc = cu_memcpy_h2d(tmp + ALIGN_UP(cb, 256), u->scale, sb, c->stream);
+    if (!rc) rc = cu_nvfp4_to_tc(tmp, tmp + ALIGN_UP(cb, 256), (int)u->n, (int)u->k, dst, dst + tcb, c->stream);
+    if (!rc) rc = cu_sync(c->stream);
+    cu_free(tmp);
+    if (rc) return check(b, rc, "NVFP4 weight upload", err);
+    wentry *e = map_put(c, u->key);
+    if (!e) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    e->w = (cu_weight){.fmt = CU_NVFP4, .n = (int)u->n, .k = (int)u->k, .kp = (int)tc_kp((size_t)u->k),
+                       .w = dst, .scale = dst + tcb, .gdiv = u->gdiv, .tc = 1};
+    e->row_elems = 0;
+    return G4_OK;
+}
+
 /* Copy u into device memory at dst (upl_bytes(u) bytes) and register it. */
 static g4_status upl_write(be *b, const upl *u, uint8_t *dst, g4_error *err) {
+    if (u->fmt == CU_NVFP4) return upl_write_nvfp4(b, u, dst, err);
     cu_ctx *c = C(b);
     int kp = (int)ALIGN_UP(u->k, vals_per_piece(u->fmt));
     size_t rb = (size_t)kp * bytes2(u->fmt) / 2, src_rb = (size_t)u->k * bytes2(u->fmt) / 2;
