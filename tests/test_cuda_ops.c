@@ -327,22 +327,25 @@ TEST(cuda_norms_and_elementwise) {
         free(got), free(ref), free(x), free(w);
     }
     /* residual: x = (x + rms(o) wp) s; xn = rms(x) wn */
-    for (int variant = 0; variant < 2; variant++) {
-        int rows = 2, n = 3840;
+    /* n = 3840 and odd 1001: the registers path (n <= 4096); 5000: the shared-memory path */
+    for (int variant = 0; variant < 6; variant++) {
+        const int ns[3] = {3840, 1001, 5000};
+        int rows = 2, n = ns[variant / 2];
+        const bool nx = variant & 1;   /* with the next norm (and a layer scalar) */
         size_t rn = (size_t)rows * n;
         float *x = rand_f(rn, 3.0f), *o = rand_f(rn, 1.0f), *wp = rand_f((size_t)n, 1.0f), *wn = rand_f((size_t)n, 1.0f);
         float *rx = malloc(rn * 4), *ro = malloc(rn * 4), *rxn = malloc(rn * 4);
         memcpy(rx, x, rn * 4);
         memcpy(ro, o, rn * 4);
-        float sc = variant ? 0.7f : 1.0f;
-        g_cpu->residual(g_cpu, rx, ro, wp, sc, variant ? wn : NULL, rxn, (size_t)rows, n, 1e-6f);
+        float sc = nx ? 0.7f : 1.0f;
+        g_cpu->residual(g_cpu, rx, ro, wp, sc, nx ? wn : NULL, rxn, (size_t)rows, n, 1e-6f);
         dbuf dx = dnew(rn, x), dop = dnew(rn, o), dwp = dnew((size_t)n, wp), dwn = dnew((size_t)n, wn),
-             dxn = dnew(rn, variant ? NULL : x);
-        g_cu->residual(g_cu, dx.p, dop.p, dwp.p, sc, variant ? dwn.p : NULL, dxn.p, (size_t)rows, n, 1e-6f);
+             dxn = dnew(rn, nx ? NULL : x);
+        g_cu->residual(g_cu, dx.p, dop.p, dwp.p, sc, nx ? dwn.p : NULL, dxn.p, (size_t)rows, n, 1e-6f);
         float *gx = dget(dx, "residual x"), *gxn = dget(dxn, "residual xn");
         free(dget(dop, "o")), free(dget(dwp, "wp")), free(dget(dwn, "wn"));
         cmp("residual x", gx, rx, rn, 2e-6);
-        if (variant) cmp("residual xn", gxn, rxn, rn, 2e-6);
+        if (nx) cmp("residual xn", gxn, rxn, rn, 2e-6);
         free(gx), free(gxn), free(x), free(o), free(wp), free(wn), free(rx), free(ro), free(rxn);
     }
     /* flat ops */
