@@ -172,11 +172,6 @@ __global__ void k_attn_prep(float *q, float *k, float *v, int Hq, int Hkv, int h
     }
 }
 
-__device__ __forceinline__ float gelu_tanh(float x) {
-    const float k0 = 0.7978845608028654f;
-    return 0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x)));
-}
-
 __global__ void k_gelu_mul(float *out, const float *g, const float *u, size_t n) {
     pdl_wait();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)

@@ -92,11 +92,6 @@ __device__ __forceinline__ float e4m3_scale26(uint32_t b) {   /* fp8 * 2^26, exa
     float f = __uint_as_float(((b & 0x80u) << 24) | ((b & 0x7Fu) << 20));
     return f * 0x1p120f * 0x1p26f;
 }
-__device__ __forceinline__ float gelu_tanh(float x) {
-    const float k0 = 0.7978845608028654f;   /* sqrt(2/pi) */
-    return 0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x)));
-}
-
 template <int FMT, int TT, bool GEGLU>
 __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
     constexpr int VALS = fmt_t<FMT>::VALS, XS = VALS + fmt_t<FMT>::PAD;

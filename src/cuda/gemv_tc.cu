@@ -62,11 +62,6 @@ struct tc_args {
     int T;            /* rows of x in this pass (<= NT) */
 };
 
-__device__ __forceinline__ float gelu_tanh_tc(float x) {
-    const float c = 0.7978845608028654f;
-    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
-}
-
 /* two E4M3 scales (bytes 0, 1 of the 16-bit half h of v) -> f16x2 (lo = byte 0) */
 __device__ __forceinline__ void e4m3x4_to_f16x2(uint32_t v, uint32_t &s01, uint32_t &s23) {
     asm("{ .reg .b16 lo, hi;\n\t"
@@ -343,7 +338,7 @@ __global__ void __launch_bounds__(TW * 32, 3) k_gemv_tc(const tc_args a) {
             const tc_seg &Sg = a.seg[si];
             const int row = lt * 16 + r;
             if (t < a.T && row < Sg.n) {
-                if (GEGLU) Sg.y[(size_t)t * Sg.n + row] = gelu_tanh_tc(v[0] * Sg.mul) * (v[NC - 1] * a.seg[1].mul);
+                if (GEGLU) Sg.y[(size_t)t * Sg.n + row] = gelu_tanh(v[0] * Sg.mul) * (v[NC - 1] * a.seg[1].mul);
                 else if (a.ks > 1) atomicAdd(&Sg.y[(size_t)t * Sg.n + row], v[0] * Sg.mul);
                 else Sg.y[(size_t)t * Sg.n + row] = v[0] * Sg.mul;
             }
