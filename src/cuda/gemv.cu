@@ -1,28 +1,22 @@
 /* gemv.cu - y[t, n] = sum_k x[t, k] W[n, k] for a few rows of x (decode), F32/BF16/F16/FP8
  * weights dequantized in registers, fp32 accumulation. NVFP4 weights are repacked at load into
  * the tile layout of tc_layout.h and multiplied on the tensor cores by gemv_tc.cu (cu_gemv
- * forwards them there); the NVFP4 branches below (row layout, PRMT decode) are no longer
- * instantiated and are kept only until the FP8 kernels move to the same scheme.
+ * forwards them there).
  *
  * Weight layout (made at load by backend_cuda.c): row n of W starts at w + n * row_bytes,
  * row_bytes a multiple of 16; the row is a run of 16-byte "pieces" of VALS values each
- * (F32 4, BF16/F16 8, FP8 16, NVFP4 32: two E2M1 codes per byte, low nibble = even k, so
- * a piece is exactly two 16-value scale groups), zero-padded from k to kp. NVFP4 block
- * scales: E4M3 [n, kp/16], zero-padded. The checkpoint's own bytes otherwise (no repack of
- * the codes): a 16-byte load gives 32 NVFP4 weights.
+ * (F32 4, BF16/F16 8, FP8 16), zero-padded from k to kp: the checkpoint's own bytes.
  *
  * Mapping: block = 256 threads = 8 warps; a warp owns R = 2 rows of W (GEGLU: one gate row
  * and the matching up row) and walks their pieces p = lane, lane + 32, ... (a warp reads
  * 512 contiguous bytes of each row per step, 16 bytes per lane, one piece ahead in flight).
- * x is staged once per block in shared memory, pre-multiplied by 2^100 for FP8/NVFP4, in a
+ * x is staged once per block in shared memory, pre-multiplied by 2^100 for FP8, in a
  * padded layout (piece p of row t at t*xstride + p*(VALS+4)) so the eight lanes of each
  * 128-bit shared load phase hit distinct banks. Up to TT (1, 2, 4) rows of x per pass.
  *
- * Decode (no lookup tables): an E2M1 code s|e1e0m placed as float bits s<<31 | e1e0m<<22 is
- * exactly e2m1 * 2^-126 (subnormal-linear for e = 0), an E4M3 code s|eeeemmm as
- * s<<31 | eeeemmm<<20 is exactly fp8 * 2^-120; with x * 2^100 every product is exact up to
- * the usual fp32 rounding and stays in the normal range. NVFP4: per 16-value group
- * gsum * (fp8 scale * 2^26), then y = acc / global_div. FP8: y = acc * 2^20 * row_scale.
+ * FP8 decode (no lookup tables): an E4M3 code s|eeeemmm as s<<31 | eeeemmm<<20 is exactly
+ * fp8 * 2^-120; with x * 2^100 every product is exact up to the usual fp32 rounding and stays
+ * in the normal range; y = acc * 2^20 * row_scale.
  * Requires: no flush-to-zero (the default without --use_fast_math).
  * Optional split-K (G4_CUDA_GEMV_SPLIT=1): W warps share a row group, strided over pieces,
  * combined through shared memory (measured slower, off by default: docs/PERF.md).
@@ -41,13 +35,10 @@ constexpr int WARPS = 8;
 
 struct seg_t {
     const uint8_t *w;
-    const uint8_t *scale;
     const float *ch;
-    float gdiv;
     int n;
     int groups;
     unsigned row_bytes;
-    unsigned scale_stride;
     float *y;
 };
 
@@ -76,21 +67,11 @@ __device__ __forceinline__ uint4 ld_stream(const uint8_t *p) {
     return v;
 }
 
-/* E2M1 nibble J of w -> e2m1 * 2^-126 */
-template <int J> __device__ __forceinline__ float e2m1_bits(uint32_t w) {
-    uint32_t s = (28 - 4 * J) >= 0 ? (w << (28 - 4 * J)) : (w >> (4 * J - 28));
-    uint32_t m = (22 - 4 * J) >= 0 ? (w << (22 - 4 * J)) : (w >> (4 * J - 22));
-    return __uint_as_float((s & 0x80000000u) | (m & 0x01C00000u));
-}
 /* E4M3 byte J of w -> fp8 * 2^-120 */
 template <int J> __device__ __forceinline__ float e4m3_bits(uint32_t w) {
     uint32_t s = w << (24 - 8 * J);
     uint32_t m = (20 - 8 * J) >= 0 ? (w << (20 - 8 * J)) : (w >> (8 * J - 20));
     return __uint_as_float((s & 0x80000000u) | (m & 0x07F00000u));
-}
-__device__ __forceinline__ float e4m3_scale26(uint32_t b) {   /* fp8 * 2^26, exact */
-    float f = __uint_as_float(((b & 0x80u) << 24) | ((b & 0x7Fu) << 20));
-    return f * 0x1p120f * 0x1p26f;
 }
 template <int FMT, int TT, bool GEGLU>
 __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
@@ -109,7 +90,6 @@ __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
         }
     const bool active = g < a.seg[GEGLU ? 0 : si].groups;
     const uint8_t *wr[R];
-    const uint8_t *sr[R];
     int rown[R], segr[R];
 #pragma unroll
     for (int r = 0; r < R; r++) {
@@ -120,7 +100,6 @@ __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
         segr[r] = s;
         int rc = active ? (row < n ? row : n - 1) : 0;
         wr[r] = a.seg[s].w + (size_t)rc * a.seg[s].row_bytes;
-        sr[r] = FMT == CU_NVFP4 ? a.seg[s].scale + (size_t)rc * a.seg[s].scale_stride : nullptr;
     }
     int p = lane + 32 * wk;
     const int pstep = 32 * W;
@@ -130,7 +109,7 @@ __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
         for (int r = 0; r < R; r++) cur[r] = ld_stream(wr[r] + (size_t)p * 16);
 
     pdl_wait();
-    const float pre = (FMT == CU_NVFP4 || FMT == CU_FP8) ? 0x1p100f : 1.0f;
+    const float pre = FMT == CU_FP8 ? 0x1p100f : 1.0f;
     for (int i = threadIdx.x; i < TT * a.kp; i += blockDim.x) {
         int t = i / a.kp, k = i - t * a.kp;
         float v = (t < a.tt && k < a.k) ? a.x[(size_t)t * a.k + k] * pre : 0.0f;
@@ -151,54 +130,7 @@ __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
 #pragma unroll
             for (int r = 0; r < R; r++) nxt[r] = ld_stream(wr[r] + (size_t)(p + pstep) * 16);
         const float *xb = xs + p * XS;
-        if (FMT == CU_NVFP4) {
-            uint32_t sc[R];
-#pragma unroll
-            for (int r = 0; r < R; r++) sc[r] = *reinterpret_cast<const uint16_t *>(sr[r] + 2 * p);
-#pragma unroll
-            for (int half = 0; half < 2; half++) {
-                float gs[R][TT];
-#pragma unroll
-                for (int r = 0; r < R; r++)
-#pragma unroll
-                    for (int t = 0; t < TT; t++) gs[r][t] = 0.0f;
-#pragma unroll
-                for (int wi = 2 * half; wi < 2 * half + 2; wi++) {
-                    float4 xa[TT], xc[TT];
-#pragma unroll
-                    for (int t = 0; t < TT; t++) {
-                        xa[t] = *reinterpret_cast<const float4 *>(xb + t * xstride + 8 * wi);
-                        xc[t] = *reinterpret_cast<const float4 *>(xb + t * xstride + 8 * wi + 4);
-                    }
-#pragma unroll
-                    for (int r = 0; r < R; r++) {
-                        uint32_t w = wi == 0 ? cur[r].x : wi == 1 ? cur[r].y : wi == 2 ? cur[r].z : cur[r].w;
-                        float f0 = e2m1_bits<0>(w), f1 = e2m1_bits<1>(w), f2 = e2m1_bits<2>(w),
-                              f3 = e2m1_bits<3>(w), f4 = e2m1_bits<4>(w), f5 = e2m1_bits<5>(w),
-                              f6 = e2m1_bits<6>(w), f7 = e2m1_bits<7>(w);
-#pragma unroll
-                        for (int t = 0; t < TT; t++) {
-                            float s = gs[r][t];
-                            s = fmaf(f0, xa[t].x, s);
-                            s = fmaf(f1, xa[t].y, s);
-                            s = fmaf(f2, xa[t].z, s);
-                            s = fmaf(f3, xa[t].w, s);
-                            s = fmaf(f4, xc[t].x, s);
-                            s = fmaf(f5, xc[t].y, s);
-                            s = fmaf(f6, xc[t].z, s);
-                            s = fmaf(f7, xc[t].w, s);
-                            gs[r][t] = s;
-                        }
-                    }
-                }
-#pragma unroll
-                for (int r = 0; r < R; r++) {
-                    float scl = e4m3_scale26((sc[r] >> (8 * half)) & 0xFFu);
-#pragma unroll
-                    for (int t = 0; t < TT; t++) acc[r][t] = fmaf(gs[r][t], scl, acc[r][t]);
-                }
-            }
-        } else if (FMT == CU_FP8) {
+        if (FMT == CU_FP8) {
 #pragma unroll
             for (int wi = 0; wi < 4; wi++) {
                 float4 xa[TT];
@@ -311,10 +243,7 @@ __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
         if (t >= a.tt) break;
         float v[R];
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-            const seg_t &S = a.seg[segr[r]];
-            v[r] = FMT == CU_NVFP4 ? acc[r][t] / S.gdiv : acc[r][t] * post[r];
-        }
+        for (int r = 0; r < R; r++) v[r] = acc[r][t] * post[r];
         if (GEGLU) {
             const seg_t &S = a.seg[0];
             if (g < S.n) S.y[(size_t)t * S.n + g] = gelu_tanh(v[0]) * v[1];
@@ -328,23 +257,12 @@ __global__ void __launch_bounds__(256) k_gemv(const gemv_args a) {
     }
 }
 
-/* ---- T = 1 decode kernel for NVFP4 / FP8 (k_gemv_dec) ----
+/* ---- T = 1 decode kernel for FP8 (k_gemv_dec) ----
  * Bandwidth-first variant of k_gemv for one row of x: a persistent grid (blocks = what fits
  * on the SMs) whose warps walk row groups g = blockIdx.x * 8 + warp, += gridDim.x * 8, so x is
  * staged once per block (float4, no divides) instead of once per 16 rows; each lane keeps U
  * pieces of each of its R rows in flight and software-pipelines the next chunk (also across
- * row groups) while it computes the current one.
- * NVFP4 decode, 8 codes (one 32-bit word) in 15 integer ops, one PRMT per value: the 3 magnitude
- * bits of 4 codes index a byte table {0,1,2,3,4,6,8,12} (= 2|e2m1|) through one PRMT; the
- * float is then assembled by one more PRMT per value: magnitude byte -> bits 16..23, sign
- * byte (0x80 / 0) -> bits 24..31, zeros (sign-replicate of a magnitude byte < 0x80) below.
- * Bits b << 16 with b < 128 are exactly b * 2^-133 (subnormal-linear), so the value is
- * e2m1 * 2^-132 exactly; x * 2^100 keeps every product normal and the group scale is
- * fp8 * 2^32. Same products and per-16 group sums as k_gemv (same order within a lane). */
-__device__ __forceinline__ float e4m3_scale32(uint32_t b) {   /* fp8 * 2^32, exact */
-    float f = __uint_as_float(((b & 0x80u) << 24) | ((b & 0x7Fu) << 20));
-    return f * 0x1p120f * 0x1p32f;
-}
+ * row groups) while it computes the current one. Same products and per-lane order as k_gemv. */
 
 template <bool GEGLU>
 __device__ __forceinline__ int seg_of(const gemv_args &a, int &g) {
@@ -363,7 +281,7 @@ __device__ __forceinline__ int seg_of(const gemv_args &a, int &g) {
 }
 
 template <int FMT, bool GEGLU>
-__device__ __forceinline__ void dec_ptrs(const gemv_args &a, int g, const uint8_t *(&wr)[R], const uint8_t *(&sr)[R]) {
+__device__ __forceinline__ void dec_ptrs(const gemv_args &a, int g, const uint8_t *(&wr)[R]) {
     const int si = seg_of<GEGLU>(a, g);
 #pragma unroll
     for (int r = 0; r < R; r++) {
@@ -371,13 +289,11 @@ __device__ __forceinline__ void dec_ptrs(const gemv_args &a, int g, const uint8_
         int row = GEGLU ? g : g * R + r;
         int rc = row < S.n ? row : S.n - 1;
         wr[r] = S.w + (size_t)rc * S.row_bytes;
-        sr[r] = FMT == CU_NVFP4 ? S.scale + (size_t)rc * S.scale_stride : nullptr;
     }
 }
 
-template <int FMT, int U>
-__device__ __forceinline__ void dec_load(const uint8_t *const (&wr)[R], const uint8_t *const (&sr)[R], int p0,
-                                         int npieces, uint4 (&buf)[R][U], uint32_t (&sc)[R][U]) {
+template <int U>
+__device__ __forceinline__ void dec_load(const uint8_t *const (&wr)[R], int p0, int npieces, uint4 (&buf)[R][U]) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
         const int p = p0 + 32 * u;
@@ -385,78 +301,20 @@ __device__ __forceinline__ void dec_load(const uint8_t *const (&wr)[R], const ui
 #pragma unroll
         for (int r = 0; r < R; r++) {
             buf[r][u] = ok ? ld_stream(wr[r] + (size_t)p * 16) : make_uint4(0, 0, 0, 0);
-            if (FMT == CU_NVFP4) sc[r][u] = ok ? (uint32_t)__ldg(reinterpret_cast<const unsigned short *>(sr[r] + 2 * p)) : 0u;
         }
     }
 }
 
-/* PTX prmt.b32 (default mode): selector bit 3 of each nibble replicates the msb of the chosen
- * byte. Not __byte_perm: CUDA documents (and nvcc folds) only the low 3 bits of each nibble, so
- * the "zero" bytes became copies of the magnitude (values 257/256 too large: caught by the tests). */
-__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
-    uint32_t r;
-    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
-    return r;
-}
-
-/* 8 E2M1 codes of w -> f[0..7] = e2m1 * 2^-132 */
-__device__ __forceinline__ void e2m1x8(uint32_t w, float (&f)[8]) {
-    const uint32_t wm = w & 0x77777777u;
-    const uint32_t m0 = prmt(0x03020100u, 0x0C080604u, wm);
-    const uint32_t m1 = prmt(0x03020100u, 0x0C080604u, wm >> 16);
-    const uint32_t so = w & 0x80808080u;          /* byte k: sign of code 2k+1 */
-    const uint32_t se = (w << 4) & 0x80808080u;   /* byte k: sign of code 2k */
-    /* selector nibbles (byte 0..3 of the result): 8|j (zero), 8|j (zero), j (magnitude), 4+k (sign) */
-    f[0] = __uint_as_float(prmt(m0, se, 0x4088u));
-    f[1] = __uint_as_float(prmt(m0, so, 0x4199u));
-    f[2] = __uint_as_float(prmt(m0, se, 0x52AAu));
-    f[3] = __uint_as_float(prmt(m0, so, 0x53BBu));
-    f[4] = __uint_as_float(prmt(m1, se, 0x6088u));
-    f[5] = __uint_as_float(prmt(m1, so, 0x6199u));
-    f[6] = __uint_as_float(prmt(m1, se, 0x72AAu));
-    f[7] = __uint_as_float(prmt(m1, so, 0x73BBu));
-}
-
 template <int FMT, int U>
 __device__ __forceinline__ void dec_compute(const float *xs, int p0, int npieces, const uint4 (&buf)[R][U],
-                                            const uint32_t (&sc)[R][U], float (&acc)[R]) {
+                                            float (&acc)[R]) {
     constexpr int XS = fmt_t<FMT>::VALS + fmt_t<FMT>::PAD;
 #pragma unroll
     for (int u = 0; u < U; u++) {
         const int p = p0 + 32 * u;
         if (p >= npieces) break;
         const float *xb = xs + p * XS;
-        if (FMT == CU_NVFP4) {
-#pragma unroll
-            for (int half = 0; half < 2; half++) {
-                float gs[R];
-#pragma unroll
-                for (int r = 0; r < R; r++) gs[r] = 0.0f;
-#pragma unroll
-                for (int wi = 2 * half; wi < 2 * half + 2; wi++) {
-                    const float4 xa = *reinterpret_cast<const float4 *>(xb + 8 * wi);
-                    const float4 xc = *reinterpret_cast<const float4 *>(xb + 8 * wi + 4);
-#pragma unroll
-                    for (int r = 0; r < R; r++) {
-                        const uint32_t w = wi == 0 ? buf[r][u].x : wi == 1 ? buf[r][u].y : wi == 2 ? buf[r][u].z : buf[r][u].w;
-                        float f[8];
-                        e2m1x8(w, f);
-                        float s = gs[r];
-                        s = fmaf(f[0], xa.x, s);
-                        s = fmaf(f[1], xa.y, s);
-                        s = fmaf(f[2], xa.z, s);
-                        s = fmaf(f[3], xa.w, s);
-                        s = fmaf(f[4], xc.x, s);
-                        s = fmaf(f[5], xc.y, s);
-                        s = fmaf(f[6], xc.z, s);
-                        s = fmaf(f[7], xc.w, s);
-                        gs[r] = s;
-                    }
-                }
-#pragma unroll
-                for (int r = 0; r < R; r++) acc[r] = fmaf(gs[r], e4m3_scale32((sc[r][u] >> (8 * half)) & 0xFFu), acc[r]);
-            }
-        } else { /* FP8 */
+        { /* FP8 */
 #pragma unroll
             for (int wi = 0; wi < 4; wi++) {
                 const float4 xa = *reinterpret_cast<const float4 *>(xb + 4 * wi);
@@ -484,7 +342,7 @@ __device__ __forceinline__ void dec_store(const gemv_args &a, int g, float (&acc
         const seg_t &S = a.seg[GEGLU ? r : si];
         int row = GEGLU ? g : g * R + r;
         int rc = row < S.n ? row : S.n - 1;
-        v[r] = FMT == CU_NVFP4 ? acc[r] / S.gdiv : acc[r] * (0x1p20f * S.ch[rc]);
+        v[r] = acc[r] * (0x1p20f * S.ch[rc]);
     }
     if (GEGLU) {
         const seg_t &S = a.seg[0];
@@ -507,12 +365,11 @@ __global__ void __launch_bounds__(256, 2) k_gemv_dec(const gemv_args a) {
     const int nch = (npieces + 32 * U - 1) / (32 * U);
     const int gstep = gridDim.x * WARPS;
     int g = blockIdx.x * WARPS + warp, c = 0;
-    const uint8_t *wr[R], *sr[R];
+    const uint8_t *wr[R];
     uint4 cur[R][U];
-    uint32_t scur[R][U];
     if (g < G) {
-        dec_ptrs<FMT, GEGLU>(a, g, wr, sr);
-        dec_load<FMT, U>(wr, sr, lane, npieces, cur, scur);
+        dec_ptrs<FMT, GEGLU>(a, g, wr);
+        dec_load<U>(wr, lane, npieces, cur);
     }
 
     pdl_wait();
@@ -545,12 +402,11 @@ __global__ void __launch_bounds__(256, 2) k_gemv_dec(const gemv_args a) {
             g2 = g + gstep;
         }
         uint4 nxt[R][U];
-        uint32_t snx[R][U];
         if (g2 < G) {
-            if (c2 == 0) dec_ptrs<FMT, GEGLU>(a, g2, wr, sr);   /* wr/sr of g are not needed any more */
-            dec_load<FMT, U>(wr, sr, c2 * 32 * U + lane, npieces, nxt, snx);
+            if (c2 == 0) dec_ptrs<FMT, GEGLU>(a, g2, wr);   /* wr of g is not needed any more */
+            dec_load<U>(wr, c2 * 32 * U + lane, npieces, nxt);
         }
-        dec_compute<FMT, U>(xs, c * 32 * U + lane, npieces, cur, scur, acc);
+        dec_compute<FMT, U>(xs, c * 32 * U + lane, npieces, cur, acc);
         if (c2 == 0) {
 #pragma unroll
             for (int r = 0; r < R; r++) acc[r] = warp_sum(acc[r]);
@@ -562,10 +418,7 @@ __global__ void __launch_bounds__(256, 2) k_gemv_dec(const gemv_args a) {
 #pragma unroll
             for (int r = 0; r < R; r++)
 #pragma unroll
-                for (int u = 0; u < U; u++) {
-                    cur[r][u] = nxt[r][u];
-                    scur[r][u] = snx[r][u];
-                }
+                for (int u = 0; u < U; u++) cur[r][u] = nxt[r][u];
         }
         g = g2;
         c = c2;
@@ -596,7 +449,7 @@ template <int FMT> int launch_dec_f(const gemv_args &a, size_t smem, void *strea
     return geglu ? launch_dec<FMT, true, 2>(a, smem, stream) : launch_dec<FMT, false, 2>(a, smem, stream);
 }
 
-/* ---- 2 <= T <= 16 decode kernel for NVFP4 / FP8 / BF16 (k_gemv_bat) ----
+/* ---- 2 <= T <= 16 decode kernel for FP8 / BF16 (k_gemv_bat) ----
  * Continuous batching: one step multiplies every weight by the rows of all running sequences.
  * k_gemv_dec's persistent walk with the TT rows of x staged once per block (t-major, the same
  * padded piece layout per row), and every weight piece loaded and decoded ONCE and multiplied
@@ -605,13 +458,12 @@ template <int FMT> int launch_dec_f(const gemv_args &a, size_t smem, void *strea
  * a 128-bit LDS per 8 FMAs per row costs 4 clk/SM, the FMAs 2). Loads: one piece per row and
  * lane ahead (the kernel is FMA/issue-bound from TT ~ 4 on).
  * Numerics: per output row and x row, the same products in the same per-lane order (pieces
- * lane, lane + 32, ...; NVFP4: 16-value group sums from 0, times the group scale; FP8 / BF16:
- * one running sum) and the same warp_sum as k_gemv_dec (NVFP4/FP8, T = 1) and k_gemv (BF16,
+ * lane, lane + 32, ..., one running sum) and the same warp_sum as k_gemv_dec (FP8, T = 1) and k_gemv (BF16,
  * T = 1), so a row of a batch gets bit-identical results to the same row decoded alone. */
 constexpr int RB = 4;
 
 template <int FMT, bool GEGLU>
-__device__ __forceinline__ void bat_ptrs(const gemv_args &a, int g, const uint8_t *(&wr)[RB], const uint8_t *(&sr)[RB]) {
+__device__ __forceinline__ void bat_ptrs(const gemv_args &a, int g, const uint8_t *(&wr)[RB]) {
     const int si = seg_of<GEGLU>(a, g);
 #pragma unroll
     for (int r = 0; r < RB; r++) {
@@ -619,19 +471,13 @@ __device__ __forceinline__ void bat_ptrs(const gemv_args &a, int g, const uint8_
         const int row = GEGLU ? g * (RB / 2) + (r >> 1) : g * RB + r;
         const int rc = row < S.n ? row : S.n - 1;
         wr[r] = S.w + (size_t)rc * S.row_bytes;
-        sr[r] = FMT == CU_NVFP4 ? S.scale + (size_t)rc * S.scale_stride : nullptr;
     }
 }
 
-template <int FMT>
-__device__ __forceinline__ void bat_load(const uint8_t *const (&wr)[RB], const uint8_t *const (&sr)[RB], int p,
-                                         int npieces, uint4 (&buf)[RB], uint32_t (&sc)[RB]) {
+__device__ __forceinline__ void bat_load(const uint8_t *const (&wr)[RB], int p, int npieces, uint4 (&buf)[RB]) {
     const bool ok = p < npieces;
 #pragma unroll
-    for (int r = 0; r < RB; r++) {
-        buf[r] = ok ? ld_stream(wr[r] + (size_t)p * 16) : make_uint4(0, 0, 0, 0);
-        sc[r] = (FMT == CU_NVFP4 && ok) ? (uint32_t)__ldg(reinterpret_cast<const unsigned short *>(sr[r] + 2 * p)) : 0u;
-    }
+    for (int r = 0; r < RB; r++) buf[r] = ok ? ld_stream(wr[r] + (size_t)p * 16) : make_uint4(0, 0, 0, 0);
 }
 
 __device__ __forceinline__ uint32_t word_of(const uint4 &v, int i) {
@@ -641,48 +487,8 @@ __device__ __forceinline__ uint32_t word_of(const uint4 &v, int i) {
 /* one piece p of the RB rows into acc[RB][TT]; xb = xs + p * XS (row t at + t * xstride) */
 template <int FMT, int TT>
 __device__ __forceinline__ void bat_compute(const float *xb, int xstride, const uint4 (&buf)[RB],
-                                            const uint32_t (&sc)[RB], float (&acc)[RB][TT]) {
-    if (FMT == CU_NVFP4) {
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-            float f[RB][2][8], s32[RB];
-#pragma unroll
-            for (int r = 0; r < RB; r++) {
-                e2m1x8(word_of(buf[r], 2 * half), f[r][0]);
-                e2m1x8(word_of(buf[r], 2 * half + 1), f[r][1]);
-                s32[r] = e4m3_scale32((sc[r] >> (8 * half)) & 0xFFu);
-            }
-#pragma unroll
-            for (int t = 0; t < TT; t++) {
-                const float *xt = xb + t * xstride + 16 * half;
-                const float4 x0 = *reinterpret_cast<const float4 *>(xt);
-                const float4 x1 = *reinterpret_cast<const float4 *>(xt + 4);
-                const float4 x2 = *reinterpret_cast<const float4 *>(xt + 8);
-                const float4 x3 = *reinterpret_cast<const float4 *>(xt + 12);
-#pragma unroll
-                for (int r = 0; r < RB; r++) {
-                    float s = 0.0f;
-                    s = fmaf(f[r][0][0], x0.x, s);
-                    s = fmaf(f[r][0][1], x0.y, s);
-                    s = fmaf(f[r][0][2], x0.z, s);
-                    s = fmaf(f[r][0][3], x0.w, s);
-                    s = fmaf(f[r][0][4], x1.x, s);
-                    s = fmaf(f[r][0][5], x1.y, s);
-                    s = fmaf(f[r][0][6], x1.z, s);
-                    s = fmaf(f[r][0][7], x1.w, s);
-                    s = fmaf(f[r][1][0], x2.x, s);
-                    s = fmaf(f[r][1][1], x2.y, s);
-                    s = fmaf(f[r][1][2], x2.z, s);
-                    s = fmaf(f[r][1][3], x2.w, s);
-                    s = fmaf(f[r][1][4], x3.x, s);
-                    s = fmaf(f[r][1][5], x3.y, s);
-                    s = fmaf(f[r][1][6], x3.z, s);
-                    s = fmaf(f[r][1][7], x3.w, s);
-                    acc[r][t] = fmaf(s, s32[r], acc[r][t]);
-                }
-            }
-        }
-    } else if (FMT == CU_FP8) {
+                                            float (&acc)[RB][TT]) {
+    if (FMT == CU_FP8) {
         float f[RB][16];
 #pragma unroll
         for (int r = 0; r < RB; r++)
@@ -763,8 +569,7 @@ __device__ __forceinline__ void bat_store(const gemv_args &a, int g, const float
         float v[RB];
 #pragma unroll
         for (int r = 0; r < RB; r++) {
-            const seg_t &S = a.seg[GEGLU ? (r & 1) : si];
-            v[r] = FMT == CU_NVFP4 ? acc[r][t] / S.gdiv : acc[r][t] * post[r];
+            v[r] = acc[r][t] * post[r];
         }
         if (GEGLU) {
             const seg_t &S = a.seg[0];
@@ -792,16 +597,15 @@ __global__ void __launch_bounds__(256, 1) k_gemv_bat(const gemv_args a) {
     const int nch = (npieces + 31) / 32;
     const int gstep = gridDim.x * WARPS;
     int g = blockIdx.x * WARPS + warp, c = 0;
-    const uint8_t *wr[RB], *sr[RB];
+    const uint8_t *wr[RB];
     uint4 cur[RB];
-    uint32_t scur[RB];
     if (g < G) {
-        bat_ptrs<FMT, GEGLU>(a, g, wr, sr);
-        bat_load<FMT>(wr, sr, lane, npieces, cur, scur);
+        bat_ptrs<FMT, GEGLU>(a, g, wr);
+        bat_load(wr, lane, npieces, cur);
     }
 
     pdl_wait();
-    const float pre = (FMT == CU_NVFP4 || FMT == CU_FP8) ? 0x1p100f : 1.0f;
+    const float pre = FMT == CU_FP8 ? 0x1p100f : 1.0f;
     for (int t = 0; t < TT; t++) {
         float *xt = xs + t * xstride;
         const bool live = t < a.tt;
@@ -835,13 +639,12 @@ __global__ void __launch_bounds__(256, 1) k_gemv_bat(const gemv_args a) {
             g2 = g + gstep;
         }
         uint4 nxt[RB];
-        uint32_t snx[RB];
         if (g2 < G) {
-            if (c2 == 0) bat_ptrs<FMT, GEGLU>(a, g2, wr, sr);   /* wr/sr of g are not needed any more */
-            bat_load<FMT>(wr, sr, c2 * 32 + lane, npieces, nxt, snx);
+            if (c2 == 0) bat_ptrs<FMT, GEGLU>(a, g2, wr);   /* wr of g is not needed any more */
+            bat_load(wr, c2 * 32 + lane, npieces, nxt);
         }
         const int p = c * 32 + lane;
-        if (p < npieces) bat_compute<FMT, TT>(xs + p * XS, xstride, cur, scur, acc);
+        if (p < npieces) bat_compute<FMT, TT>(xs + p * XS, xstride, cur, acc);
         if (c2 == 0) {
 #pragma unroll
             for (int r = 0; r < RB; r++)
@@ -855,10 +658,7 @@ __global__ void __launch_bounds__(256, 1) k_gemv_bat(const gemv_args a) {
         }
         if (g2 < G) {
 #pragma unroll
-            for (int r = 0; r < RB; r++) {
-                cur[r] = nxt[r];
-                scur[r] = snx[r];
-            }
+            for (int r = 0; r < RB; r++) cur[r] = nxt[r];
         }
         g = g2;
         c = c2;
@@ -890,7 +690,7 @@ template <int FMT, bool GEGLU, int TT> int launch_bat(const gemv_args &a, size_t
 }
 
 /* template TT: the smallest of BAT_TT >= tt */
-constexpr int BAT_TT[] = {2, 3, 4, 6, 8, 10, 16};   /* 12: NVFP4 spills (88 B) */
+constexpr int BAT_TT[] = {2, 3, 4, 6, 8, 10, 16};
 constexpr int BAT_MAX = 16;
 int bat_tt(int tt) {
     for (int v : BAT_TT)
@@ -997,17 +797,14 @@ extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *
     for (int i = 0; i < nw; i++) {
         seg_t &s = a.seg[i];
         s.w = (const uint8_t *)w[i]->w;
-        s.scale = w[i]->scale;
         s.ch = w[i]->ch;
-        s.gdiv = w[i]->gdiv;
         s.n = w[i]->n;
         s.row_bytes = (unsigned)w[i]->row_bytes;
-        s.scale_stride = (unsigned)(kp / 16);
         s.groups = geglu ? w[i]->n : (w[i]->n + R - 1) / R;
         if (!geglu) groups += s.groups;
     }
     if (geglu) groups = w[0]->n;
-    /* T = 1, NVFP4 / FP8: the persistent decode kernel (G4_CUDA_GEMV_DEC=0: the generic one;
+    /* T = 1, FP8: the persistent decode kernel (G4_CUDA_GEMV_DEC=0: the generic one;
      * G4_CUDA_GEMV_U=1/2/4: pieces in flight per row and lane, default 4) */
     read_env();
     if (dec_on && T == 1 && fmt == CU_FP8) {
@@ -1018,8 +815,8 @@ extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *
         for (int i = 0; i < nw; i++) a.seg[i].y = y[i];
         return launch_dec_f<CU_FP8>(a, smem_row, stream, geglu, dec_u);
     }
-    /* 2 <= T, NVFP4 / FP8 / BF16: the batched decode kernel, passes of <= 16 rows (fewer when the
-     * rows of x do not fit in shared memory: K = 15360 NVFP4/FP8 -> 3 rows), balanced so that
+    /* 2 <= T, FP8 / BF16: the batched decode kernel, passes of <= 16 rows (fewer when the
+     * rows of x do not fit in shared memory: K = 15360 FP8 -> 3 rows), balanced so that
      * every weight is read ceil(T / cap) times per call (G4_CUDA_GEMV_BAT=0: the generic kernel) */
     if (bat_on && T >= 2 && (fmt == CU_FP8 || fmt == CU_BF16)) {
         const size_t cap_smem = (size_t)smem_optin() / smem_row;
@@ -1048,8 +845,8 @@ extern "C" int cu_gemv(const float *x, int T, const cu_weight *const *w, float *
         }
     }
     /* Split K over more warps until the grid has ~6 blocks per SM: OFF by default since it
-     * measured slower on the H200 (docs/PERF.md: every block restages all of x, and the NVFP4
-     * kernel is issue-bound, not short of loads in flight); G4_CUDA_GEMV_SPLIT=1 turns it on. */
+     * measured slower on the H200 (docs/PERF.md: every block restages all of x, and the kernel
+     * was issue-bound, not short of loads in flight); G4_CUDA_GEMV_SPLIT=1 turns it on. */
     static int sms = 0, split_on = -1;
     if (split_on < 0) {
         const char *e = getenv("G4_CUDA_GEMV_SPLIT");

@@ -57,7 +57,7 @@ struct tc_args {
                     with 2, each part adds its sum into y (zeroed by the launcher): a + b in either
                     order is the same float, so the result stays deterministic */
     int cpp;     /* chunks per part, ceil(nch / ks) */
-    int kp, k;
+    int k;
     const float *x;   /* [T, k] */
     int T;            /* rows of x in this pass (<= NT) */
 };
@@ -184,7 +184,7 @@ __device__ __forceinline__ void tc_compute(const uint8_t *xs, size_t pstride, co
 }
 
 /* smem: B planes, the per-warp rings, the reduction buffers, per-token x scales */
-template <int NT, int NC, int S> __host__ __device__ constexpr size_t tc_ring_bytes() { return (size_t)TW * S * NC * STAGE; }
+template <int NC, int S> __host__ __device__ constexpr size_t tc_ring_bytes() { return (size_t)TW * S * NC * STAGE; }
 template <int NT, int NC> __host__ __device__ constexpr size_t tc_red_bytes() {
     return (size_t)2 * TW * NT * NC * 16 * sizeof(float) + 16 * sizeof(float);
 }
@@ -197,7 +197,7 @@ __global__ void __launch_bounds__(TW * 32, 3) k_gemv_tc(const tc_args a) {
     uint8_t *xs = reinterpret_cast<uint8_t *>(smem_tc);
     const size_t pstride = (size_t)a.cpp * TC_KCH * 2 + 16;
     uint8_t *ring_all = xs + 2 * NT * pstride;
-    float *red = reinterpret_cast<float *>(ring_all + tc_ring_bytes<NT, NC, S>());
+    float *red = reinterpret_cast<float *>(ring_all + tc_ring_bytes<NC, S>());
     float *xinv = red + 2 * RED;   /* [NT] 1 / x scale, [8 + NT] per-warp maxima scratch below */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
     uint8_t *ring = ring_all + (size_t)warp * S * NC * STAGE;
@@ -359,7 +359,7 @@ int g_sms = 0, g_optin = 0;
 template <int NC> constexpr int nstage() { return NC == 2 ? 8 : 12; }
 
 template <int NT, int NC> size_t tc_smem(int cpp) {
-    return (size_t)2 * NT * ((size_t)cpp * TC_KCH * 2 + 16) + tc_ring_bytes<NT, NC, nstage<NC>()>() +
+    return (size_t)2 * NT * ((size_t)cpp * TC_KCH * 2 + 16) + tc_ring_bytes<NC, nstage<NC>()>() +
            tc_red_bytes<NT, NC>();
 }
 
@@ -445,22 +445,10 @@ extern "C" int cu_gemv_tc(const float *x, int T, const cu_weight *const *w, floa
         if (cudaDeviceGetAttribute(&g_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) != cudaSuccess)
             g_optin = 48 * 1024;
     }
-    const int kp = (int)tc_kp((size_t)w[0]->k);
-    /* rows of x per pass: 4, else 2, else 1, by what fits in shared memory (K = 15360: 2) */
     tc_args a = {};
-    int tiles = 0;
-    for (int i = 0; i < (geglu ? 1 : nw); i++) tiles += (int)(tc_np((size_t)w[i]->n) / TC_ROWS);
-    /* two K parts when the tiles alone would leave the SMs short of blocks (o, down: 240 tiles) */
-    a.nch = kp / TC_KCH;
-    a.ks = !geglu && tiles < 2 * g_sms && a.nch >= 2 * TW ? 2 : 1;
-    a.cpp = (a.nch + a.ks - 1) / a.ks;
-    int nt = T >= 3 ? 4 : T;
-    while (nt > 1 && tc_smem_rt(nt, a.cpp, geglu) > (size_t)g_optin) nt /= 2;
-    if (tc_smem_rt(nt, a.cpp, geglu) > (size_t)g_optin) return (int)cudaErrorInvalidValue;
     a.nseg = nw;
-    a.kp = kp;
     a.k = w[0]->k;
-    a.tiles = 0;
+    a.nch = (int)(tc_kp((size_t)a.k) / TC_KCH);
     for (int i = 0; i < nw; i++) {
         tc_seg &s = a.seg[i];
         s.w = (const uint8_t *)w[i]->w;
@@ -470,6 +458,13 @@ extern "C" int cu_gemv_tc(const float *x, int T, const cu_weight *const *w, floa
         s.mul = 0x1p14f / w[i]->gdiv;
         if (!geglu || i == 0) a.tiles += s.tiles;
     }
+    /* two K parts when the tiles alone would leave the SMs short of blocks (o, down: 240 tiles) */
+    a.ks = !geglu && a.tiles < 2 * g_sms && a.nch >= 2 * TW ? 2 : 1;
+    a.cpp = (a.nch + a.ks - 1) / a.ks;
+    /* rows of x per pass: 4, else 2, else 1, by what fits in shared memory (K = 15360: 2) */
+    int nt = T >= 3 ? 4 : T;
+    while (nt > 1 && tc_smem_rt(nt, a.cpp, geglu) > (size_t)g_optin) nt /= 2;
+    if (tc_smem_rt(nt, a.cpp, geglu) > (size_t)g_optin) return (int)cudaErrorInvalidValue;
     for (int t0 = 0; t0 < T; t0 += nt) {
         a.x = x + (size_t)t0 * a.k;
         a.T = T - t0 < nt ? T - t0 : nt;
