@@ -5,20 +5,12 @@
 # Steps (each bounded): CUDA op tests + parity, multimodal parity on CUDA, 12B NVFP4A16 synth,
 # g4 bench (1k prompt), media TTFT (280-token image, 30 s audio), then g4 serve + bench_serve.py
 # at 1/8/32/64 streams (512-token prompts, 256-token outputs). Logs under $OUT.
-OUT=${OUT:-/tmp/g4-gpu-out}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$PWD/.devlibs:$LD_LIBRARY_PATH
-B=.devbin
+. tools/device_env.sh
 M=/tmp/g4-12b
 nvidia-smi -L > "$OUT/smi.txt" 2>&1; cat "$OUT/smi.txt"
 timeout 120 $B/g4-tests cuda_ > "$OUT/cuda_tests.log" 2>&1; echo "cuda tests rc=$? $(tail -1 "$OUT/cuda_tests.log")"
 grep -E "^FAIL|worst|:[0-9]+: " "$OUT/cuda_tests.log" | head -20
-# G4_SHARED: synth converts the Gemma 3 tokenizer at $G4_SHARED/data/gemma3-tokenizer to Gemma 4 names
-# (carried gzipped to fit the 64 MiB transfer limit)
-mkdir -p /tmp/g4shared/data/gemma3-tokenizer
-gunzip -c .devshared/tokenizer.json.gz > /tmp/g4shared/data/gemma3-tokenizer/tokenizer.json
-G4_SHARED=/tmp/g4shared timeout 150 $B/g4 synth $M --preset gemma-4-12b --format nvfp4a16 --threads 16 \
-  > "$OUT/synth.log" 2>&1; echo "synth rc=$? $(tail -1 "$OUT/synth.log")"
+synth_12b $M
 timeout 60 $B/g4 bench $M --json --device cuda --prompt 1024 --gen 64 > "$OUT/bench.json" 2>&1; echo "bench rc=$?"; cat "$OUT/bench.json"
 timeout 60 $B/g4 bench $M --json --device cuda --image tests/fixtures/media/images/large_640x480.jpg \
   --audio .devshared/audio30.wav > "$OUT/bench_media.json" 2>&1; echo "media rc=$?"; cat "$OUT/bench_media.json"

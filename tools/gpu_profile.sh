@@ -6,9 +6,7 @@
 # kernel, so durations are per kernel, HBM-cold, without PDL overlap); 4) ncu detail sections on
 # a few decode GEMVs. Output under $OUT.
 OUT=${OUT:-/tmp/g4-prof-out}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$PWD/.devlibs:$LD_LIBRARY_PATH
-B=.devbin
+. tools/device_env.sh
 M=/tmp/g4-12b
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,driver_version --format=csv > "$OUT/smi.txt" 2>&1; cat "$OUT/smi.txt"
 if [ -x $B/g4-tests ]; then
@@ -17,10 +15,7 @@ if [ -x $B/g4-tests ]; then
 fi
 [ -x $B/bench_cuda_gemv ] && timeout 60 $B/bench_cuda_gemv > "$OUT/gemv.jsonl" 2>&1; echo "gemv rc=$?"
 cat "$OUT/gemv.jsonl"
-mkdir -p /tmp/g4shared/data/gemma3-tokenizer
-gunzip -c .devshared/tokenizer.json.gz > /tmp/g4shared/data/gemma3-tokenizer/tokenizer.json
-[ -f $M/config.json ] || G4_SHARED=/tmp/g4shared timeout 150 $B/g4 synth $M --preset gemma-4-12b --format nvfp4a16 \
-  --threads 16 > "$OUT/synth.log" 2>&1; echo "synth rc=$?"
+synth_12b $M
 timeout 60 $B/g4 bench $M --json --device cuda --prompt-len ${PL:-1024} --gen 64 > "$OUT/bench.json" 2>&1; echo "bench rc=$?"; cat "$OUT/bench.json"
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 timeout 120 $NCU --clock-control none --kernel-name regex:${KREGEX:-k_gemv_tc} --launch-skip 8 --launch-count 4 \

@@ -1,0 +1,18 @@
+# device_env.sh - sourced by the device scripts (gpu_bench_all.sh, gpu_profile.sh, gpu_final_check.sh):
+# binaries built on the dev machine in .devbin/, their media libraries in .devlibs/, the Gemma 3
+# tokenizer gzipped in .devshared/ (all git-excluded, carried by the device call; 64 MiB in all).
+OUT=${OUT:-/tmp/g4-gpu-out}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH=$PWD/.devlibs:$LD_LIBRARY_PATH
+B=.devbin
+
+# synth_12b DIR: the synthetic 12B NVFP4A16 checkpoint at DIR, unless one is there already.
+# G4_SHARED: synth converts the Gemma 3 tokenizer at $G4_SHARED/data/gemma3-tokenizer to Gemma 4 names.
+synth_12b() {
+  [ -f "$1/config.json" ] && return 0
+  mkdir -p /tmp/g4shared/data/gemma3-tokenizer
+  gunzip -c .devshared/tokenizer.json.gz > /tmp/g4shared/data/gemma3-tokenizer/tokenizer.json
+  G4_SHARED=/tmp/g4shared timeout 150 $B/g4 synth "$1" --preset gemma-4-12b --format nvfp4a16 --threads 16 \
+    > "$OUT/synth.log" 2>&1
+  echo "synth rc=$? $(tail -1 "$OUT/synth.log")"
+}
