@@ -25,7 +25,36 @@ typedef struct {
     int k, nw, geglu, n[3];
 } shape;
 
-int main(void) {
+static int cmp_u64(const void *a, const void *b) {
+    unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* --trace: the phase times of every warp of the last NVFP4 launch of a replay (gemv_tc.cu
+ * cu_gemv_tc_trace), as percentiles in us from the earliest warp entry of that launch */
+static void print_trace(const char *what, int T, const unsigned long long *tr, int nw) {
+    unsigned long long t0 = ~0ull, *v = malloc((size_t)nw * sizeof *v);
+    int n = 0;
+    for (int w = 0; w < nw; w++)
+        if (tr[w * 8 + 4] && tr[w * 8] < t0) t0 = tr[w * 8];
+    printf("{\"trace\":\"%s\",\"T\":%d", what, T);
+    const char *names[8] = {"entry", "pdl_wait_done", "x_loaded", "x_max_synced", "x_staged", "main_end", "end", "fixup"};
+    const int idx[8] = {0, 2, 1, 7, 3, 5, 4, 6};
+    for (int p = 0; p < 8; p++) {
+        n = 0;
+        for (int w = 0; w < nw; w++)
+            if (tr[w * 8 + 4]) v[n++] = idx[p] == 6 ? tr[w * 8 + idx[p]] : tr[w * 8 + idx[p]] - t0;
+        if (!n) break;
+        qsort(v, (size_t)n, sizeof *v, cmp_u64);
+        printf(",\"%s_us\":[%.2f,%.2f,%.2f,%.2f]", names[p], v[0] * 1e-3, v[n / 10] * 1e-3, v[n / 2] * 1e-3,
+               v[n - 1] * 1e-3);
+    }
+    printf(",\"warps\":%d}\n", n);
+    free(v);
+}
+
+int main(int argc, char **argv) {
+    const int trace = argc > 1 && !strcmp(argv[1], "--trace");
     char name[256];
     int sms = 0;
     size_t mem = 0;
@@ -58,6 +87,18 @@ int main(void) {
     for (int i = 0; i < 16384; i++) hx[i] = 1e-3f;
     for (int o = 0; o < 4; o++) cu_memcpy_h2d(ch + o * 16384, hx, 16384 * 4, st);
     cu_sync(st);
+    if (cu_gemv_tc_prepare()) {
+        fprintf(stderr, "cu_gemv_tc_prepare failed\n");
+        return 1;
+    }
+    /* --trace: the probe on for every NVFP4 launch (a few stores per warp) */
+    void *tb = NULL;
+    unsigned long long *ht = NULL;
+    if (trace) {
+        ht = calloc((size_t)sms * 16 * 8, sizeof *ht);
+        if (!ht || cu_malloc(&tb, (size_t)sms * 16 * 8 * sizeof *ht)) return 1;
+        cu_gemv_tc_trace(tb);
+    }
     const shape shapes[] = {
         {"qkv 3840->4096+2048+2048", 3840, 3, 0, {4096, 2048, 2048}},
         {"o 4096->3840", 4096, 1, 0, {3840}},
@@ -125,7 +166,11 @@ int main(void) {
                     double t = (now_s() - t0) / LAUNCHES;
                     if (r > 0 && t < best) best = t;
                 }
-                cu_graph_destroy(exec);
+                if (tb && fmts[f] == CU_NVFP4) {   /* the last launch of the last replay */
+                    cu_memcpy_d2h(ht, tb, (size_t)sms * 16 * 8 * sizeof *ht, st);
+                    print_trace(S->name, T, ht, sms * 16);
+                }
+                if (exec) cu_graph_destroy(exec);
                 printf("{\"fmt\":\"%s\",\"shape\":\"%s\",\"kernel\":\"%s\",\"u\":%d,\"T\":%d,\"us\":%.2f,"
                        "\"gbs\":%.0f}\n",
                        fmts[f] == CU_NVFP4 ? "nvfp4" : "fp8", S->name,

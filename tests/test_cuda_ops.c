@@ -310,6 +310,38 @@ TEST(cuda_fused_matmuls) {
         }
 }
 
+/* NVFP4 shapes big enough that the tensor-core kernel's warps get more than one tile each
+ * (gemv_tc.cu: shares of ~2-6 items of 2 chunks): tiles finished by one warp, tiles split between
+ * warps (the counter / slot fix-up), and q/k/v segment ends inside a share; each row of a batch
+ * bit-identical to the row alone (the partition does not depend on T). */
+TEST(cuda_nvfp4_shares) {
+    NEED_GPU();
+    batched_matmul(CKPT_NVFP4, 100003, 128, 3);
+    batched_matmul(CKPT_NVFP4, 60001, 192, 5);
+    const int K = 128, T = 2, nq = 20000, nk = 7001, nv = 9003, nh = 30001;
+    wt wq = make_w(CKPT_NVFP4, nq, K), wk = make_w(CKPT_NVFP4, nk, K), wv = make_w(CKPT_NVFP4, nv, K);
+    wt wg = make_w(CKPT_NVFP4, nh, K), wu = make_w(CKPT_NVFP4, nh, K);
+    float *x = rand_f((size_t)T * K, 1.0f);
+    const size_t n0 = (size_t)T * nq, n1 = (size_t)T * nk, n2 = (size_t)T * nv, n3 = (size_t)T * nh;
+    float *r0 = malloc(n0 * 4), *r1 = malloc(n1 * 4), *r2 = malloc(n2 * 4), *r3 = malloc(n3 * 4), *rsc = malloc(n3 * 4);
+    g4_error err = {0};
+    REQUIRE(g_cpu->matmul3(g_cpu, r0, r1, r2, x, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
+    REQUIRE(g_cpu->matmul_geglu(g_cpu, r3, rsc, x, T, &wg.l, &wu.l, &err) == G4_OK);
+    dbuf dx = dnew((size_t)T * K, x), d0 = dnew(n0, NULL), d1 = dnew(n1, NULL), d2 = dnew(n2, NULL);
+    dbuf d3 = dnew(n3, NULL), ds = dnew(n3, NULL);
+    CHECK(g_cu->matmul3(g_cu, d0.p, d1.p, d2.p, dx.p, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
+    CHECK(g_cu->matmul_geglu(g_cu, d3.p, ds.p, dx.p, T, &wg.l, &wu.l, &err) == G4_OK);
+    float *g0 = dget(d0, "shares q"), *g1 = dget(d1, "shares k"), *g2 = dget(d2, "shares v"), *g3 = dget(d3, "shares geglu");
+    cmp("shares q", g0, r0, n0, 2e-5);
+    cmp("shares k", g1, r1, n1, 2e-5);
+    cmp("shares v", g2, r2, n2, 2e-5);
+    cmp("shares geglu", g3, r3, n3, 2e-5);
+    free(dget(ds, "shares scratch"));
+    free(dget(dx, "x"));
+    free(g0), free(g1), free(g2), free(g3), free(r0), free(r1), free(r2), free(r3), free(rsc), free(x);
+    free_w(&wq), free_w(&wk), free_w(&wv), free_w(&wg), free_w(&wu);
+}
+
 TEST(cuda_norms_and_elementwise) {
     NEED_GPU();
     g4_error err = {0};

@@ -20,7 +20,7 @@ timeout 60 $B/g4 bench $M --json --device cuda --prompt-len ${PL:-1024} --gen 64
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 timeout 120 $NCU --clock-control none --kernel-name regex:${KREGEX:-k_gemv_tc} --launch-skip 8 --launch-count 4 \
   --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis \
-  --section LaunchStats --section Occupancy $B/g4 bench $M --device cuda --prompt-len 1 --gen 2 > "$OUT/ncu_gemv.txt" 2>&1
+  --section LaunchStats --section Occupancy --section InstructionStats $B/g4 bench $M --device cuda --prompt-len 1 --gen 2 > "$OUT/ncu_gemv.txt" 2>&1
 echo "ncu gemv rc=$?"
 [ -n "$SKIP_ALL" ] || timeout 240 $NCU --clock-control none --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__grid_size,launch__registers_per_thread \
   --csv $B/g4 bench $M --device cuda --prompt-len 16 --gen 3 > "$OUT/ncu_all.csv" 2> "$OUT/ncu_all.err"

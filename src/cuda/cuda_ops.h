@@ -79,6 +79,11 @@ void cu_gemv_config_batched(int on);
 
 /* ---- gemv_tc.cu: NVFP4 products on the tensor cores (T rows of x, passes of <= 4) ---- */
 int cu_gemv_tc(const float *x, int T, const cu_weight *const *w, float *const *y, int nw, int geglu, void *stream);
+/* Allocate the kernel's split-tile scratch (~2 MB) now: cu_gemv_tc cannot inside a graph capture.
+ * cu_nvfp4_to_tc does it too (every loaded NVFP4 weight passes there first). */
+int cu_gemv_tc_prepare(void);
+/* bench probe: per-warp phase times into the device buffer buf (NULL: off; see gemv_tc.cu) */
+void cu_gemv_tc_trace(void *buf);
 /* Repack device row-major NVFP4 codes [n, k/2] + E4M3 scales [n, k/16] into the tile layout
  * (dst_codes: tc_code_bytes(n, k), dst_scales: tc_scale_bytes(n, k); tc_layout.h). k % 16 == 0. */
 int cu_nvfp4_to_tc(const uint8_t *codes, const uint8_t *scales, int n, int k, uint8_t *dst_codes,

@@ -2,35 +2,40 @@
  * T <= 4 rows of x per pass, W in the tile layout of tc_layout.h (made at load by
  * cu_nvfp4_to_tc below), and that layout's repacking kernel.
  *
- * Why: the CUDA-core decode GEMV (gemv.cu k_gemv_dec) spent ~5 instructions per weight (15 for
- * the E2M1 decode of 8 codes, 8 dependent FMAs, scales, loop) and reached 1.3-2.0 TB/s with 4
- * warps per scheduler stalled on dependencies (ncu, H200). Here 8 weights cost 11 integer ops
- * (tc_decode), 4 HMUL2 (group scale) and 1/1 of an MMA issue per lane: about half the issue
- * slots, and the FMAs leave the dependent chains.
+ * Arithmetic. Per k16 step and 16-row tile: A = 16 x 16 weights as f16, e2m1 * 2^-14 (tc_decode)
+ * times the group scale (E4M3 -> f16 by cvt.rn.f16x2.e4m3x2): both factors and the product are
+ * exact in f16 (<= 6 significant bits, >= 2^-24, the subnormal spacing). B = 16 x 8: column 2t
+ * holds x_t * 2^s_t rounded to f16 ("hi"), column 2t+1 the f16 of the remainder ("lo"),
+ * t < T <= 4, other columns zero; s_t (per row of x, per call) puts max |x_t| in [2^13, 2^14), so
+ * x is carried to ~22 bits of its largest element and the products are exact in the fp32
+ * accumulator. D += A B; y = (D[., 2t] + D[., 2t+1]) * 2^14 * 2^-s_t / gdiv. (A fixed 2^-8 put
+ * small activations into the f16 subnormals: 2e-2 logit error on tiny-a.)
  *
- * Per k16 step and 16-row tile: A = 16 x 16 weights as f16, e2m1 * 2^-14 (tc_decode) times the
- * group scale (E4M3 -> f16 by cvt.rn.f16x2.e4m3x2): both factors and the product are exact in
- * f16 (<= 6 significant bits, >= 2^-24, the subnormal spacing). B = 16 x 8: column 2t holds
- * x_t * 2^s_t rounded to f16 ("hi"), column 2t+1 the f16 of the remainder ("lo"), t < T <= 4,
- * other columns zero; s_t (per row of x, per call) puts max |x_t| in [2^13, 2^14), so x is
- * carried to ~22 bits of its largest element and the products are exact in the fp32
- * accumulator. D += A B over the whole K; y = (D[., 2t] + D[., 2t+1]) * 2^14 * 2^-s_t / gdiv.
- * (A fixed 2^-8 put small activations into the f16 subnormals: 2e-2 logit error on tiny-a.)
+ * Work split ("stream-K"). The items of a call are its (tile, chunk) pairs, chunk = 64 columns
+ * of a 16-row tile (512 code bytes + 64 scale bytes), in tile-major order over the segments -
+ * which is also their order in memory within a segment. Every warp of the grid (nwarp of them,
+ * fixed per shape: one block of TW warps per SM, never more warps than items) takes one
+ * contiguous share of the items, so every warp streams the same number of bytes (+-1 chunk) from
+ * one address range. (Whole tiles per block, the previous split, left most SMs idle for the last
+ * round: 240 or 512 tiles over 264-396 blocks, 0.93-1.55 TB/s on o / qkv, H200.)
+ * A tile inside one share is finished by its warp. A tile split between shares is finished by
+ * the last of its warps to arrive: each writes its partial 16 x T sums to a scratch slot, then
+ * counts itself in the tile's counter (acq_rel atomic); the last one adds the slots in warp
+ * order (deterministic: the same sums in the same order whatever the timing) and resets the
+ * counter. The partition depends on the shape only, not on T: a row gives the same bits in any
+ * batch.
  *
- * Mapping: block = 8 warps, one 16-row tile at a time (GEGLU: the gate tile and the up tile of
- * the same rows, two accumulators), persistent over tiles (tile += gridDim.x) so that x is
- * staged once per block. The warps split K: warp w takes the 64-column chunks w, w + 8, ...
- * Loads: each warp streams its (tile, chunk) walk through a ring of NSTAGE shared-memory stages
- * with cp.async (16 bytes per lane of codes, 4 lanes x 16 bytes of scales per chunk), NSTAGE - 1
- * chunks ahead, across tile boundaries: the loads in flight cost no registers (a register
- * double buffer with 4 chunks ahead measured 1.2-2.2 TB/s: too few bytes in flight per SM) and
- * the first stages are issued before griddepcontrol.wait (weights do not depend on the
- * previous kernel). Partial tiles are summed over the warps in shared memory (double-buffered
- * by tile parity: one barrier per tile), then the epilogue (scales, GEGLU) writes 16 x T outputs.
- * Shared memory: 2T planes (hi, lo per row of x) of kp f16 in B-fragment order (lane (g, q)
- * reads the 32 bytes of its 4 steps of a chunk at ((c * 4 + q) * 4) * 8: halves k = 2q, 2q+1,
- * 2q+8, 2q+9 of each step), planes 16 bytes apart mod 128 so that the two planes of a token
- * hit different banks; then the rings, the reduction buffers and the per-row x scales. */
+ * Loads: each warp streams its share through a ring of NS stages of U items in shared memory,
+ * one bulk copy (cp.async.bulk, the TMA engine) per stage for the codes and one for the scales
+ * of each weight, completion counted on the stage's mbarrier: lane 0 issues 2-4 instructions
+ * per stage where per-lane 16-byte cp.async cost ~25 per item (ncu, H200: the bookkeeping was
+ * ~40 % of the kernel's instructions). The first NS - 1 stages are issued before
+ * griddepcontrol.wait (weights do not depend on the previous kernel).
+ * x: every block stages all of x once as 2T f16 planes (hi, lo per row) of kp values in
+ * B-fragment order: lane (g, q) reads the 32 bytes of its 4 steps of chunk c at (c * 4 + q) * 32
+ * (halves k = 2q, 2q+1, 2q+8, 2q+9 of each step); planes 16 bytes apart mod 128 so that the two
+ * planes of a row hit different banks. One pass: each thread keeps its values in registers
+ * between the block max and the conversion (two passes over L2 cost ~1 us more per call). */
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/tc_layout.h"
@@ -39,7 +44,9 @@
 
 namespace {
 
-constexpr int TW = 8;   /* warps per block */
+constexpr int TW = 16;   /* warps per block, one block per SM */
+constexpr int RU = 4;    /* x staging: units (16 values of a row) per thread, at most */
+constexpr int MAX_NT = 4, MAX_TILES = 1 << 16;
 
 struct tc_seg {
     const uint8_t *w, *s;
@@ -51,16 +58,31 @@ struct tc_seg {
 struct tc_args {
     tc_seg seg[3];
     int nseg;
-    int tiles;   /* row tiles over all segments (GEGLU: of the gate) */
-    int nch;     /* kp / 64 */
-    int ks;      /* K parts (1 or 2): block b takes part b % ks of the tiles b / ks, += gridDim.x / ks;
-                    with 2, each part adds its sum into y (zeroed by the launcher): a + b in either
-                    order is the same float, so the result stays deterministic */
-    int cpp;     /* chunks per part, ceil(nch / ks) */
+    int tiles;          /* row tiles over all segments (GEGLU: of the gate) */
+    int nch;            /* kp / 64 */
     int k;
-    const float *x;   /* [T, k] */
-    int T;            /* rows of x in this pass (<= NT) */
+    int items;          /* tiles * nch */
+    int nwarp;          /* warps with a share (<= gridDim.x * TW, <= items) */
+    int base, rem;      /* items = base * nwarp + rem: warps w < rem take base + 1 items, the others base */
+    const float *x;     /* [T, k] */
+    int T;              /* rows of x in this pass (<= NT) */
+    float *part;        /* [nwarp][2 slots][NC][NT][16] partial sums of split tiles */
+    int *cnt;           /* [tiles] arrivals at split tiles; zero between calls */
+    unsigned long long *trace;   /* NULL, or [gridDim.x * TW][8] phase times (cu_gemv_tc_trace) */
 };
+
+__device__ __forceinline__ unsigned long long gtime() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+/* first item of warp w's share, and the warp whose share holds item x */
+__device__ __forceinline__ int share_start(const tc_args &a, int w) { return w * a.base + (w < a.rem ? w : a.rem); }
+__device__ __forceinline__ int share_of(const tc_args &a, int x) {
+    const int big = a.rem * (a.base + 1);
+    return x < big ? x / (a.base + 1) : a.rem + (x - big) / a.base;
+}
 
 /* two E4M3 scales (bytes 0, 1 of the 16-bit half h of v) -> f16x2 (lo = byte 0) */
 __device__ __forceinline__ void e4m3x4_to_f16x2(uint32_t v, uint32_t &s01, uint32_t &s23) {
@@ -88,84 +110,91 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* segment and tile within it of the global tile t */
-template <bool GEGLU> __device__ __forceinline__ int tc_seg_of(const tc_args &a, int &t) {
-    int si = 0;
-    if (!GEGLU) {
-        while (si + 1 < a.nseg && t >= a.seg[si].tiles) {
-            t -= a.seg[si].tiles;
-            si++;
-        }
-    }
-    return si;
+/* ---- mbarrier + bulk copy (sm_90): addresses are 32-bit shared-window addresses ---- */
+__device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(uint32_t bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bulk_g2s(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar)
+                 : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    asm volatile("{ .reg .pred p;\n\t"
+                 "TC_WAIT_%=:\n\t"
+                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n\t"
+                 "@!p bra TC_WAIT_%=;\n\t}" ::"r"(bar),
+                 "r"(parity)
+                 : "memory");
 }
 
-template <bool GEGLU, int NC>
-__device__ __forceinline__ void tc_ptrs(const tc_args &a, int t, const uint8_t *(&wp)[NC], const uint8_t *(&sp)[NC]) {
-    const int si = tc_seg_of<GEGLU>(a, t);
-#pragma unroll
-    for (int c = 0; c < NC; c++) {
-        const tc_seg &S = a.seg[GEGLU ? c : si];
-        wp[c] = S.w + (size_t)t * a.nch * TC_CHUNK_BYTES;
-        sp[c] = S.s + (size_t)t * a.nch * TC_SCALE_BYTES;
-    }
-}
+constexpr int STAGE = TC_CHUNK_BYTES + TC_SCALE_BYTES;   /* one item of one weight: codes, then scales */
 
-__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
-    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
-
-constexpr int STAGE = TC_CHUNK_BYTES + TC_SCALE_BYTES;   /* one chunk of one weight: codes, then scales */
-
-/* The warp's load cursor: item n = chunk li of its kt-th tile (tile = blockIdx.x + kt * gridDim.x),
- * chunk index warp + TW * li; pointers recomputed only when the tile changes. */
-template <bool GEGLU, int NC> struct tc_cursor {
-    int li, tile;
+/* Lane 0's load cursor: the next item to copy and its code / scale addresses in each weight
+ * (GEGLU: gate and up, same offsets); re-located where a segment ends (qkv: twice per call).
+ * Stage layout, per weight h at h * U * STAGE: the U items' codes (U x 512 bytes), then their
+ * scales (U x 64 bytes) - the same order as in global memory, so one copy each. */
+template <bool GEGLU, int NC, int U> struct tc_cursor {
+    int it, seg_end;
     const uint8_t *wp[NC], *sp[NC];
-    int c0;   /* first chunk of this block's K part */
-    __device__ __forceinline__ void start(const tc_args &a) {
-        li = 0;
-        tile = blockIdx.x / a.ks;
-        c0 = (blockIdx.x % a.ks) * a.cpp;
-        if (tile < a.tiles) tc_ptrs<GEGLU, NC>(a, tile, wp, sp);
-    }
-    __device__ __forceinline__ void next(const tc_args &a, int m) {
-        if (++li == m) {
-            li = 0;
-            tile += gridDim.x / a.ks;
-            if (tile < a.tiles) tc_ptrs<GEGLU, NC>(a, tile, wp, sp);
-        }
-    }
-    /* copy the current item into ring stage st */
-    __device__ __forceinline__ void issue(uint8_t *st, int warp, int lane) const {
-        const size_t c = (size_t)(c0 + warp + TW * li);
+    __device__ __forceinline__ void locate(const tc_args &a, int i) {
+        it = i;
+        int si = 0, first = 0;
+        if (!GEGLU)
+            while (si + 1 < a.nseg && i >= first + a.seg[si].tiles * a.nch) {
+                first += a.seg[si].tiles * a.nch;
+                si++;
+            }
+        seg_end = first + a.seg[si].tiles * a.nch;
 #pragma unroll
         for (int h = 0; h < NC; h++) {
-            cp_async16(st + h * STAGE + lane * 16, wp[h] + c * TC_CHUNK_BYTES + lane * 16);
-            if (lane < 4) cp_async16(st + h * STAGE + TC_CHUNK_BYTES + lane * 16, sp[h] + c * TC_SCALE_BYTES + lane * 16);
+            const tc_seg &S = a.seg[GEGLU ? h : si];
+            wp[h] = S.w + (size_t)(i - first) * TC_CHUNK_BYTES;
+            sp[h] = S.s + (size_t)(i - first) * TC_SCALE_BYTES;
+        }
+    }
+    /* copy items [it, min(it + U, end)) into stage st, completion on bar */
+    __device__ __forceinline__ void fill(const tc_args &a, uint32_t st, uint32_t bar, int end) {
+        const int n = end - it < U ? end - it : U;
+        if (n <= 0) return;
+        mbar_expect_tx(bar, (uint32_t)(n * NC * STAGE));
+        for (int u = 0; u < n;) {
+            const int run = n - u < seg_end - it ? n - u : seg_end - it;
+#pragma unroll
+            for (int h = 0; h < NC; h++) {
+                bulk_g2s(st + h * U * STAGE + u * TC_CHUNK_BYTES, wp[h], run * TC_CHUNK_BYTES, bar);
+                bulk_g2s(st + h * U * STAGE + U * TC_CHUNK_BYTES + u * TC_SCALE_BYTES, sp[h], run * TC_SCALE_BYTES, bar);
+                wp[h] += run * TC_CHUNK_BYTES;
+                sp[h] += run * TC_SCALE_BYTES;
+            }
+            it += run;
+            u += run;
+            if (it == seg_end && it < end) locate(a, it);
         }
     }
 };
 
-/* one chunk c: codes and scales from ring stage st, x from the B planes */
-template <int NT, int NC>
-__device__ __forceinline__ void tc_compute(const uint8_t *xs, size_t pstride, const uint8_t *st, int c, int lane,
-                                           float (&acc)[NC][4]) {
-    const int g = lane >> 2, q = lane & 3;
-    uint4 b01 = make_uint4(0, 0, 0, 0), b23 = make_uint4(0, 0, 0, 0);
-    if (g < 2 * NT) {
-        const uint4 *bp = reinterpret_cast<const uint4 *>(xs + g * pstride + (size_t)(c * 4 + q) * 32);
-        b01 = bp[0];
-        b23 = bp[1];
-    }
+/* item u of a stage: codes and scales from the stage, x from the B planes at xb (this lane's 32
+ * bytes; lanes of the unused columns g >= 2T read 32 zero bytes, unpredicated). Step j adds into
+ * accumulator set j % NA: NA independent MMA chains (one chain of 4 dependent MMAs per item,
+ * ~30 cycles each, was the critical path of a warp: the stage waits measured ~0). */
+template <int NC> __host__ __device__ constexpr int n_acc() { return NC == 1 ? 4 : 2; }
+template <int NT, int NC, int U>
+__device__ __forceinline__ void tc_compute(const uint8_t *xb, const uint8_t *st, int u, int lane,
+                                           float (&acc)[NC][n_acc<NC>()][4]) {
+    constexpr int NA = n_acc<NC>();
+    const int g = lane >> 2;
+    const uint4 b01 = reinterpret_cast<const uint4 *>(xb)[0], b23 = reinterpret_cast<const uint4 *>(xb)[1];
     const uint32_t bb[8] = {b01.x, b01.y, b01.z, b01.w, b23.x, b23.y, b23.z, b23.w};
 #pragma unroll
     for (int h = 0; h < NC; h++) {
-        const uint4 cw = *reinterpret_cast<const uint4 *>(st + h * STAGE + lane * 16);
-        const uint2 cs = *reinterpret_cast<const uint2 *>(st + h * STAGE + TC_CHUNK_BYTES + g * 8);
+        const uint8_t *sh = st + h * U * STAGE;
+        const uint4 cw = *reinterpret_cast<const uint4 *>(sh + u * TC_CHUNK_BYTES + lane * 16);
+        const uint2 cs = *reinterpret_cast<const uint2 *>(sh + U * TC_CHUNK_BYTES + u * TC_SCALE_BYTES + g * 8);
         uint32_t s[4];
         e4m3x4_to_f16x2(cs.x, s[0], s[1]);
         e4m3x4_to_f16x2(cs.y, s[2], s[3]);
@@ -178,214 +207,367 @@ __device__ __forceinline__ void tc_compute(const uint8_t *xs, size_t pstride, co
             av[1] = hmul2_hi(av[1], s[j]);
             av[2] = hmul2_lo(av[2], s[j]);
             av[3] = hmul2_hi(av[3], s[j]);
-            mma16816(acc[h], av, bb[2 * j], bb[2 * j + 1]);
+            mma16816(acc[h][j % NA], av, bb[2 * j], bb[2 * j + 1]);
         }
     }
 }
 
-/* smem: B planes, the per-warp rings, the reduction buffers, per-token x scales */
-template <int NC, int S> __host__ __device__ constexpr size_t tc_ring_bytes() { return (size_t)TW * S * NC * STAGE; }
-template <int NT, int NC> __host__ __device__ constexpr size_t tc_red_bytes() {
-    return (size_t)2 * TW * NT * NC * 16 * sizeof(float) + 16 * sizeof(float);
+/* the accumulators' sums for rows g, g + 8 (c0 + c1 = row g, c2 + c3 = row g + 8, row q of x),
+ * in a fixed order, and the accumulators zeroed */
+template <int NC> __device__ __forceinline__ void tc_take(float (&acc)[NC][n_acc<NC>()][4], float (&v)[NC][2]) {
+#pragma unroll
+    for (int h = 0; h < NC; h++) {
+        v[h][0] = v[h][1] = 0.f;
+#pragma unroll
+        for (int a = 0; a < n_acc<NC>(); a++) {
+            v[h][0] += acc[h][a][0] + acc[h][a][1];
+            v[h][1] += acc[h][a][2] + acc[h][a][3];
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[h][a][e] = 0.f;
+        }
+    }
 }
 
-template <int NT, bool GEGLU, int S>
-__global__ void __launch_bounds__(TW * 32, 3) k_gemv_tc(const tc_args a) {
-    constexpr int NC = GEGLU ? 2 : 1;
-    constexpr int RED = TW * NT * NC * 16;   /* floats per reduction buffer */
-    extern __shared__ uint4 smem_tc[];
-    uint8_t *xs = reinterpret_cast<uint8_t *>(smem_tc);
-    const size_t pstride = (size_t)a.cpp * TC_KCH * 2 + 16;
-    uint8_t *ring_all = xs + 2 * NT * pstride;
-    float *red = reinterpret_cast<float *>(ring_all + tc_ring_bytes<NC, S>());
-    float *xinv = red + 2 * RED;   /* [NT] 1 / x scale, [8 + NT] per-warp maxima scratch below */
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
-    uint8_t *ring = ring_all + (size_t)warp * S * NC * STAGE;
-    const int part = blockIdx.x % a.ks, c0 = part * a.cpp, tstep = gridDim.x / a.ks;
-    const int ncp = (a.nch - c0 < a.cpp ? a.nch - c0 : a.cpp);   /* chunks of this part */
-    const int m = warp < ncp ? (ncp - warp + TW - 1) / TW : 0;     /* chunks of this warp per tile */
-    const int t0 = blockIdx.x / a.ks;
-    const int my_tiles = t0 < a.tiles ? (a.tiles - 1 - t0) / tstep + 1 : 0;
-    const int kb0 = c0 * TC_KCH, kend = (c0 + ncp) * TC_KCH < a.k ? (c0 + ncp) * TC_KCH : a.k;   /* x columns */
-    const int total = my_tiles * m;
-
-    /* weights do not depend on the previous kernel: start the ring before waiting for it */
-    tc_cursor<GEGLU, NC> cur;
-    cur.start(a);
-    int issued = 0;
-#pragma unroll
-    for (int n = 0; n < S - 1; n++) {
-        if (issued < total) {
-            cur.issue(ring + (size_t)n * NC * STAGE, warp, lane);
-            cur.next(a, m);
-            issued++;
+/* rows g and g + 8 of tile `tile`, row t of x: the final value from the fp32 sums v[h][0..1] */
+template <bool GEGLU, int NC>
+__device__ __forceinline__ void tc_store(const tc_args &a, int tile, int t, int g, const float (&v)[NC][2],
+                                         float xinv) {
+    int si = 0;
+    if (!GEGLU)
+        while (si + 1 < a.nseg && tile >= a.seg[si].tiles) {
+            tile -= a.seg[si].tiles;
+            si++;
         }
-        cp_commit();
-    }
-
-    pdl_wait();
-    /* x: per row t a power-of-two scale that puts max |x_t| in [2^13, 2^14) (f16 range, no
-     * subnormal hi parts for the large elements), then hi/lo f16 planes in B-fragment order.
-     * Unit v = (c * 4 + q) * 4 + j of row t = the 4 columns 64c + 16j + 2q + {0, 1, 8, 9}. */
-    /* Loads here are unrolled so that several are in flight per thread: a loop that waits for
-     * each L2 load before the next cost ~0.5 us per iteration (K = 15360: 15 iterations). */
-    {
-        const int k4 = (kend - kb0) / 4;   /* k % 16 == 0 */
-        float mx[NT];
+    const tc_seg &Sg = a.seg[si];
 #pragma unroll
-        for (int t = 0; t < NT; t++) {
-            mx[t] = 0.f;
-            if (t < a.T) {
-                const float4 *xr = reinterpret_cast<const float4 *>(a.x + (size_t)t * a.k + kb0);
-#pragma unroll 8
-                for (int i = threadIdx.x; i < k4; i += blockDim.x) {
-                    const float4 v = xr[i];
-                    mx[t] = fmaxf(mx[t], fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+    for (int r = 0; r < 2; r++) {
+        const int row = tile * 16 + g + 8 * r;
+        if (row >= Sg.n) continue;
+        float *y = Sg.y + (size_t)t * Sg.n + row;
+        if (GEGLU) *y = gelu_tanh(v[0][r] * xinv * Sg.mul) * (v[NC - 1][r] * xinv * a.seg[1].mul);
+        else *y = v[0][r] * xinv * Sg.mul;
+    }
+}
+
+/* A tile's part is done (whole: the tile was all ours: stored now, returns -1). Else the part
+ * goes to this warp's scratch slot (first: the tile is the first of the share: slot 0, else 1)
+ * and the warp counts itself in the tile's counter; returns the counter's old value in lane 0.
+ * The caller reads that value only in tc_complete, so a mid-share post does not wait for the
+ * atomic's round trip (~1 us under load): the main loop goes on meanwhile. */
+template <int NT, bool GEGLU, int NC>
+__device__ __forceinline__ int tc_post(const tc_args &a, int tile, bool whole, bool first, const float (&v)[NC][2],
+                                       const float *xinv, int gw, int lane) {
+    const int g = lane >> 2, q = lane & 3;
+    if (whole) {
+        if (q < a.T) tc_store<GEGLU, NC>(a, tile, q, g, v, xinv[q]);
+        return -1;
+    }
+    float *p = a.part + (size_t)(gw * 2 + (first ? 0 : 1)) * NC * NT * 16;
+    if (q < NT)
+#pragma unroll
+        for (int h = 0; h < NC; h++) {
+            p[(h * NT + q) * 16 + g] = v[h][0];
+            p[(h * NT + q) * 16 + g + 8] = v[h][1];
+        }
+    __syncwarp();   /* the lanes' stores happen before lane 0's release */
+    int old = 0;
+    if (lane == 0)
+        asm volatile("atom.add.acq_rel.gpu.s32 %0, [%1], 1;" : "=r"(old) : "l"(a.cnt + tile) : "memory");
+    return old;
+}
+
+/* After tc_post of a split tile: the last warp to arrive adds the slots in warp order (the tile
+ * is the first of every share but maybe wf's: slot 1 if wf began before it), 8 loads in flight
+ * at a time, stores the outputs and resets the counter. */
+template <int NT, bool GEGLU, int NC>
+__device__ __forceinline__ void tc_complete(const tc_args &a, int tile, int old0, const float *xinv, int lane) {
+    const int g = lane >> 2, q = lane & 3;
+    const int old = __shfl_sync(0xffffffffu, old0, 0);   /* lane 0's acquire before the lanes' loads */
+    const int wf = share_of(a, tile * a.nch), wl = share_of(a, (tile + 1) * a.nch - 1);
+    if (old != wl - wf) return;
+    if (q < a.T) {
+        float s[NC][2];
+#pragma unroll
+        for (int h = 0; h < NC; h++) s[h][0] = s[h][1] = 0.f;
+        const int ws0 = share_start(a, wf) >= tile * a.nch ? 0 : 1;
+        for (int w0 = wf; w0 <= wl; w0 += 8) {
+            float r[8][NC][2];
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                const int w = w0 + e;
+                const float *pw = a.part + (size_t)(w * 2 + (w == wf ? ws0 : 0)) * NC * NT * 16;
+#pragma unroll
+                for (int h = 0; h < NC; h++) {
+                    r[e][h][0] = w <= wl ? __ldcg(pw + (h * NT + q) * 16 + g) : 0.f;
+                    r[e][h][1] = w <= wl ? __ldcg(pw + (h * NT + q) * 16 + g + 8) : 0.f;
                 }
             }
-            mx[t] = warp_max(mx[t]);
-            if (lane == 0) red[warp * NT + t] = mx[t];
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+#pragma unroll
+                for (int h = 0; h < NC; h++)
+                    if (w0 + e <= wl) {
+                        s[h][0] += r[e][h][0];
+                        s[h][1] += r[e][h][1];
+                    }
+        }
+        tc_store<GEGLU, NC>(a, tile, q, g, s, xinv[q]);
+    }
+    if (lane == 0) a.cnt[tile] = 0;
+}
+
+/* smem: B planes, the per-warp rings, mbarriers, per-row x scales and per-warp maxima */
+template <int NC, int U, int NS> __host__ __device__ constexpr size_t tc_ring_bytes() {
+    return (size_t)TW * NS * NC * U * STAGE;
+}
+__host__ __device__ constexpr size_t tc_plane_bytes(int nch) { return (size_t)nch * TC_KCH * 2 + 16; }
+
+template <int NT, bool GEGLU, int U, int NS>
+__global__ void __launch_bounds__(TW * 32, 1) k_gemv_tc(const tc_args a) {
+    constexpr int NC = GEGLU ? 2 : 1;
+    constexpr int SB = NC * U * STAGE;   /* bytes per stage */
+    extern __shared__ uint4 smem_tc[];
+    uint8_t *xs = reinterpret_cast<uint8_t *>(smem_tc);
+    const size_t pstride = tc_plane_bytes(a.nch);
+    uint8_t *ring = xs + 2 * NT * pstride;
+    uint64_t *bars = reinterpret_cast<uint64_t *>(ring + tc_ring_bytes<NC, U, NS>());   /* [TW][NS] */
+    float *xinv = reinterpret_cast<float *>(bars + TW * NS);   /* [NT], then [TW][NT], then 32 zero bytes */
+    float *wmax = xinv + NT;
+    uint4 *zero32 = reinterpret_cast<uint4 *>(wmax + TW * NT + 4 - (TW * NT + NT) % 4);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+    ring += (size_t)warp * NS * SB;
+    const uint32_t ring_s = smem_addr(ring), bar_s = smem_addr(bars + warp * NS);
+    const int gw = blockIdx.x * TW + warp;
+    const bool active = gw < a.nwarp;
+    const int i0 = active ? share_start(a, gw) : 0, i1 = active ? share_start(a, gw + 1) : 0;
+    unsigned long long tr[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (a.trace) tr[0] = gtime();
+
+    /* weights do not depend on the previous kernel: start the ring before waiting for it */
+    tc_cursor<GEGLU, NC, U> cur;
+    if (lane == 0) {
+#pragma unroll
+        for (int s = 0; s < NS; s++) mbar_init(bar_s + 8 * s);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        cur.it = i1;
+        if (i0 < i1) cur.locate(a, i0);
+#pragma unroll
+        for (int s = 0; s < NS - 1; s++) cur.fill(a, ring_s + s * SB, bar_s + 8 * s, i1);
+    }
+    __syncwarp();
+    pdl_wait();
+    if (a.trace) tr[2] = gtime();
+
+    /* x: per row t a power-of-two scale that puts max |x_t| in [2^13, 2^14) (f16 range, no
+     * subnormal hi parts for the large elements), then the hi / lo planes. Thread unit
+     * (t, c, qq) = the 16 values of row t at columns 64c + 16j + 2qq + {0, 1, 8, 9}, j = 0..3,
+     * stored as 32 contiguous bytes per plane at (c * 4 + qq) * 32 (consecutive threads:
+     * consecutive 32 bytes, no bank conflicts; each float2 load of a warp fills whole 32-byte
+     * sectors). Columns >= k and rows >= T are zeros. The host keeps NT * nch * 4 <= RU * 512. */
+    {
+        const int units = a.nch * 4;
+        float f[RU][16];
+        float mx[NT];
+#pragma unroll
+        for (int t = 0; t < NT; t++) mx[t] = 0.f;
+#pragma unroll
+        for (int r = 0; r < RU; r++) {
+            const int u = threadIdx.x + r * TW * 32, t = u / units, cq = u - t * units, c = cq >> 2, qq = cq & 3;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int col = c * TC_KCH + 16 * j + 2 * qq;
+                float2 p0 = make_float2(0.f, 0.f), p1 = p0;
+                if (t < a.T && col < a.k) {
+                    const float *xr = a.x + (size_t)t * a.k + col;
+                    p0 = *reinterpret_cast<const float2 *>(xr);
+                    p1 = *reinterpret_cast<const float2 *>(xr + 8);
+                }
+                f[r][4 * j] = p0.x;
+                f[r][4 * j + 1] = p0.y;
+                f[r][4 * j + 2] = p1.x;
+                f[r][4 * j + 3] = p1.y;
+            }
+            float m = 0.f;
+#pragma unroll
+            for (int e = 0; e < 16; e++) m = fmaxf(m, fabsf(f[r][e]));
+#pragma unroll
+            for (int t2 = 0; t2 < NT; t2++)
+                if (t == t2) mx[t2] = fmaxf(mx[t2], m);
+        }
+        if (a.trace) tr[1] = gtime();
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const float m = warp_max(mx[t]);
+            if (lane == 0) wmax[warp * NT + t] = m;
         }
         __syncthreads();
-        if (threadIdx.x < NT) {
+        if (a.trace) tr[7] = gtime();
+        float sc[NT];
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
             float v = 0.f;
-            for (int w = 0; w < TW; w++) v = fmaxf(v, red[w * NT + threadIdx.x]);
+            for (int w = 0; w < TW; w++) v = fmaxf(v, wmax[w * NT + t]);
             int e = 0;
             frexpf(v, &e);   /* v < 2^e */
             e = v > 0.f && e > -100 ? (e < 100 ? e : 100) : 0;
-            xinv[threadIdx.x] = ldexpf(1.f, e - 14);
+            sc[t] = ldexpf(1.f, 14 - e);
+            if (threadIdx.x == 0) xinv[t] = ldexpf(1.f, e - 14);
         }
-        __syncthreads();
-    }
-    /* one 16-column step s of row t per iteration: 4 float4 loads, 4 units of hi and lo */
-    const int steps = a.cpp * 4;
-#pragma unroll 2
-    for (int u = threadIdx.x; u < NT * steps; u += blockDim.x) {
-        const int t = u / steps, s16 = u - t * steps;
-        float f[16];
-        const bool live = t < a.T && kb0 + s16 * 16 < kend;
-        const float4 *xr = reinterpret_cast<const float4 *>(a.x + (size_t)t * a.k + kb0 + (size_t)s16 * 16);
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const float4 v = live ? xr[i] : make_float4(0.f, 0.f, 0.f, 0.f);
-            f[4 * i] = v.x;
-            f[4 * i + 1] = v.y;
-            f[4 * i + 2] = v.z;
-            f[4 * i + 3] = v.w;
-        }
-        const float sc = 1.f / xinv[t];
-        const int c = s16 >> 2, j = s16 & 3;
+        for (int r = 0; r < RU; r++) {
+            const int u = threadIdx.x + r * TW * 32, t = u / units, cq = u - t * units;
+            if (t >= NT) continue;
+            float s = sc[0];
 #pragma unroll
-        for (int qq = 0; qq < 4; qq++) {
-            const int idx[4] = {2 * qq, 2 * qq + 1, 2 * qq + 8, 2 * qq + 9};
-            __half hi[4], lo[4];
+            for (int t2 = 1; t2 < NT; t2++)
+                if (t == t2) s = sc[t2];
+            uint32_t hi[8], lo[8];
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const float v = f[idx[e]] * sc;
-                hi[e] = __float2half_rn(v);
-                lo[e] = __float2half_rn(v - __half2float(hi[e]));
+            for (int e = 0; e < 8; e++) {
+                const float f0 = f[r][2 * e] * s, f1 = f[r][2 * e + 1] * s;
+                const __half2 h = __floats2half2_rn(f0, f1);
+                const float2 hf = __half22float2(h);
+                const __half2 l = __floats2half2_rn(f0 - hf.x, f1 - hf.y);
+                hi[e] = *reinterpret_cast<const uint32_t *>(&h);
+                lo[e] = *reinterpret_cast<const uint32_t *>(&l);
             }
-            const size_t v8 = (size_t)((c * 4 + qq) * 4 + j) * 8;
-            *reinterpret_cast<uint2 *>(xs + (2 * t) * pstride + v8) = *reinterpret_cast<const uint2 *>(hi);
-            *reinterpret_cast<uint2 *>(xs + (2 * t + 1) * pstride + v8) = *reinterpret_cast<const uint2 *>(lo);
+            uint4 *ph = reinterpret_cast<uint4 *>(xs + (2 * t) * pstride + (size_t)cq * 32);
+            uint4 *pl = reinterpret_cast<uint4 *>(xs + (2 * t + 1) * pstride + (size_t)cq * 32);
+            ph[0] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+            ph[1] = make_uint4(hi[4], hi[5], hi[6], hi[7]);
+            pl[0] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+            pl[1] = make_uint4(lo[4], lo[5], lo[6], lo[7]);
         }
     }
+    if (threadIdx.x < 2) zero32[threadIdx.x] = make_uint4(0, 0, 0, 0);
     __syncthreads();
+    if (a.trace) tr[3] = gtime();
 
-    float acc[NC][4];
-#pragma unroll
-    for (int h = 0; h < NC; h++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) acc[h][e] = 0.f;
-    int n = 0, parity = 0;
-    for (int kt = 0; kt < my_tiles; kt++) {
-        const int tile = t0 + kt * tstep;
-        for (int li = 0; li < m; li++, n++) {
-            /* refill the stage consumed last iteration, then wait for item n (S - 1 groups newer) */
-            __syncwarp();
-            if (issued < total) {
-                cur.issue(ring + (size_t)(issued % S) * NC * STAGE, warp, lane);
-                cur.next(a, m);
-                issued++;
-            }
-            cp_commit();
-            cp_wait<S - 1>();
-            __syncwarp();
-            tc_compute<NT, NC>(xs, pstride, ring + (size_t)(n % S) * NC * STAGE, warp + TW * li, lane, acc);
+    float acc[NC][n_acc<NC>()][4];
+    float pv[NC][2];
+    tc_take<NC>(acc, pv);   /* zeroes acc */
+    int tile = i0 / a.nch, c = i0 - tile * a.nch, cstart = c;
+    const int first_tile = tile;
+    int dtile = -1, dold = 0;   /* a split tile posted mid-share, completed at the end */
+    const bool xlane = g < 2 * NT;
+    const uint8_t *xb0 = xlane ? xs + (size_t)g * pstride + q * 32 : reinterpret_cast<const uint8_t *>(zero32);
+    const int xinc = xlane ? 128 : 0;
+    const uint8_t *xb = xb0 + (size_t)c * xinc;
+    int s = 0;
+    uint32_t ph = 0;
+    for (int i = i0; i < i1;) {
+        /* refill the stage consumed last iteration (all lanes are past it), then wait for this one */
+        __syncwarp();
+        if (lane == 0 && cur.it < i1) {
+            const int sp = s == 0 ? NS - 1 : s - 1;
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            cur.fill(a, ring_s + sp * SB, bar_s + 8 * sp, i1);
         }
-        /* tile done: sum the warps' partials (c0 + c1 = row g, c2 + c3 = row g + 8 of row t = q of x) */
-        float *rb = red + parity * RED;
-        if (q < NT) {
+        mbar_wait(bar_s + 8 * s, ph);
+        const uint8_t *st = ring + (size_t)s * SB;
+        /* U <= nch: at most one tile ends strictly inside the share per stage; its sums are
+         * parked in pv and finished after the stage */
+        int ptile = -1;
+        bool pwhole = false;
+        if (i + U <= i1 && c + U <= a.nch) {
+            /* the common case, branch-free so that the compiler interleaves the U items */
 #pragma unroll
-            for (int h = 0; h < NC; h++) {
-                rb[((warp * NT + q) * NC + h) * 16 + g] = acc[h][0] + acc[h][1];
-                rb[((warp * NT + q) * NC + h) * 16 + g + 8] = acc[h][2] + acc[h][3];
+            for (int u = 0; u < U; u++) tc_compute<NT, NC, U>(xb + u * xinc, st, u, lane, acc);
+            i += U;
+            c += U;
+            xb += U * xinc;
+            if (c == a.nch && i < i1) {
+                tc_take<NC>(acc, pv);
+                ptile = tile;
+                pwhole = cstart == 0;
+                tile++;
+                c = cstart = 0;
+                xb = xb0;
+            }
+        } else {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                if (i >= i1) break;
+                tc_compute<NT, NC, U>(xb, st, u, lane, acc);
+                i++;
+                xb += xinc;
+                if (++c == a.nch && i < i1) {
+                    tc_take<NC>(acc, pv);
+                    ptile = tile;
+                    pwhole = cstart == 0;
+                    tile++;
+                    c = cstart = 0;
+                    xb = xb0;
+                }
             }
         }
-        __syncthreads();
-        if (threadIdx.x < NT * 16) {
-            const int t = threadIdx.x >> 4, r = threadIdx.x & 15;
-            float v[NC];
-#pragma unroll
-            for (int h = 0; h < NC; h++) {
-                float sum = 0.f;
-#pragma unroll
-                for (int w = 0; w < TW; w++) sum += rb[((w * NT + t) * NC + h) * 16 + r];
-                v[h] = sum * xinv[t];
+        if (ptile >= 0) {   /* only the share's first tile can be split here; completed at the end */
+            if (a.trace) tr[6] -= gtime();
+            const int old = tc_post<NT, GEGLU, NC>(a, ptile, pwhole, ptile == first_tile, pv, xinv, gw, lane);
+            if (!pwhole) {
+                dtile = ptile;
+                dold = old;
             }
-            int lt = tile;
-            const int si = tc_seg_of<GEGLU>(a, lt);
-            const tc_seg &Sg = a.seg[si];
-            const int row = lt * 16 + r;
-            if (t < a.T && row < Sg.n) {
-                if (GEGLU) Sg.y[(size_t)t * Sg.n + row] = gelu_tanh(v[0] * Sg.mul) * (v[NC - 1] * a.seg[1].mul);
-                else if (a.ks > 1) atomicAdd(&Sg.y[(size_t)t * Sg.n + row], v[0] * Sg.mul);
-                else Sg.y[(size_t)t * Sg.n + row] = v[0] * Sg.mul;
-            }
+            if (a.trace) tr[6] += gtime();
         }
-        parity ^= 1;
-#pragma unroll
-        for (int h = 0; h < NC; h++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc[h][e] = 0.f;
+        if (++s == NS) {
+            s = 0;
+            ph ^= 1;
+        }
     }
-    cp_wait<0>();
+    if (a.trace) tr[5] = gtime();
+    if (i0 < i1) {   /* the share's last tile */
+        tc_take<NC>(acc, pv);
+        if (a.trace) tr[6] -= gtime();
+        const bool whole = cstart == 0 && c == a.nch;
+        const int old = tc_post<NT, GEGLU, NC>(a, tile, whole, tile == first_tile, pv, xinv, gw, lane);
+        if (dtile >= 0) tc_complete<NT, GEGLU, NC>(a, dtile, dold, xinv, lane);
+        if (!whole) tc_complete<NT, GEGLU, NC>(a, tile, old, xinv, lane);
+        if (a.trace) tr[6] += gtime();
+    }
+    if (a.trace && lane == 0 && active) {
+        tr[4] = gtime();
+#pragma unroll
+        for (int e = 0; e < 8; e++) a.trace[(size_t)gw * 8 + e] = tr[e];
+    }
 }
 
 int g_sms = 0, g_optin = 0;
+float *g_part = NULL;
+int *g_cnt = NULL;
+unsigned long long *g_trace = NULL;
 
-/* ring stages per warp: 11 chunks ahead (GEGLU: 7 gate/up pairs) ~ 6 KB per warp, 64-100 KB per SM
- * in flight: what Little's law asks of ~32 GB/s per SM at 1.5-2 us of loaded latency */
-template <int NC> constexpr int nstage() { return NC == 2 ? 8 : 12; }
+/* items per stage and stages per warp: NS - 1 stages in flight = 8 items (GEGLU: 4 gate/up
+ * pairs), ~4.6 KB per warp, ~74 KB per SM: what Little's law asks of ~32 GB/s per SM at ~2 us of
+ * loaded latency; the ring is 110 KB per block. U = 1 for K < 4 x 64 (tests). */
+template <int NC> constexpr int items_u() { return NC == 2 ? 2 : 4; }
+constexpr int NSTAGE = 3;   /* 5 measured no faster (the stage waits are ~0 already) */
 
-template <int NT, int NC> size_t tc_smem(int cpp) {
-    return (size_t)2 * NT * ((size_t)cpp * TC_KCH * 2 + 16) + tc_ring_bytes<NC, nstage<NC>()>() +
-           tc_red_bytes<NT, NC>();
+template <int NT, int NC> size_t tc_smem(int nch) {
+    return (size_t)2 * NT * tc_plane_bytes(nch) + tc_ring_bytes<NC, items_u<NC>(), NSTAGE>() +
+           (size_t)TW * NSTAGE * 8 + (size_t)(NT + TW * NT + 4) * sizeof(float) + 32;
 }
 
-template <int NT, bool GEGLU> int launch_tc(const tc_args &a, void *stream) {
-    constexpr int NSTAGE = nstage<GEGLU ? 2 : 1>();
-    const size_t smem = tc_smem<NT, GEGLU ? 2 : 1>(a.cpp);
+template <int NT, bool GEGLU, int U> int launch_u(const tc_args &a, int grid, size_t smem, void *stream) {
     static int attr_done = 0;
     if (!attr_done) {
-        cudaError_t e = cudaFuncSetAttribute(k_gemv_tc<NT, GEGLU, NSTAGE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             g_optin);
+        cudaError_t e =
+            cudaFuncSetAttribute(k_gemv_tc<NT, GEGLU, U, NSTAGE>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_optin);
         if (e != cudaSuccess) return (int)e;
         attr_done = 1;
     }
-    int bps = 0;
-    cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, k_gemv_tc<NT, GEGLU, NSTAGE>, TW * 32, smem);
-    if (e != cudaSuccess) return (int)e;
-    if (bps < 1) return (int)cudaErrorInvalidConfiguration;
-    int grid = g_sms * bps / a.ks * a.ks;
-    if (grid > a.tiles * a.ks) grid = a.tiles * a.ks;
-    if (grid < a.ks) grid = a.ks;
-    return cu_launch(k_gemv_tc<NT, GEGLU, NSTAGE>, dim3(grid), dim3(TW * 32), smem, stream, a);
+    return cu_launch(k_gemv_tc<NT, GEGLU, U, NSTAGE>, dim3(grid), dim3(TW * 32), smem, stream, a);
 }
 
-size_t tc_smem_rt(int nt, int cpp, bool geglu) {
-    if (geglu) return nt == 4 ? tc_smem<4, 2>(cpp) : nt == 2 ? tc_smem<2, 2>(cpp) : tc_smem<1, 2>(cpp);
-    return nt == 4 ? tc_smem<4, 1>(cpp) : nt == 2 ? tc_smem<2, 1>(cpp) : tc_smem<1, 1>(cpp);
+template <int NT, bool GEGLU> int launch_tc(const tc_args &a, int grid, void *stream) {
+    constexpr int NC = GEGLU ? 2 : 1, U = items_u<NC>();
+    const size_t smem = tc_smem<NT, NC>(a.nch);   /* U = 1 needs less: the same size is fine */
+    return a.nch >= U ? launch_u<NT, GEGLU, U>(a, grid, smem, stream) : launch_u<NT, GEGLU, 1>(a, grid, smem, stream);
+}
+
+size_t tc_smem_rt(int nt, int nch, bool geglu) {
+    if (geglu) return nt == 4 ? tc_smem<4, 2>(nch) : nt == 2 ? tc_smem<2, 2>(nch) : tc_smem<1, 2>(nch);
+    return nt == 4 ? tc_smem<4, 1>(nch) : nt == 2 ? tc_smem<2, 1>(nch) : tc_smem<1, 1>(nch);
 }
 
 /* repack: one thread per destination word / scale byte */
@@ -422,11 +604,43 @@ __global__ void k_to_tc(const uint8_t *src, const uint8_t *ssrc, int n, int k, u
     }
 }
 
+/* the split-tile scratch and counters, once per process (the counters must start at zero) */
+int tc_prepare() {
+    if (g_part) return 0;
+    if (cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) g_sms = 132;
+    if (cudaDeviceGetAttribute(&g_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) != cudaSuccess) g_optin = 48 * 1024;
+    const size_t part = (size_t)g_sms * TW * 2 * 2 * MAX_NT * 16 * sizeof(float);
+    float *p = NULL;
+    int *c = NULL;
+    cudaError_t e = cudaMalloc(&p, part);
+    if (e == cudaSuccess) e = cudaMalloc(&c, (size_t)MAX_TILES * sizeof(int));
+    if (e == cudaSuccess) e = cudaMemset(c, 0, (size_t)MAX_TILES * sizeof(int));
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) {
+        cudaFree(p);
+        cudaFree(c);
+        return (int)e;
+    }
+    g_part = p;
+    g_cnt = c;
+    return 0;
+}
+
 } /* namespace */
+
+extern "C" int cu_gemv_tc_prepare(void) { return tc_prepare(); }
+
+/* Timing probe for bench_cuda_gemv --trace: with buf (device, >= SMs x 16 x 8 u64) every later
+ * launch writes per warp: entry, after the early loads, after griddepcontrol.wait, after x
+ * staging, end, end of the main loop (%globaltimer ns), ns spent finishing tiles, ns spent
+ * waiting for stages; NULL turns it off. */
+extern "C" void cu_gemv_tc_trace(void *buf) { g_trace = (unsigned long long *)buf; }
 
 extern "C" int cu_nvfp4_to_tc(const uint8_t *codes, const uint8_t *scales, int n, int k, uint8_t *dst_codes,
                               uint8_t *dst_scales, void *stream) {
     if (n < 1 || k < 16 || k % 16) return (int)cudaErrorInvalidValue;
+    int rc = tc_prepare();
+    if (rc) return rc;
     const size_t words = tc_code_bytes((size_t)n, (size_t)k) / 4, sb = tc_scale_bytes((size_t)n, (size_t)k);
     size_t blocks = (words + sb + 255) / 256;
     if (blocks > 65535) blocks = 65535;
@@ -440,10 +654,12 @@ extern "C" int cu_gemv_tc(const float *x, int T, const cu_weight *const *w, floa
     for (int i = 0; i < nw; i++)
         if (w[i]->fmt != CU_NVFP4 || !w[i]->tc || w[i]->k != w[0]->k || (geglu && w[i]->n != w[0]->n))
             return (int)cudaErrorInvalidValue;
-    if (!g_sms) {
-        if (cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) g_sms = 132;
-        if (cudaDeviceGetAttribute(&g_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) != cudaSuccess)
-            g_optin = 48 * 1024;
+    if (!g_part) {   /* not inside a graph capture: cudaMalloc would break it */
+        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        if (cudaStreamIsCapturing((cudaStream_t)stream, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone)
+            return (int)cudaErrorStreamCaptureUnsupported;
+        int rc = tc_prepare();
+        if (rc) return rc;
     }
     tc_args a = {};
     a.nseg = nw;
@@ -458,25 +674,30 @@ extern "C" int cu_gemv_tc(const float *x, int T, const cu_weight *const *w, floa
         s.mul = 0x1p14f / w[i]->gdiv;
         if (!geglu || i == 0) a.tiles += s.tiles;
     }
-    /* two K parts when the tiles alone would leave the SMs short of blocks (o, down: 240 tiles) */
-    a.ks = !geglu && a.tiles < 2 * g_sms && a.nch >= 2 * TW ? 2 : 1;
-    a.cpp = (a.nch + a.ks - 1) / a.ks;
-    /* rows of x per pass: 4, else 2, else 1, by what fits in shared memory (K = 15360: 2) */
+    if (a.tiles > MAX_TILES || (long long)a.tiles * a.nch > (1 << 30)) return (int)cudaErrorInvalidValue;
+    a.items = a.tiles * a.nch;
+    /* the partition: a function of the shape and the GPU only (see the top of the file) */
+    const int wmax = g_sms * TW;
+    a.nwarp = a.items < wmax ? a.items : wmax;
+    a.base = a.items / a.nwarp;
+    a.rem = a.items % a.nwarp;
+    const int grid = (a.nwarp + TW - 1) / TW;
+    a.part = g_part;
+    a.cnt = g_cnt;
+    a.trace = g_trace;
+    /* rows of x per pass: 4, else 2, else 1, by what fits in shared memory and in the staging
+     * registers (K = 15360: 1) */
     int nt = T >= 3 ? 4 : T;
-    while (nt > 1 && tc_smem_rt(nt, a.cpp, geglu) > (size_t)g_optin) nt /= 2;
-    if (tc_smem_rt(nt, a.cpp, geglu) > (size_t)g_optin) return (int)cudaErrorInvalidValue;
+    while (nt > 1 && (tc_smem_rt(nt, a.nch, geglu) > (size_t)g_optin || nt * a.nch * 4 > RU * TW * 32)) nt /= 2;
+    if (tc_smem_rt(nt, a.nch, geglu) > (size_t)g_optin || nt * a.nch * 4 > RU * TW * 32)
+        return (int)cudaErrorInvalidValue;
     for (int t0 = 0; t0 < T; t0 += nt) {
         a.x = x + (size_t)t0 * a.k;
         a.T = T - t0 < nt ? T - t0 : nt;
         for (int i = 0; i < nw; i++) a.seg[i].y = y[i] + (size_t)t0 * w[i]->n;
-        if (a.ks > 1)
-            for (int i = 0; i < nw; i++) {
-                cudaError_t e = cudaMemsetAsync(a.seg[i].y, 0, (size_t)a.T * w[i]->n * sizeof(float), (cudaStream_t)stream);
-                if (e != cudaSuccess) return (int)e;
-            }
-        int rc = nt == 4 ? (geglu ? launch_tc<4, true>(a, stream) : launch_tc<4, false>(a, stream))
-                 : nt == 2 ? (geglu ? launch_tc<2, true>(a, stream) : launch_tc<2, false>(a, stream))
-                           : (geglu ? launch_tc<1, true>(a, stream) : launch_tc<1, false>(a, stream));
+        int rc = nt == 4 ? (geglu ? launch_tc<4, true>(a, grid, stream) : launch_tc<4, false>(a, grid, stream))
+                 : nt == 2 ? (geglu ? launch_tc<2, true>(a, grid, stream) : launch_tc<2, false>(a, grid, stream))
+                           : (geglu ? launch_tc<1, true>(a, grid, stream) : launch_tc<1, false>(a, grid, stream));
         if (rc) return rc;
     }
     return 0;
