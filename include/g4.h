@@ -190,6 +190,9 @@ g4_status g4_session_prefill_all(g4_session *s, const int32_t *tokens, size_t n,
 g4_status g4_session_sync_mm(g4_session *s, const int32_t *tokens, size_t n, const float *mm,
                              size_t n_mm, g4_error *err);
 const float *g4_session_logits(const g4_session *s);    /* [vocab] of the last token */
+/* *id = the greedy choice over the last token's logits: the lowest index of the largest logit
+ * among the ids not in suppress (on the device when the backend can: no vocab-sized copy) */
+g4_status g4_session_argmax(g4_session *s, const int32_t *suppress, size_t n_suppress, int32_t *id, g4_error *err);
 const int32_t *g4_session_tokens(const g4_session *s);  /* the held tokens */
 /* For schedulers that append tokens through batches: keep the longest prefix of
  * tokens[0..n) the session can reuse (always < n, so the last token is recomputed),

@@ -342,6 +342,66 @@ TEST(cuda_nvfp4_shares) {
     free_w(&wq), free_w(&wk), free_w(&wv), free_w(&wg), free_w(&wu);
 }
 
+/* residual + GEGLU / residual + q/k/v products (one kernel on CUDA for a decode row of NVFP4
+ * weights: cu_gemv_tc_residual) against the CPU's residual then product: x', xn and the outputs.
+ * d = 3840 (the 12B's hidden size) and an odd number of 16-column groups (208); two rows take the
+ * unfused path (same check). */
+static void one_residual_fused(int d, int rows, float scalar) {
+    char what[96];
+    snprintf(what, sizeof what, "residual fused d=%d rows=%d", d, rows);
+    const int ff = 301, nq = 67, nk = 33;
+    wt wg = make_w(CKPT_NVFP4, ff, d), wu = make_w(CKPT_NVFP4, ff, d);
+    wt wq = make_w(CKPT_NVFP4, nq, d), wk = make_w(CKPT_NVFP4, nk, d), wv = make_w(CKPT_NVFP4, nk, d);
+    const size_t rn = (size_t)rows * d;
+    float *x = rand_f(rn, 3.0f), *o = rand_f(rn, 1.0f), *wp = rand_f((size_t)d, 1.0f), *wn = rand_f((size_t)d, 1.0f);
+    for (int v = 0; v < 2; v++) {   /* 0: residual_geglu, 1: residual_matmul3 */
+        float *rx = malloc(rn * 4), *ro = malloc(rn * 4), *rxn = malloc(rn * 4);
+        memcpy(rx, x, rn * 4);
+        memcpy(ro, o, rn * 4);
+        const size_t n0 = (size_t)rows * (v ? nq : ff), n1 = (size_t)rows * (v ? nk : ff), n2 = (size_t)rows * nk;
+        float *r0 = malloc(n0 * 4), *r1 = malloc(n1 * 4), *r2 = malloc(n2 * 4);
+        g4_error err = {0};
+        dbuf dx = dnew(rn, x), dop = dnew(rn, o), dwp = dnew((size_t)d, wp), dwn = dnew((size_t)d, wn);
+        dbuf dxn = dnew(rn, NULL), d0 = dnew(n0, NULL), d1 = dnew(n1, NULL), d2 = dnew(n2, NULL);
+        if (!v) {
+            REQUIRE(g_cpu->residual_geglu(g_cpu, rx, ro, wp, scalar, wn, rxn, (size_t)rows, d, 1e-6f, r0, r1, &wg.l,
+                                          &wu.l, &err) == G4_OK);
+            g4_status st = g_cu->residual_geglu(g_cu, dx.p, dop.p, dwp.p, scalar, dwn.p, dxn.p, (size_t)rows, d, 1e-6f,
+                                                d0.p, d1.p, &wg.l, &wu.l, &err);
+            CHECK_MSG(st == G4_OK, "%s: %s", what, err.msg);
+        } else {
+            REQUIRE(g_cpu->residual_matmul3(g_cpu, rx, ro, wp, scalar, wn, rxn, (size_t)rows, d, 1e-6f, r0, r1, r2,
+                                            &wq.l, &wk.l, &wv.l, &err) == G4_OK);
+            g4_status st = g_cu->residual_matmul3(g_cu, dx.p, dop.p, dwp.p, scalar, dwn.p, dxn.p, (size_t)rows, d,
+                                                  1e-6f, d0.p, d1.p, d2.p, &wq.l, &wk.l, &wv.l, &err);
+            CHECK_MSG(st == G4_OK, "%s: %s", what, err.msg);
+        }
+        float *gx = dget(dx, "x'"), *gxn = dget(dxn, "xn"), *g0 = dget(d0, "y0"), *g1 = dget(d1, "y1"),
+              *g2 = dget(d2, "y2");
+        free(dget(dop, "o")), free(dget(dwp, "wp")), free(dget(dwn, "wn"));
+        cmp(v ? "residual_matmul3 x" : "residual_geglu x", gx, rx, rn, 2e-6);
+        cmp(v ? "residual_matmul3 xn" : "residual_geglu xn", gxn, rxn, rn, 2e-6);
+        cmp(v ? "residual_matmul3 q" : "residual_geglu h", g0, r0, n0, 2e-5);
+        if (v) {
+            cmp("residual_matmul3 k", g1, r1, n1, 2e-5);
+            cmp("residual_matmul3 v", g2, r2, n2, 2e-5);
+        }
+        free(gx), free(gxn), free(g0), free(g1), free(g2), free(rx), free(ro), free(rxn), free(r0), free(r1), free(r2);
+    }
+    free(x), free(o), free(wp), free(wn);
+    free_w(&wg), free_w(&wu), free_w(&wq), free_w(&wk), free_w(&wv);
+}
+
+TEST(cuda_residual_fused) {
+    NEED_GPU();
+    one_residual_fused(3840, 1, 1.0f);
+    one_residual_fused(3840, 1, 0.7f);
+    one_residual_fused(208, 1, 0.7f);
+    one_residual_fused(208, 2, 1.0f);
+    /* twice in a row: the write-back counter must have been reset by the first call */
+    one_residual_fused(3840, 1, 0.5f);
+}
+
 TEST(cuda_norms_and_elementwise) {
     NEED_GPU();
     g4_error err = {0};

@@ -58,15 +58,25 @@ static void cuda_parity_x(const char *name, double tol, bool gate, bool full, in
             memcpy(seq, ids, (size_t)T * sizeof *seq);
             int n = T, same = 0;
             double wdec = 0;
+            int dev_same = 0;
             for (int g = 0; g < G; g++) {
                 if (g4_session_sync(s, seq, (size_t)n, &err)) { CHECK_MSG(0, "%s", err.msg); break; }
+                /* the device argmax (logits not yet copied), alone and with its choice suppressed,
+                 * against the host's argmax and second best of the same logits */
+                int32_t dev = -1, dev2 = -1;
+                CHECK(g4_session_argmax(s, NULL, 0, &dev, &err) == G4_OK);
+                CHECK(g4_session_argmax(s, &dev, 1, &dev2, &err) == G4_OK);
                 const float *l = g4_session_logits(s);
-                int best = 0;
+                int best = 0, second = best == 0 ? 1 : 0;
                 for (int i = 1; i < V; i++) if (l[i] > l[best]) best = i;
+                for (int i = 0; i < V; i++) if (i != best && l[i] > l[second]) second = i;
+                if (second == best) second = best == 0 ? 1 : 0;
+                dev_same += dev == best && dev2 == second;
                 seq[n++] = best;
                 same += best == ((const int32_t *)greedy.data)[g];
             }
             CHECK_MSG(same == G, "%s prompt %d: greedy %d/%d identical", name, k, same, G);
+            CHECK_MSG(dev_same == G, "%s prompt %d: device argmax = host argmax in %d/%d steps", name, k, dev_same, G);
             g4_session *s2 = NULL;
             REQUIRE(g4_session_create(e, 0, &s2, &err) == G4_OK);
             REQUIRE(g4_session_sync(s2, seq, (size_t)n - 1, &err) == G4_OK);

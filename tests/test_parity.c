@@ -66,6 +66,9 @@ static void parity_model(const char *name) {
             const float *l = g4_session_logits(s);
             int best = 0;
             for (int i = 1; i < V; i++) if (l[i] > l[best]) best = i;
+            int32_t viaapi = -1, skipped = -1;   /* g4_session_argmax (host path here), with best suppressed */
+            CHECK(g4_session_argmax(s, NULL, 0, &viaapi, &err) == G4_OK && viaapi == best);
+            CHECK(g4_session_argmax(s, &viaapi, 1, &skipped, &err) == G4_OK && skipped != best && l[skipped] <= l[best]);
             seq[n++] = best;
             same += best == ((const int32_t *)greedy.data)[g];
         }

@@ -82,6 +82,12 @@ int cu_gemv_tc(const float *x, int T, const cu_weight *const *w, float *const *y
 /* Allocate the kernel's split-tile scratch (~2 MB) now: cu_gemv_tc cannot inside a graph capture.
  * cu_nvfp4_to_tc does it too (every loaded NVFP4 weight passes there first). */
 int cu_gemv_tc_prepare(void);
+/* x' = (x + rms(o) w_post) * scalar (into x), xn = rms(x') w_next (into xn), then the products of
+ * xn as cu_gemv_tc with T = 1: cu_residual fused into the GEMV's x staging (one kernel less; o is
+ * not clobbered). NVFP4 tile-layout weights, cu_gemv_tc_residual_ok(k) (k <= 8192). */
+int cu_gemv_tc_residual_ok(int k);
+int cu_gemv_tc_residual(float *x, const float *o, const float *w_post, float scalar, const float *w_next, float *xn,
+                        float eps, const cu_weight *const *w, float *const *y, int nw, int geglu, void *stream);
 /* bench probe: per-warp phase times into the device buffer buf (NULL: off; see gemv_tc.cu) */
 void cu_gemv_tc_trace(void *buf);
 /* Repack device row-major NVFP4 codes [n, k/2] + E4M3 scales [n, k/16] into the tile layout
@@ -119,6 +125,10 @@ int cu_attn_prep(float *q, float *k, float *v, int T, int Hq, int Hkv, int hd, c
                  int n_slots, void *stream);
 /* out_idx[0] = argmax(x[0..n)) (lowest index on ties). scratch: 2 * 1024 floats. */
 int cu_argmax(const float *x, int n, int32_t *out_idx, float *scratch, void *stream);
+/* the same over the indices not in skip_ids[0..n_skip) (host array, n_skip <= CU_ARGMAX_SKIP) */
+enum { CU_ARGMAX_SKIP = 16 };
+int cu_argmax_skip(const float *x, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx, float *scratch,
+                   void *stream);
 
 /* ---- attention.cu: split-KV attention (cpu_attention's contract) ----
  * n_keys_max: an upper bound of the resident keys of any query of the call (sets the grid);

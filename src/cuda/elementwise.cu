@@ -232,13 +232,21 @@ __device__ __forceinline__ void amax_merge(float &v, int &i, float v2, int i2) {
         i = i2;
     }
 }
-__global__ void k_argmax1(const float *x, int n, float *sv, int *si) {
+struct amax_skip {   /* ids left out of the argmax (generation_config suppress_tokens) */
+    int n;
+    int id[CU_ARGMAX_SKIP];
+};
+__global__ void k_argmax1(const float *x, int n, float *sv, int *si, const amax_skip skip) {
     __shared__ float bv[32];
     __shared__ int bi[32];
     pdl_wait();
     float v = -INFINITY;
     int idx = 0x7fffffff;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) amax_merge(v, idx, x[i], i);
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        bool out = false;
+        for (int j = 0; j < skip.n; j++) out |= i == skip.id[j];
+        if (!out) amax_merge(v, idx, x[i], i);
+    }
     for (int o = 16; o > 0; o >>= 1) amax_merge(v, idx, __shfl_xor_sync(~0u, v, o), __shfl_xor_sync(~0u, idx, o));
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     if (lane == 0) { bv[w] = v; bi[w] = idx; }
@@ -332,13 +340,21 @@ extern "C" int cu_kv_store(float *kc, float *vc, int n_slots, int Hkv, int hd, c
     int gx = (Hkv * hd + 255) / 256;
     return cu_launch(k_kv_store, dim3(gx, T), dim3(256), 0, stream, kc, vc, n_slots, Hkv, hd, k, v, T, p0, p0_dev);
 }
-extern "C" int cu_argmax(const float *x, int n, int32_t *out_idx, float *scratch, void *stream) {
+extern "C" int cu_argmax_skip(const float *x, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx,
+                              float *scratch, void *stream) {
+    if (n_skip < 0 || n_skip > CU_ARGMAX_SKIP) return (int)cudaErrorInvalidValue;
+    amax_skip skip = {};
+    skip.n = n_skip;
+    for (int j = 0; j < n_skip; j++) skip.id[j] = skip_ids[j];
     int nb = (n + 1023) / 1024;
     if (nb > 512) nb = 512;
     if (nb < 1) nb = 1;
     float *sv = scratch;
     int *si = (int *)(scratch + 1024);
-    int rc = cu_launch(k_argmax1, dim3(nb), dim3(1024), 0, stream, x, n, sv, si);
+    int rc = cu_launch(k_argmax1, dim3(nb), dim3(1024), 0, stream, x, n, sv, si, skip);
     if (rc) return rc;
     return cu_launch(k_argmax2, dim3(1), dim3(32), 0, stream, (const float *)sv, (const int *)si, nb, out_idx);
+}
+extern "C" int cu_argmax(const float *x, int n, int32_t *out_idx, float *scratch, void *stream) {
+    return cu_argmax_skip(x, n, NULL, 0, out_idx, scratch, stream);
 }

@@ -69,6 +69,13 @@ struct tc_args {
     float *part;        /* [nwarp][2 slots][NC][NT][16] partial sums of split tiles */
     int *cnt;           /* [tiles] arrivals at split tiles; zero between calls */
     unsigned long long *trace;   /* NULL, or [gridDim.x * TW][8] phase times (cu_gemv_tc_trace) */
+    /* residual prologue (RES kernels, T = 1): x here is the residual stream; the product is of
+     * xn = rms(x') w_next, x' = (x + rms(o) w_post) * scalar (cu_residual's arithmetic); xn is
+     * written by block 0, x' back into x by block 0 once every block has read x (rcnt) */
+    const float *ro, *rw_post, *rw_next;
+    float rscalar, reps;
+    float *rx, *rxn;
+    int *rcnt;
 };
 
 __device__ __forceinline__ unsigned long long gtime() {
@@ -316,13 +323,66 @@ __device__ __forceinline__ void tc_complete(const tc_args &a, int tile, int old0
     if (lane == 0) a.cnt[tile] = 0;
 }
 
+/* RES prologue: this thread's unit (16 values of the row at columns 64c + 16j + 2qq + {0, 1, 8,
+ * 9}, unit = threadIdx.x; the host keeps nch * 4 <= 512) of xn into f, as cu_residual computes it
+ * (fp32 per thread, double across the block); xn written by block 0, x' kept in xsave. */
+__device__ __forceinline__ void tc_residual_prologue(const tc_args &a, float (&f)[16], float *xsave) {
+    __shared__ double sh[32];
+    const int units = a.nch * 4, u = threadIdx.x, c = u >> 2, qq = u & 3;
+    float o[16], x[16], wp[16], wn[16];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const int col = c * TC_KCH + 16 * j + 2 * qq;
+        const bool in = u < units && col < a.k;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int cc = col + 8 * h, e = 4 * j + 2 * h;
+            const float2 vo = in ? *reinterpret_cast<const float2 *>(a.ro + cc) : make_float2(0.f, 0.f);
+            const float2 vx = in ? *reinterpret_cast<const float2 *>(a.x + cc) : make_float2(0.f, 0.f);
+            const float2 vp = in ? *reinterpret_cast<const float2 *>(a.rw_post + cc) : make_float2(0.f, 0.f);
+            const float2 vn = in ? *reinterpret_cast<const float2 *>(a.rw_next + cc) : make_float2(0.f, 0.f);
+            o[e] = vo.x, o[e + 1] = vo.y, x[e] = vx.x, x[e + 1] = vx.y;
+            wp[e] = vp.x, wp[e + 1] = vp.y, wn[e] = vn.x, wn[e + 1] = vn.y;
+        }
+    }
+    float ssf = 0.f;
+#pragma unroll
+    for (int e = 0; e < 16; e++) ssf = fmaf(o[e], o[e], ssf);
+    const double ss = block_sum_d((double)ssf, sh);
+    const float inv = (float)(1.0 / sqrt(ss / a.k + (double)a.reps));
+    float ss2f = 0.f;
+#pragma unroll
+    for (int e = 0; e < 16; e++) {
+        float v = x[e] + o[e] * inv * wp[e];
+        if (a.rscalar != 1.0f) v *= a.rscalar;
+        x[e] = v;
+        ss2f = fmaf(v, v, ss2f);
+    }
+    const double ss2 = block_sum_d((double)ss2f, sh);
+    const float inv2 = (float)(1.0 / sqrt(ss2 / a.k + (double)a.reps));
+#pragma unroll
+    for (int e = 0; e < 16; e++) f[e] = x[e] * inv2 * wn[e];
+    if (blockIdx.x == 0 && u < units)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int col = c * TC_KCH + 16 * j + 2 * qq;
+            if (col >= a.k) continue;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int cc = col + 8 * h, e = 4 * j + 2 * h;
+                *reinterpret_cast<float2 *>(a.rxn + cc) = make_float2(f[e], f[e + 1]);
+                *reinterpret_cast<float2 *>(xsave + cc) = make_float2(x[e], x[e + 1]);
+            }
+        }
+}
+
 /* smem: B planes, the per-warp rings, mbarriers, per-row x scales and per-warp maxima */
 template <int NC, int U, int NS> __host__ __device__ constexpr size_t tc_ring_bytes() {
     return (size_t)TW * NS * NC * U * STAGE;
 }
 __host__ __device__ constexpr size_t tc_plane_bytes(int nch) { return (size_t)nch * TC_KCH * 2 + 16; }
 
-template <int NT, bool GEGLU, int U, int NS>
+template <int NT, bool GEGLU, int U, int NS, bool RES>
 __global__ void __launch_bounds__(TW * 32, 1) k_gemv_tc(const tc_args a) {
     constexpr int NC = GEGLU ? 2 : 1;
     constexpr int SB = NC * U * STAGE;   /* bytes per stage */
@@ -334,6 +394,7 @@ __global__ void __launch_bounds__(TW * 32, 1) k_gemv_tc(const tc_args a) {
     float *xinv = reinterpret_cast<float *>(bars + TW * NS);   /* [NT], then [TW][NT], then 32 zero bytes */
     float *wmax = xinv + NT;
     uint4 *zero32 = reinterpret_cast<uint4 *>(wmax + TW * NT + 4 - (TW * NT + NT) % 4);
+    float *xsave = reinterpret_cast<float *>(zero32 + 2);   /* RES: [k] x' for block 0's write-back */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
     ring += (size_t)warp * NS * SB;
     const uint32_t ring_s = smem_addr(ring), bar_s = smem_addr(bars + warp * NS);
@@ -370,11 +431,12 @@ __global__ void __launch_bounds__(TW * 32, 1) k_gemv_tc(const tc_args a) {
         float mx[NT];
 #pragma unroll
         for (int t = 0; t < NT; t++) mx[t] = 0.f;
+        if (RES) tc_residual_prologue(a, f[0], xsave);   /* NT = 1, one unit per thread */
 #pragma unroll
         for (int r = 0; r < RU; r++) {
             const int u = threadIdx.x + r * TW * 32, t = u / units, cq = u - t * units, c = cq >> 2, qq = cq & 3;
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
+            for (int j = 0; j < 4 && !RES; j++) {
                 const int col = c * TC_KCH + 16 * j + 2 * qq;
                 float2 p0 = make_float2(0.f, 0.f), p1 = p0;
                 if (t < a.T && col < a.k) {
@@ -387,6 +449,7 @@ __global__ void __launch_bounds__(TW * 32, 1) k_gemv_tc(const tc_args a) {
                 f[r][4 * j + 2] = p1.x;
                 f[r][4 * j + 3] = p1.y;
             }
+            if (RES && r > 0) break;
             float m = 0.f;
 #pragma unroll
             for (int e = 0; e < 16; e++) m = fmaxf(m, fabsf(f[r][e]));
@@ -442,6 +505,7 @@ __global__ void __launch_bounds__(TW * 32, 1) k_gemv_tc(const tc_args a) {
     if (threadIdx.x < 2) zero32[threadIdx.x] = make_uint4(0, 0, 0, 0);
     __syncthreads();
     if (a.trace) tr[3] = gtime();
+    if (RES && threadIdx.x == 0) atomicAdd(a.rcnt, 1);   /* this block's reads of x are done */
 
     float acc[NC][n_acc<NC>()][4];
     float pv[NC][2];
@@ -525,6 +589,17 @@ __global__ void __launch_bounds__(TW * 32, 1) k_gemv_tc(const tc_args a) {
         if (!whole) tc_complete<NT, GEGLU, NC>(a, tile, old, xinv, lane);
         if (a.trace) tr[6] += gtime();
     }
+    if (RES && blockIdx.x == 0 && warp == 0) {
+        /* x' into x once every block has read x (they all have, long since, in practice) */
+        if (lane == 0) {
+            int n = 0;
+            do asm volatile("ld.acquire.gpu.s32 %0, [%1];" : "=r"(n) : "l"(a.rcnt) : "memory");
+            while (n < (int)gridDim.x);
+            *a.rcnt = 0;
+        }
+        __syncwarp();
+        for (int i = lane; i < a.k; i += 32) a.rx[i] = xsave[i];
+    }
     if (a.trace && lane == 0 && active) {
         tr[4] = gtime();
 #pragma unroll
@@ -543,31 +618,33 @@ unsigned long long *g_trace = NULL;
 template <int NC> constexpr int items_u() { return NC == 2 ? 2 : 4; }
 constexpr int NSTAGE = 3;   /* 5 measured no faster (the stage waits are ~0 already) */
 
-template <int NT, int NC> size_t tc_smem(int nch) {
+template <int NT, int NC> size_t tc_smem(int nch, bool res) {
     return (size_t)2 * NT * tc_plane_bytes(nch) + tc_ring_bytes<NC, items_u<NC>(), NSTAGE>() +
-           (size_t)TW * NSTAGE * 8 + (size_t)(NT + TW * NT + 4) * sizeof(float) + 32;
+           (size_t)TW * NSTAGE * 8 + (size_t)(NT + TW * NT + 4) * sizeof(float) + 32 +
+           (res ? (size_t)nch * TC_KCH * sizeof(float) : 0);
 }
 
-template <int NT, bool GEGLU, int U> int launch_u(const tc_args &a, int grid, size_t smem, void *stream) {
-    static int attr_done = 0;
-    if (!attr_done) {
-        cudaError_t e =
-            cudaFuncSetAttribute(k_gemv_tc<NT, GEGLU, U, NSTAGE>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_optin);
+template <int NT, bool GEGLU, int U, bool RES> int launch_u(const tc_args &a, int grid, size_t smem, void *stream) {
+    static size_t attr_set = 0;   /* the dynamic size allowed so far (+ static smem <= the opt-in limit) */
+    if (smem > attr_set) {
+        cudaError_t e = cudaFuncSetAttribute(k_gemv_tc<NT, GEGLU, U, NSTAGE, RES>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return (int)e;
-        attr_done = 1;
+        attr_set = smem;
     }
-    return cu_launch(k_gemv_tc<NT, GEGLU, U, NSTAGE>, dim3(grid), dim3(TW * 32), smem, stream, a);
+    return cu_launch(k_gemv_tc<NT, GEGLU, U, NSTAGE, RES>, dim3(grid), dim3(TW * 32), smem, stream, a);
 }
 
-template <int NT, bool GEGLU> int launch_tc(const tc_args &a, int grid, void *stream) {
+template <int NT, bool GEGLU, bool RES> int launch_tc(const tc_args &a, int grid, void *stream) {
     constexpr int NC = GEGLU ? 2 : 1, U = items_u<NC>();
-    const size_t smem = tc_smem<NT, NC>(a.nch);   /* U = 1 needs less: the same size is fine */
-    return a.nch >= U ? launch_u<NT, GEGLU, U>(a, grid, smem, stream) : launch_u<NT, GEGLU, 1>(a, grid, smem, stream);
+    const size_t smem = tc_smem<NT, NC>(a.nch, RES);   /* U = 1 needs less: the same size is fine */
+    return a.nch >= U ? launch_u<NT, GEGLU, U, RES>(a, grid, smem, stream)
+                      : launch_u<NT, GEGLU, 1, RES>(a, grid, smem, stream);
 }
 
-size_t tc_smem_rt(int nt, int nch, bool geglu) {
-    if (geglu) return nt == 4 ? tc_smem<4, 2>(nch) : nt == 2 ? tc_smem<2, 2>(nch) : tc_smem<1, 2>(nch);
-    return nt == 4 ? tc_smem<4, 1>(nch) : nt == 2 ? tc_smem<2, 1>(nch) : tc_smem<1, 1>(nch);
+size_t tc_smem_rt(int nt, int nch, bool geglu, bool res) {
+    if (geglu) return nt == 4 ? tc_smem<4, 2>(nch, res) : nt == 2 ? tc_smem<2, 2>(nch, res) : tc_smem<1, 2>(nch, res);
+    return nt == 4 ? tc_smem<4, 1>(nch, res) : nt == 2 ? tc_smem<2, 1>(nch, res) : tc_smem<1, 1>(nch, res);
 }
 
 /* repack: one thread per destination word / scale byte */
@@ -613,8 +690,8 @@ int tc_prepare() {
     float *p = NULL;
     int *c = NULL;
     cudaError_t e = cudaMalloc(&p, part);
-    if (e == cudaSuccess) e = cudaMalloc(&c, (size_t)MAX_TILES * sizeof(int));
-    if (e == cudaSuccess) e = cudaMemset(c, 0, (size_t)MAX_TILES * sizeof(int));
+    if (e == cudaSuccess) e = cudaMalloc(&c, (size_t)(MAX_TILES + 1) * sizeof(int));
+    if (e == cudaSuccess) e = cudaMemset(c, 0, (size_t)(MAX_TILES + 1) * sizeof(int));   /* + the residual counter */
     if (e == cudaSuccess) e = cudaDeviceSynchronize();
     if (e != cudaSuccess) {
         cudaFree(p);
@@ -648,9 +725,9 @@ extern "C" int cu_nvfp4_to_tc(const uint8_t *codes, const uint8_t *scales, int n
                      words, sb);
 }
 
-extern "C" int cu_gemv_tc(const float *x, int T, const cu_weight *const *w, float *const *y, int nw, int geglu,
-                          void *stream) {
-    if (nw < 1 || nw > 3 || T < 1 || (geglu && nw != 2) || ((uintptr_t)x & 15)) return (int)cudaErrorInvalidValue;
+/* the common setup of cu_gemv_tc / cu_gemv_tc_residual: segments, partition, scratch */
+static int tc_setup(tc_args &a, int &grid, const cu_weight *const *w, int nw, int geglu, void *stream) {
+    if (nw < 1 || nw > 3 || (geglu && nw != 2)) return (int)cudaErrorInvalidValue;
     for (int i = 0; i < nw; i++)
         if (w[i]->fmt != CU_NVFP4 || !w[i]->tc || w[i]->k != w[0]->k || (geglu && w[i]->n != w[0]->n))
             return (int)cudaErrorInvalidValue;
@@ -661,7 +738,7 @@ extern "C" int cu_gemv_tc(const float *x, int T, const cu_weight *const *w, floa
         int rc = tc_prepare();
         if (rc) return rc;
     }
-    tc_args a = {};
+    a = tc_args{};
     a.nseg = nw;
     a.k = w[0]->k;
     a.nch = (int)(tc_kp((size_t)a.k) / TC_KCH);
@@ -681,24 +758,59 @@ extern "C" int cu_gemv_tc(const float *x, int T, const cu_weight *const *w, floa
     a.nwarp = a.items < wmax ? a.items : wmax;
     a.base = a.items / a.nwarp;
     a.rem = a.items % a.nwarp;
-    const int grid = (a.nwarp + TW - 1) / TW;
+    grid = (a.nwarp + TW - 1) / TW;
     a.part = g_part;
     a.cnt = g_cnt;
     a.trace = g_trace;
+    return 0;
+}
+
+extern "C" int cu_gemv_tc(const float *x, int T, const cu_weight *const *w, float *const *y, int nw, int geglu,
+                          void *stream) {
+    if (T < 1 || ((uintptr_t)x & 15)) return (int)cudaErrorInvalidValue;
+    tc_args a;
+    int grid = 0, rc = tc_setup(a, grid, w, nw, geglu, stream);
+    if (rc) return rc;
     /* rows of x per pass: 4, else 2, else 1, by what fits in shared memory and in the staging
      * registers (K = 15360: 1) */
     int nt = T >= 3 ? 4 : T;
-    while (nt > 1 && (tc_smem_rt(nt, a.nch, geglu) > (size_t)g_optin || nt * a.nch * 4 > RU * TW * 32)) nt /= 2;
-    if (tc_smem_rt(nt, a.nch, geglu) > (size_t)g_optin || nt * a.nch * 4 > RU * TW * 32)
+    while (nt > 1 && (tc_smem_rt(nt, a.nch, geglu, false) > (size_t)g_optin || nt * a.nch * 4 > RU * TW * 32)) nt /= 2;
+    if (tc_smem_rt(nt, a.nch, geglu, false) > (size_t)g_optin || nt * a.nch * 4 > RU * TW * 32)
         return (int)cudaErrorInvalidValue;
     for (int t0 = 0; t0 < T; t0 += nt) {
         a.x = x + (size_t)t0 * a.k;
         a.T = T - t0 < nt ? T - t0 : nt;
         for (int i = 0; i < nw; i++) a.seg[i].y = y[i] + (size_t)t0 * w[i]->n;
-        int rc = nt == 4 ? (geglu ? launch_tc<4, true>(a, grid, stream) : launch_tc<4, false>(a, grid, stream))
-                 : nt == 2 ? (geglu ? launch_tc<2, true>(a, grid, stream) : launch_tc<2, false>(a, grid, stream))
-                           : (geglu ? launch_tc<1, true>(a, grid, stream) : launch_tc<1, false>(a, grid, stream));
+        rc = nt == 4 ? (geglu ? launch_tc<4, true, false>(a, grid, stream) : launch_tc<4, false, false>(a, grid, stream))
+             : nt == 2 ? (geglu ? launch_tc<2, true, false>(a, grid, stream) : launch_tc<2, false, false>(a, grid, stream))
+                       : (geglu ? launch_tc<1, true, false>(a, grid, stream) : launch_tc<1, false, false>(a, grid, stream));
         if (rc) return rc;
     }
     return 0;
+}
+
+extern "C" int cu_gemv_tc_residual_ok(int k) { return k >= 16 && k % 16 == 0 && (int)(tc_kp((size_t)k) / 16) <= TW * 32; }
+
+extern "C" int cu_gemv_tc_residual(float *x, const float *o, const float *w_post, float scalar, const float *w_next,
+                                   float *xn, float eps, const cu_weight *const *w, float *const *y, int nw, int geglu,
+                                   void *stream) {
+    if (!x || !o || !w_post || !w_next || !xn || ((uintptr_t)x & 15) || ((uintptr_t)o & 15) || ((uintptr_t)xn & 15) ||
+        ((uintptr_t)w_post & 7) || ((uintptr_t)w_next & 7) || !cu_gemv_tc_residual_ok(w[0]->k))
+        return (int)cudaErrorInvalidValue;
+    tc_args a;
+    int grid = 0, rc = tc_setup(a, grid, w, nw, geglu, stream);
+    if (rc) return rc;
+    if (tc_smem_rt(1, a.nch, geglu, true) + 1024 > (size_t)g_optin) return (int)cudaErrorInvalidValue;   /* + static smem */
+    a.x = x;
+    a.T = 1;
+    for (int i = 0; i < nw; i++) a.seg[i].y = y[i];
+    a.ro = o;
+    a.rw_post = w_post;
+    a.rw_next = w_next;
+    a.rscalar = scalar;
+    a.reps = eps;
+    a.rx = x;
+    a.rxn = xn;
+    a.rcnt = g_cnt + MAX_TILES;
+    return geglu ? launch_tc<1, true, true>(a, grid, stream) : launch_tc<1, false, true>(a, grid, stream);
 }

@@ -76,6 +76,14 @@ struct be {
     /* x = (x + rms(o) w_post) * scalar; then xn = rms(x) w_next when w_next (o is clobbered) */
     void (*residual)(be *b, float *x, float *o, const float *w_post, float scalar, const float *w_next, float *xn,
                      size_t rows, int d, float eps);
+    /* residual (w_next not NULL), then the products of xn: matmul_geglu(h, scratch, xn, rows, gate,
+     * up) / matmul3(y0, y1, y2, xn, rows, w0, w1, w2). One kernel on CUDA for a decode row. */
+    g4_status (*residual_geglu)(be *b, float *x, float *o, const float *w_post, float scalar, const float *w_next,
+                                float *xn, size_t rows, int d, float eps, float *h, float *scratch,
+                                const ckpt_linear *gate, const ckpt_linear *up, g4_error *err);
+    g4_status (*residual_matmul3)(be *b, float *x, float *o, const float *w_post, float scalar, const float *w_next,
+                                  float *xn, size_t rows, int d, float eps, float *y0, float *y1, float *y2,
+                                  const ckpt_linear *w0, const ckpt_linear *w1, const ckpt_linear *w2, g4_error *err);
 
     /* ---- optional (NULL on the CPU) ---- */
     /* Decode-step graphs: called by the forward for a one-token step. *mode = 0: run the ops
@@ -87,6 +95,13 @@ struct be {
     g4_status (*graph_end)(be *b, const void *key, const void *key2, g4_status st, g4_error *err);
     /* drop every graph made for key (a session being freed) */
     void (*forget)(be *b, const void *key);
+    /* wait for the queued work and report its errors (the forward's end: timing and errors stay
+     * where they happened even when the logits stay on the device) */
+    g4_status (*finish)(be *b, g4_error *err);
+    /* *out = the lowest index of the largest x[i] over i not in skip[0..n_skip) (greedy decoding
+     * without copying the logits to the host); G4_ERR_UNSUPPORTED when it cannot (n_skip too big) */
+    g4_status (*argmax)(be *b, const float *x, size_t n, const int32_t *skip, size_t n_skip, int32_t *out,
+                        g4_error *err);
     /* device bytes held by the backend; *weights gets the bytes of uploaded weights */
     size_t (*mem_used)(be *b, size_t *weights);
 };

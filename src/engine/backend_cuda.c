@@ -91,6 +91,7 @@ typedef struct cu_ctx {
     gentry graphs[N_GRAPHS];
     unsigned long long tick;
     int capturing, use_graph, tc_min_t;
+    int fuse_res;               /* residual fused into the next NVFP4 GEMV (G4_CUDA_FUSE_RESIDUAL=0: off) */
     int sticky;                 /* first error of a void op (cudaError_t), 0 if none */
 } cu_ctx;
 
@@ -402,6 +403,67 @@ static g4_status cb_geglu(be *b, float *h, float *scratch, const float *x, int T
     return check(b, cu_gemv(x, T, cw, ys, 2, 1, C(b)->stream), "gemv geglu", err);
 }
 
+static void cb_residual(be *b, float *x, float *o, const float *w_post, float scalar, const float *w_next, float *xn,
+                        size_t rows, int d, float eps);
+
+/* residual + products of xn in one kernel (gemv_tc.cu cu_gemv_tc_residual) for one NVFP4 decode
+ * row; anything else: cu_residual, then the plain op */
+static bool fuse_residual(be *b, size_t rows, int d, const float *w_next, const cu_weight *const *cw, int n) {
+    if (rows != 1 || !w_next || !C(b)->fuse_res || !cu_gemv_tc_residual_ok(d) || 1 >= C(b)->tc_min_t) return false;
+    for (int i = 0; i < n; i++)
+        if (!cw[i] || cw[i]->fmt != CU_NVFP4 || !cw[i]->tc || cw[i]->k != d) return false;
+    return true;
+}
+
+static g4_status cb_residual_geglu(be *b, float *x, float *o, const float *w_post, float scalar, const float *w_next,
+                                   float *xn, size_t rows, int d, float eps, float *h, float *scratch,
+                                   const ckpt_linear *gate, const ckpt_linear *up, g4_error *err) {
+    const cu_weight *cw[2] = {find_w(b, gate, err), find_w(b, up, err)};
+    if (!cw[0] || !cw[1]) return G4_ERR_INTERNAL;
+    if (fuse_residual(b, rows, d, w_next, cw, 2) && cw[0]->n == cw[1]->n) {
+        float *ys[2] = {h, scratch};
+        return check(b, cu_gemv_tc_residual(x, o, w_post, scalar, w_next, xn, eps, cw, ys, 2, 1, C(b)->stream),
+                     "residual + gemv geglu", err);
+    }
+    cb_residual(b, x, o, w_post, scalar, w_next, xn, rows, d, eps);
+    return cb_geglu(b, h, scratch, xn, (int)rows, gate, up, err);
+}
+
+static g4_status cb_residual_matmul3(be *b, float *x, float *o, const float *w_post, float scalar, const float *w_next,
+                                     float *xn, size_t rows, int d, float eps, float *y0, float *y1, float *y2,
+                                     const ckpt_linear *w0, const ckpt_linear *w1, const ckpt_linear *w2,
+                                     g4_error *err) {
+    const ckpt_linear *wl[3] = {w0, w1, w2};
+    float *yl[3] = {y0, y1, y2};
+    const cu_weight *cw[3];
+    float *ys[3];
+    int n = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!wl[i]) continue;
+        if (!(cw[n] = find_w(b, wl[i], err))) return G4_ERR_INTERNAL;
+        ys[n++] = yl[i];
+    }
+    if (fuse_residual(b, rows, d, w_next, cw, n))
+        return check(b, cu_gemv_tc_residual(x, o, w_post, scalar, w_next, xn, eps, cw, ys, n, 0, C(b)->stream),
+                     "residual + gemv", err);
+    cb_residual(b, x, o, w_post, scalar, w_next, xn, rows, d, eps);
+    return cb_matmul3(b, y0, y1, y2, xn, (int)rows, w0, w1, w2, err);
+}
+
+static g4_status cb_finish(be *b, g4_error *err) { return check(b, cu_sync(C(b)->stream), "forward", err); }
+
+/* scratch: the attention workspace (free between forwards): 2 x 1024 partials, then the index */
+static g4_status cb_argmax(be *b, const float *x, size_t n, const int32_t *skip, size_t n_skip, int32_t *out,
+                           g4_error *err) {
+    cu_ctx *c = C(b);
+    if (n_skip > CU_ARGMAX_SKIP || n > (size_t)INT32_MAX)
+        return G4_FAIL(err, G4_ERR_UNSUPPORTED, "cuda argmax: %zu suppressed ids (at most %d)", n_skip, CU_ARGMAX_SKIP);
+    int32_t *d_out = (int32_t *)(c->ws + 2048);
+    g4_status st = check(b, cu_argmax_skip(x, (int)n, skip, (int)n_skip, d_out, c->ws, c->stream), "argmax", err);
+    if (!st) st = check(b, cu_memcpy_d2h(out, d_out, sizeof *out, c->stream), "argmax result", err);
+    return st;
+}
+
 static g4_status cb_embed(be *b, float *out, const ckpt_vec *table, int n_vocab, int d, const int32_t *ids, int T,
                           float scale, g4_error *err) {
     cu_ctx *c = C(b);
@@ -639,6 +701,7 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
     c->mem_total = mem_total;
     c->use_graph = env_int("G4_CUDA_GRAPH", 1);
     c->tc_min_t = env_int("G4_CUDA_TC_MIN_T", 128);
+    c->fuse_res = env_int("G4_CUDA_FUSE_RESIDUAL", 1);
     cu_set_pdl(env_int("G4_CUDA_PDL", 1));
     g4_status st = G4_OK;
     if ((rc = cu_stream_create(&c->stream)) || (rc = cu_malloc((void **)&c->arena, ARENA_FLOATS * sizeof(float))) ||
@@ -723,6 +786,10 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
     b->matmul_geglu = cb_geglu;
     b->attn_prep = cb_attn_prep;
     b->residual = cb_residual;
+    b->residual_geglu = cb_residual_geglu;
+    b->argmax = cb_argmax;
+    b->finish = cb_finish;
+    b->residual_matmul3 = cb_residual_matmul3;
     b->graph_begin = cb_graph_begin;
     b->graph_end = cb_graph_end;
     b->forget = cb_forget;

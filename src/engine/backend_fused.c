@@ -40,9 +40,26 @@ static void f_residual(be *b, float *x, float *o, const float *w_post, float sca
     if (w_next) b->rmsnorm(b, xn, x, w_next, rows, d, eps);
 }
 
+static g4_status f_residual_geglu(be *b, float *x, float *o, const float *w_post, float scalar, const float *w_next,
+                                  float *xn, size_t rows, int d, float eps, float *h, float *scratch,
+                                  const ckpt_linear *gate, const ckpt_linear *up, g4_error *err) {
+    b->residual(b, x, o, w_post, scalar, w_next, xn, rows, d, eps);
+    return b->matmul_geglu(b, h, scratch, xn, (int)rows, gate, up, err);
+}
+
+static g4_status f_residual_matmul3(be *b, float *x, float *o, const float *w_post, float scalar,
+                                    const float *w_next, float *xn, size_t rows, int d, float eps, float *y0,
+                                    float *y1, float *y2, const ckpt_linear *w0, const ckpt_linear *w1,
+                                    const ckpt_linear *w2, g4_error *err) {
+    b->residual(b, x, o, w_post, scalar, w_next, xn, rows, d, eps);
+    return b->matmul3(b, y0, y1, y2, xn, (int)rows, w0, w1, w2, err);
+}
+
 void be_fused_defaults(be *b) {
     if (!b->matmul3) b->matmul3 = f_matmul3;
     if (!b->matmul_geglu) b->matmul_geglu = f_geglu;
     if (!b->attn_prep) b->attn_prep = f_attn_prep;
     if (!b->residual) b->residual = f_residual;
+    if (!b->residual_geglu) b->residual_geglu = f_residual_geglu;
+    if (!b->residual_matmul3) b->residual_matmul3 = f_residual_matmul3;
 }

@@ -361,7 +361,10 @@ static g4_status run_groups(g4_session *s, const int32_t *tokens, size_t n, cons
         st = eng_forward(e, &s->ws, &g, 1, all_dev, err);
         if (!st && all_dev) st = b->to_host(b, all_host + p * V, all_dev, T * V, err);
     }
-    if (!st) st = b->to_host(b, s->logits, s->ws.logits, V, err);
+    /* the host copy is made when asked for (g4_session_logits): greedy decoding on the device
+     * (g4_session_argmax) reads one index instead of the vocab-sized row */
+    if (!st && b->finish) st = b->finish(b, err);
+    s->logits_dev = !st;
     if (all_dev) b->release(b, all_dev);
     if (st) s->n = 0;
     return st;
@@ -398,7 +401,35 @@ g4_status g4_session_prefill_all(g4_session *s, const int32_t *tokens, size_t n,
     return run_groups(s, tokens, n, NULL, out, err);
 }
 
-const float *g4_session_logits(const g4_session *s) { return s->logits; }
+const float *g4_session_logits(const g4_session *s) {
+    if (s->logits_dev) {   /* the host copy is a cache of the session's state: filled on first use */
+        g4_session *m = (g4_session *)s;
+        g4_error err = {0};
+        if (m->e->be->to_host(m->e->be, m->logits, m->ws.logits, (size_t)m->e->ck->cfg.text.vocab, &err))
+            for (size_t i = 0; i < (size_t)m->e->ck->cfg.text.vocab; i++) m->logits[i] = NAN;   /* device lost */
+        m->logits_dev = false;
+    }
+    return s->logits;
+}
+
+g4_status g4_session_argmax(g4_session *s, const int32_t *suppress, size_t n_suppress, int32_t *id, g4_error *err) {
+    const int V = s->e->ck->cfg.text.vocab;
+    be *b = s->e->be;
+    if (s->n <= 0) return G4_FAIL(err, G4_ERR_INVALID_ARG, "argmax: the session holds no tokens");
+    if (s->logits_dev && b->argmax) {
+        g4_status st = b->argmax(b, s->ws.logits, (size_t)V, suppress, n_suppress, id, err);
+        if (st != G4_ERR_UNSUPPORTED) return st;
+    }
+    const float *w = g4_session_logits(s);   /* host: as g4_sample at temperature 0 */
+    int best = -1;
+    for (int i = 0; i < V; i++) {
+        bool skip = false;
+        for (size_t j = 0; j < n_suppress; j++) skip |= suppress[j] == i;
+        if (!skip && (best < 0 || w[i] > w[best])) best = i;
+    }
+    *id = best < 0 ? 0 : best;
+    return G4_OK;
+}
 size_t g4_session_length(const g4_session *s) { return (size_t)s->n; }
 int g4_session_max_context(const g4_session *s) { return s->max_ctx; }
 const int32_t *g4_session_tokens(const g4_session *s) { return s->tokens; }
@@ -457,6 +488,9 @@ g4_status g4_batch_step(g4_batch *bt, const g4_batch_item *items, int n_items, g
     if (rows > bt->ws.rows)
         return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch step: %d rows (capacity %d)", rows, bt->ws.rows);
     g4_status st = eng_forward(e, &bt->ws, g, n_items, NULL, err);
-    for (int i = 0; i < n_items && !st; i++) st = b->to_host(b, g[i].s->logits, bt->ws.logits + (size_t)i * V, V, err);
+    for (int i = 0; i < n_items && !st; i++) {
+        st = b->to_host(b, g[i].s->logits, bt->ws.logits + (size_t)i * V, V, err);
+        g[i].s->logits_dev = false;
+    }
     return st;
 }

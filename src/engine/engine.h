@@ -63,6 +63,7 @@ struct g4_session {
     float **kc, **vc;                   /* [n_layers] caches */
     eng_ws ws;                          /* private workspace for g4_session_sync (max_chunk rows) */
     float *logits;                      /* [vocab] host copy of the last token's logits */
+    bool logits_dev;                    /* logits only in ws.logits yet: g4_session_logits copies */
 };
 
 struct g4_batch {

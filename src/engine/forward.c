@@ -31,11 +31,17 @@ static g4_status layer_forward(g4_engine *e, eng_ws *w, const eng_group *g, int 
     size_t qw = (size_t)nh * hd, kw = (size_t)nkv * hd;
     g4_status st;
 
-    /* on entry w->xn = rms(x; input_norm): the previous layer's residual op (or the embedding) made it */
+    /* Layer 0: on entry w->xn = rms(x; input_norm) (made after the embedding). Layer l > 0: the
+     * previous layer's post-FFN residual is pending (w->o = its down projection): x = (x + rms(o))
+     * * layer_scalar, xn = rms(x; input_norm), fused with this layer's q/k/v products. */
     const bool kv = L->geo.k_eq_v;
-    if ((st = b->matmul3(b, w->q, w->k, kv ? NULL : w->v, w->xn, R, &L->q_proj, &L->k_proj, kv ? NULL : &L->v_proj,
-                         err)))
-        return st;
+    if (l == 0)
+        st = b->matmul3(b, w->q, w->k, kv ? NULL : w->v, w->xn, R, &L->q_proj, &L->k_proj, kv ? NULL : &L->v_proj, err);
+    else
+        st = b->residual_matmul3(b, w->x, w->o, e->layers[l - 1].post_ffn_norm, e->ck->layers[l - 1].layer_scalar,
+                                 EL->input_norm, w->xn, (size_t)R, d, eps, w->q, w->k, kv ? NULL : w->v, &L->q_proj,
+                                 &L->k_proj, kv ? NULL : &L->v_proj, err);
+    if (st) return st;
     int window = L->geo.type == CFG_SLIDING ? L->geo.window : 0;
     for (int i = 0; i < ng; i++) {
         g4_session *s = g[i].s;
@@ -48,13 +54,12 @@ static g4_status layer_forward(g4_engine *e, eng_ws *w, const eng_group *g, int 
             return st;
     }
     if ((st = b->matmul(b, w->o, w->att, R, &L->o_proj, err))) return st;
-    b->residual(b, w->x, w->o, EL->post_attn_norm, 1.0f, EL->pre_ffn_norm, w->xn, (size_t)R, d, eps);
-    if ((st = b->matmul_geglu(b, w->gate, w->up, w->xn, R, &L->gate_proj, &L->up_proj, err))) return st;
-    if ((st = b->matmul(b, w->o, w->gate, R, &L->down_proj, err))) return st;
-    /* x = (x + rms(o)) * layer_scalar; xn = the next layer's input norm (the final norm after the last) */
-    const float *w_next = l + 1 < tc->n_layers ? e->layers[l + 1].input_norm : e->final_norm;
-    b->residual(b, w->x, w->o, EL->post_ffn_norm, L->layer_scalar, w_next, w->xn, (size_t)R, d, eps);
-    return G4_OK;
+    if ((st = b->residual_geglu(b, w->x, w->o, EL->post_attn_norm, 1.0f, EL->pre_ffn_norm, w->xn, (size_t)R, d, eps,
+                                w->gate, w->up, &L->gate_proj, &L->up_proj, err)))
+        return st;
+    /* the post-FFN residual (x = (x + rms(o)) * layer_scalar) is left pending in w->o: the next
+     * layer fuses it with its q/k/v products, forward() applies the last one with the final norm */
+    return b->matmul(b, w->o, w->gate, R, &L->down_proj, err);
 }
 
 static bool is_placeholder(const g4_config *c, int32_t id) {
@@ -142,6 +147,11 @@ g4_status eng_forward(g4_engine *e, eng_ws *w, eng_group *g, int ng, float *all_
     if (!st && gmode != 1) b->rmsnorm(b, w->xn, w->x, e->layers[0].input_norm, (size_t)R, d, (float)tc->rms_norm_eps);
     for (int l = 0; l < tc->n_layers && !st && gmode != 1; l++)
         if ((st = layer_forward(e, w, g, ng, row0, R, l, err))) g4_error_prefix(err, "layer %d", l);
+    if (!st && gmode != 1) {
+        const int last = tc->n_layers - 1;
+        b->residual(b, w->x, w->o, e->layers[last].post_ffn_norm, e->ck->layers[last].layer_scalar, e->final_norm,
+                    w->xn, (size_t)R, d, (float)tc->rms_norm_eps);
+    }
     /* w->xn now holds the final norm of every row; lm_head on the last row of each group
      * (or on every row for all_out) */
     if (!st && gmode != 1) {

@@ -119,10 +119,18 @@ g4_status g4_generate(g4_session *s, const int32_t *prompt, size_t n, const g4_g
     double t1 = now_s();
     r.prefill_s = t1 - t0;
     size_t len = n;
+    /* greedy without penalties: the argmax (on the device when the backend has one: no copy of
+     * the vocab-sized logits row per token); else the sampler on the host copy */
+    const g4_sampling *sp = &p->sampling;
+    const bool greedy = g4_sampling_is_greedy(sp);
     while (!st) {
-        const float *logits = g4_session_logits(s);
-        g4_history h = {seq, n, seq + n, len - n};
-        int32_t id = g4_sample(&smp, logits, &p->sampling, &h, sup, n_sup, &rng);
+        int32_t id = 0;
+        if (greedy) {
+            if ((st = g4_session_argmax(s, sup, n_sup, &id, err))) break;
+        } else {
+            g4_history h = {seq, n, seq + n, len - n};
+            id = g4_sample(&smp, g4_session_logits(s), sp, &h, sup, n_sup, &rng);
+        }
         bool is_eos = false;
         for (size_t i = 0; i < n_eos && !p->ignore_eos; i++) is_eos |= id == eos[i];
         if (is_eos) {

@@ -128,6 +128,11 @@ static void select_top(int32_t *idx, int n, int k, const float *vals) {
     }
 }
 
+bool g4_sampling_is_greedy(const g4_sampling *p) {
+    return p->temperature <= 0 && (p->repetition_penalty <= 0 || p->repetition_penalty == 1.0f) &&
+           p->frequency_penalty == 0 && p->presence_penalty == 0;
+}
+
 int32_t g4_sample(g4_sampler *s, const float *logits, const g4_sampling *p, const g4_history *h,
                   const int32_t *suppress, size_t n_suppress, g4_rng *rng) {
     int n = s->n_vocab;

@@ -42,6 +42,9 @@ int g4_sampler_init(g4_sampler *s, int n_vocab);   /* 0 ok, -1 out of memory */
 void g4_sampler_free(g4_sampler *s);
 
 /* Pick the next token from logits[n_vocab] (not modified). suppress may be NULL. */
+/* temperature 0 and no repetition / presence / frequency penalty: the choice is the argmax of the
+ * raw logits (minus suppressed ids), which g4_session_argmax can take on the device */
+bool g4_sampling_is_greedy(const g4_sampling *p);
 int32_t g4_sample(g4_sampler *s, const float *logits, const g4_sampling *p, const g4_history *h,
                   const int32_t *suppress, size_t n_suppress, g4_rng *rng);
 

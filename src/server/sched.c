@@ -262,9 +262,17 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
 static bool sample_seq(sched *s, seq *q) {
     srv_req *r = q->r;
     srv_choice *c = &r->choices[q->choice];
-    const float *logits = g4_session_logits(s->sess[q->slot]);
-    g4_history h = {q->tok, q->n_prompt, q->tok + q->n_prompt, q->n_gen};
-    int32_t id = g4_sample(&s->smp, logits, &q->sampling, &h, s->sup, s->n_sup, &q->rng);
+    /* greedy without logprobs: the argmax on the device when the session's logits are still
+     * there (no vocab-sized copy); otherwise the host sampler */
+    g4_session *ss = s->sess[q->slot];
+    const float *logits = NULL;
+    int32_t id = 0;
+    g4_error aerr = {0};
+    if (!g4_sampling_is_greedy(&q->sampling) || r->lp_stride || g4_session_argmax(ss, s->sup, s->n_sup, &id, &aerr)) {
+        logits = g4_session_logits(ss);
+        g4_history h = {q->tok, q->n_prompt, q->tok + q->n_prompt, q->n_gen};
+        id = g4_sample(&s->smp, logits, &q->sampling, &h, s->sup, s->n_sup, &q->rng);
+    }
     double now = srv_now();
     if (q->n_gen == 0) {
         pthread_mutex_lock(&r->mu);
