@@ -19,6 +19,7 @@
 #include "cuda/cuda_ops.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 namespace {
 
@@ -210,7 +211,13 @@ extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, c
     int G0 = Hq / Hkv, hg = G0 >= 8 ? G0 / 4 : 1;
     if (G0 % hg) hg = 1;
     int max_split = (n_keys_max + 15) / 16;   /* at least 16 keys per split */
-    int want = (2 * sm_count + Hkv * hg * T - 1) / (Hkv * hg * T);
+    /* blocks per SM the splits aim at (G4_CUDA_ATTN_BPS, default 2) */
+    static int bps = -1;
+    if (bps < 0) {
+        const char *e = getenv("G4_CUDA_ATTN_BPS");
+        bps = e && atoi(e) > 0 ? atoi(e) : 2;
+    }
+    int want = (bps * sm_count + Hkv * hg * T - 1) / (Hkv * hg * T);
     int nsplit = want < max_split ? want : max_split;
     if (nsplit > 256) nsplit = 256;
     if (nsplit < 1) nsplit = 1;
