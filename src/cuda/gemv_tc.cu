@@ -708,9 +708,9 @@ int tc_prepare() {
 extern "C" int cu_gemv_tc_prepare(void) { return tc_prepare(); }
 
 /* Timing probe for bench_cuda_gemv --trace: with buf (device, >= SMs x 16 x 8 u64) every later
- * launch writes per warp: entry, after the early loads, after griddepcontrol.wait, after x
- * staging, end, end of the main loop (%globaltimer ns), ns spent finishing tiles, ns spent
- * waiting for stages; NULL turns it off. */
+ * launch writes per warp, %globaltimer ns: [0] entry, [1] x loaded (block max computed), [2] past
+ * griddepcontrol.wait, [3] x staged, [4] end, [5] end of the main loop, [6] ns spent finishing
+ * tiles, [7] past the block-max barrier; NULL turns it off. */
 extern "C" void cu_gemv_tc_trace(void *buf) { g_trace = (unsigned long long *)buf; }
 
 extern "C" int cu_nvfp4_to_tc(const uint8_t *codes, const uint8_t *scales, int n, int k, uint8_t *dst_codes,
