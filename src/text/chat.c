@@ -444,6 +444,22 @@ static bool format_argument(rd *r, const json_value *v, bool escape_keys) {
     return true;
 }
 
+/* key:value pairs of a tool call's arguments or a tool response, comma-separated, keys as they
+ * are (the template's format_argument(..., escape_keys=false) over dictsort'ed items) */
+static bool format_kv_items(rd *r, const ditem *it, size_t n) {
+    strbuf *o = &r->out;
+    bool ok = true;
+    for (size_t k = 0; k < n && ok; k++) {
+        if (k) sb_putc(o, ',');
+        sb_put(o, it[k].key, it[k].klen);
+        sb_putc(o, ':');
+        size_t p4 = path_key(r, it[k].key, it[k].klen);
+        ok = format_argument(r, it[k].val, false);
+        path_pop(r, p4);
+    }
+    return ok;
+}
+
 static bool format_parameters(rd *r, const json_value *props);
 
 /* The '"items": {...}' part of an ARRAY-typed parameter. */
@@ -718,15 +734,7 @@ static bool render_tool_calls(rd *r, const json_value *calls) {
             size_t n;
             if (!dict_items(r, args, true, &it, &n)) return false;
             size_t p3 = path_push(r, ".arguments");
-            bool ok = true;
-            for (size_t k = 0; k < n && ok; k++) {
-                if (k) sb_putc(o, ',');
-                sb_put(o, it[k].key, it[k].klen);
-                sb_putc(o, ':');
-                size_t p4 = path_key(r, it[k].key, it[k].klen);
-                ok = format_argument(r, it[k].val, false);
-                path_pop(r, p4);
-            }
+            bool ok = format_kv_items(r, it, n);
             free(it);
             if (!ok) return false;
             path_pop(r, p3);
@@ -762,15 +770,7 @@ static bool render_tool_responses(rd *r, const json_value *resps) {
             size_t n;
             if (!dict_items(r, resp, true, &it, &n)) return false;
             sb_putc(o, '{');
-            bool ok = true;
-            for (size_t k = 0; k < n && ok; k++) {
-                if (k) sb_putc(o, ',');
-                sb_put(o, it[k].key, it[k].klen);
-                sb_putc(o, ':');
-                size_t p4 = path_key(r, it[k].key, it[k].klen);
-                ok = format_argument(r, it[k].val, false);
-                path_pop(r, p4);
-            }
+            bool ok = format_kv_items(r, it, n);
             free(it);
             if (!ok) return false;
             sb_putc(o, '}');
