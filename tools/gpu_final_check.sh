@@ -5,7 +5,7 @@
 . tools/device_env.sh
 G4_BIN=$B/g4 timeout 150 $B/g4-tests cuda_ > $OUT/cuda_tests.log 2>&1; echo "tests rc=$? $(tail -1 $OUT/cuda_tests.log)"
 grep -E "^FAIL|:[0-9]+: " $OUT/cuda_tests.log | head
-for t in cuda_matmul_formats cuda_matmul_batched cuda_fused_matmuls cuda_matmul_tensor_cores cuda_parity_tiny_a_nvfp4; do
+for t in cuda_matmul_formats cuda_matmul_batched cuda_fused_matmuls cuda_nvfp4_shares cuda_residual_fused cuda_matmul_tensor_cores cuda_parity_tiny_a_nvfp4; do
   G4_BIN=$B/g4 timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 $B/g4-tests $t > $OUT/memcheck_$t.log 2>&1
   echo "memcheck $t rc=$? $(grep -E 'ERROR SUMMARY' $OUT/memcheck_$t.log | tail -1)"
 done

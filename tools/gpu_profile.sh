@@ -13,7 +13,7 @@ if [ -x $B/g4-tests ]; then
   G4_BIN=$B/g4 timeout 200 $B/g4-tests ${TESTS:-cuda_} > "$OUT/cuda_tests.log" 2>&1; echo "tests rc=$? $(tail -1 "$OUT/cuda_tests.log")"
   grep -E "^FAIL|:[0-9]+: " "$OUT/cuda_tests.log" | head -20
 fi
-[ -x $B/bench_cuda_gemv ] && timeout 60 $B/bench_cuda_gemv > "$OUT/gemv.jsonl" 2>&1; echo "gemv rc=$?"
+[ -x $B/bench_cuda_gemv ] && timeout 60 $B/bench_cuda_gemv --trace > "$OUT/gemv.jsonl" 2>&1; echo "gemv rc=$?"
 cat "$OUT/gemv.jsonl"
 synth_12b $M
 timeout 60 $B/g4 bench $M --json --device cuda --prompt-len ${PL:-1024} --gen 64 > "$OUT/bench.json" 2>&1; echo "bench rc=$?"; cat "$OUT/bench.json"
