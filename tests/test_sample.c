@@ -27,6 +27,27 @@ TEST(sample_greedy_and_suppress) {
     g4_sampler_free(&s);
 }
 
+/* which settings may take the device argmax (g4_session_argmax) instead of the sampler */
+TEST(sample_is_greedy) {
+    g4_sampling p;
+    g4_sampling_default(&p);
+    CHECK(g4_sampling_is_greedy(&p));
+    p.top_k = 5, p.top_p = 0.5f, p.min_p = 0.1f, p.seed = 7;   /* ignored at temperature 0 */
+    CHECK(g4_sampling_is_greedy(&p));
+    p.temperature = 0.7f;
+    CHECK(!g4_sampling_is_greedy(&p));
+    g4_sampling_default(&p);
+    p.repetition_penalty = 1.1f;
+    CHECK(!g4_sampling_is_greedy(&p));
+    p.repetition_penalty = 0.0f;   /* <= 0: off, as in apply_penalties */
+    CHECK(g4_sampling_is_greedy(&p));
+    p.presence_penalty = 0.5f;
+    CHECK(!g4_sampling_is_greedy(&p));
+    g4_sampling_default(&p);
+    p.frequency_penalty = -0.5f;
+    CHECK(!g4_sampling_is_greedy(&p));
+}
+
 TEST(sample_seed_determinism) {
     enum { N = 1000 };
     g4_sampler s;

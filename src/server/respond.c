@@ -163,6 +163,18 @@ static void head(strbuf *b, const resp_ctx *c, const char *object) {
     sb_json_str(b, c->model, strlen(c->model));
 }
 
+/* the end of one choice object (after its logprobs), and of the choices array plus usage */
+static void choice_end(strbuf *b, const srv_req *r, const srv_choice *ch) {
+    sb_putc(b, ',');
+    finish_fields(b, r, ch);
+    sb_putc(b, '}');
+}
+static void choices_end(strbuf *b, const srv_req *r) {
+    sb_puts(b, "],\"usage\":");
+    resp_usage(b, r);
+    sb_putc(b, '}');
+}
+
 void resp_chat(strbuf *b, const resp_ctx *c, const srv_req *r) {
     head(b, c, "chat.completion");
     sb_puts(b, ",\"choices\":[");
@@ -177,13 +189,9 @@ void resp_chat(strbuf *b, const resp_ctx *c, const srv_req *r) {
         sb_puts(b, ",\"tool_calls\":[]},\"logprobs\":");
         if (r->lp_stride) chat_lp_entries(b, c, r, ch, 0, ch->n_lp);
         else sb_puts(b, "null");
-        sb_putc(b, ',');
-        finish_fields(b, r, ch);
-        sb_putc(b, '}');
+        choice_end(b, r, ch);
     }
-    sb_puts(b, "],\"usage\":");
-    resp_usage(b, r);
-    sb_putc(b, '}');
+    choices_end(b, r);
 }
 
 void resp_completion(strbuf *b, const resp_ctx *c, const srv_req *r) {
@@ -204,13 +212,9 @@ void resp_completion(strbuf *b, const resp_ctx *c, const srv_req *r) {
         sb_puts(b, ",\"logprobs\":");
         if (r->lp_stride) cmpl_lp(b, c, r, ch, r->want_plp, 0, ch->n_lp, 0);
         else sb_puts(b, "null");
-        sb_putc(b, ',');
-        finish_fields(b, r, ch);
-        sb_putc(b, '}');
+        choice_end(b, r, ch);
     }
-    sb_puts(b, "],\"usage\":");
-    resp_usage(b, r);
-    sb_putc(b, '}');
+    choices_end(b, r);
 }
 
 bool resp_stream(strbuf *b, const resp_ctx *c, const srv_req *r, resp_cursor *cur) {
