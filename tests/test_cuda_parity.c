@@ -126,6 +126,19 @@ TEST(cuda_parity_tiny_wc_tensor_core) {
 TEST(cuda_parity_tiny_wc_fp32) {
     NEED_GPU();
     setenv("G4_CUDA_TC_MIN_T", "100000", 1);
+    setenv("G4_CUDA_FLASH_MIN_T", "100000", 1);
     cuda_parity("tiny-wc", 1e-3, true, 0);
+    unsetenv("G4_CUDA_FLASH_MIN_T");
+    unsetenv("G4_CUDA_TC_MIN_T");
+}
+/* the tensor-core prefill attention alone (attn_flash.cu: f16 q/k/v/p, f32 accumulate; the
+ * products stay float32): gated at 4e-3 (measured on an H200: 1.12e-3 / 9.1e-4; the float32
+ * path on the same prompts: 6.5e-7 / 7.3e-7) */
+TEST(cuda_parity_tiny_wc_flash) {
+    NEED_GPU();
+    setenv("G4_CUDA_TC_MIN_T", "100000", 1);
+    setenv("G4_CUDA_FLASH_MIN_T", "2", 1);
+    cuda_parity_x("tiny-wc", 4e-3, true, false, 0);
+    unsetenv("G4_CUDA_FLASH_MIN_T");
     unsetenv("G4_CUDA_TC_MIN_T");
 }

@@ -96,10 +96,11 @@ int cu_nvfp4_to_tc(const uint8_t *codes, const uint8_t *scales, int n, int k, ui
                    uint8_t *dst_scales, void *stream);
 
 /* ---- gemm.cu: prefill products on tensor cores (cuBLAS, BF16 operands, FP32 accumulate) ----
- * W is dequantized to a BF16 scratch [n, k] (exact for NVFP4/FP8 codes x block scale) and x is
- * rounded to BF16. scratch_w: n*k bf16, scratch_x: T*k bf16. cublas: a cublasHandle_t. */
-int cu_gemm_bf16(void *cublas, const float *x, int T, const cu_weight *w, float *y, void *scratch_w,
-                 void *scratch_x, void *stream);
+ * cu_to_bf16: out[n] (bf16) = x rounded, once per input shared by several products.
+ * cu_gemm_bf16: y[T, n] = xb[T, k] (bf16 from cu_to_bf16) . W^T; W is dequantized to a BF16
+ * scratch [n, k] (exact for NVFP4/FP8 codes x block scale). cublas: a cublasHandle_t. */
+int cu_to_bf16(const float *x, size_t n, void *out, void *stream);
+int cu_gemm_bf16(void *cublas, const void *xb, int T, const cu_weight *w, float *y, void *scratch_w, void *stream);
 int cu_cublas_create(void **handle, void *stream);
 void cu_cublas_destroy(void *handle);
 
@@ -136,6 +137,15 @@ int cu_argmax_skip(const float *x, int n, const int32_t *skip_ids, int n_skip, i
 int cu_attention(float *out, const float *q, int T, int Hq, int hd, const float *kc, const float *vc, int Hkv,
                  int n_slots, int p0, const int *p0_dev, int window, const int32_t *block_id_dev, float scale,
                  int n_keys_max, float *ws, size_t ws_floats, int sm_count, void *stream);
+
+/* ---- attn_flash.cu: tensor-core prefill attention (the same contract, T >= 2 queries) ----
+ * _ok: the shape is supported (hd a multiple of 16 up to 512, Hq / Hkv <= 64). */
+int cu_attention_flash_ok(int Hq, int Hkv, int hd);
+int cu_attention_flash(float *out, const float *q, int T, int Hq, int hd, const float *kc, const float *vc, int Hkv,
+                       int n_slots, int p0, int window, const int32_t *block_id_dev, float scale, void *scratch,
+                       size_t scratch_bytes, void *stream);
+/* bytes of scratch cu_attention_flash needs (the f16 copy of the visible keys and values) */
+size_t cu_attention_flash_scratch(int T, int Hkv, int hd, int n_slots, int p0, int window, int has_blocks);
 
 #ifdef __cplusplus
 }

@@ -121,5 +121,7 @@ g4_status be_cuda_upload_linear(be *b, const ckpt_linear *w, g4_error *err);
 g4_status be_cuda_upload_vec(be *b, const ckpt_vec *v, g4_error *err);
 /* op tests: T at and above which matmuls take the tensor-core (BF16 cuBLAS) path */
 void be_cuda_set_tc_min_t(be *b, int t);
+/* op tests: T at and above which attention takes the tensor-core kernel (attn_flash.cu) */
+void be_cuda_set_flash_min_t(be *b, int t);
 
 #endif

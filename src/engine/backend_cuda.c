@@ -45,6 +45,10 @@ void be_cuda_set_tc_min_t(be *b, int t) {
     (void)b;
     (void)t;
 }
+void be_cuda_set_flash_min_t(be *b, int t) {
+    (void)b;
+    (void)t;
+}
 
 #else
 
@@ -86,11 +90,12 @@ typedef struct cu_ctx {
     int *d_step;                /* [0] = position, [1] = token id of a graph step */
     int32_t *d_ids;
     size_t d_ids_cap;
-    void *scr_w, *scr_x;
-    size_t scr_w_bytes, scr_x_bytes;
+    void *scr_w, *scr_x, *scr_kv;   /* prefill scratch: BF16 weight, BF16 x, f16 K/V (flash) */
+    size_t scr_w_bytes, scr_x_bytes, scr_kv_bytes;
     gentry graphs[N_GRAPHS];
     unsigned long long tick;
     int capturing, use_graph, tc_min_t;
+    int flash_min_t;            /* chunks of T >= this take the tensor-core attention (attn_flash.cu) */
     int fuse_res;               /* residual fused into the next NVFP4 GEMV (G4_CUDA_FUSE_RESIDUAL=0: off) */
     int sticky;                 /* first error of a void op (cudaError_t), 0 if none */
 } cu_ctx;
@@ -292,6 +297,7 @@ static void cb_free(be *b) {
         cu_free(c->d_ids);
         cu_free(c->scr_w);
         cu_free(c->scr_x);
+        cu_free(c->scr_kv);
         cu_cublas_destroy(c->cublas);
         cu_stream_destroy(c->stream);
         free(c->map);
@@ -345,22 +351,48 @@ static const cu_weight *find_w(be *b, const ckpt_linear *w, g4_error *err) {
     return &e->w;
 }
 
-static g4_status gemm(be *b, float *y, const float *x, int T, const cu_weight *cw, g4_error *err) {
+/* Long-T products (T >= tc_min_t): x rounded to BF16 once into scr_x, then one cuBLAS GEMM per
+ * weight (gemm.cu). gemm_x: the rounding; gemm: a product of the rounded x. */
+static g4_status gemm_x(be *b, const float *x, int T, int k, g4_error *err) {
     cu_ctx *c = C(b);
     g4_status st;
     if (!c->cublas && (st = check(b, cu_cublas_create(&c->cublas, c->stream), "cublas", err))) return st;
-    if ((st = grow(b, &c->scr_w, &c->scr_w_bytes, (size_t)cw->n * cw->k * 2, err))) return st;
-    if ((st = grow(b, &c->scr_x, &c->scr_x_bytes, (size_t)T * cw->k * 2, err))) return st;
-    return check(b, cu_gemm_bf16(c->cublas, x, T, cw, y, c->scr_w, c->scr_x, c->stream), "gemm", err);
+    if ((st = grow(b, &c->scr_x, &c->scr_x_bytes, (size_t)T * k * 2, err))) return st;
+    return check(b, cu_to_bf16(x, (size_t)T * k, c->scr_x, c->stream), "x to bf16", err);
+}
+static g4_status gemm(be *b, float *y, int T, const cu_weight *cw, g4_error *err) {
+    cu_ctx *c = C(b);
+    g4_status st = grow(b, &c->scr_w, &c->scr_w_bytes, (size_t)cw->n * cw->k * 2, err);
+    if (st) return st;
+    return check(b, cu_gemm_bf16(c->cublas, c->scr_x, T, cw, y, c->scr_w, c->stream), "gemm", err);
 }
 
 static g4_status cb_matmul(be *b, float *y, const float *x, int T, const ckpt_linear *w, g4_error *err) {
     const cu_weight *cw = find_w(b, w, err);
     if (!cw) return G4_ERR_INTERNAL;
-    if (T >= C(b)->tc_min_t) return gemm(b, y, x, T, cw, err);
+    if (T >= C(b)->tc_min_t) {
+        g4_status st = gemm_x(b, x, T, cw->k, err);
+        return st ? st : gemm(b, y, T, cw, err);
+    }
     float *ys[1] = {y};
     const cu_weight *ws[1] = {cw};
     return check(b, cu_gemv(x, T, ws, ys, 1, 0, C(b)->stream), "gemv", err);
+}
+
+/* the uploaded weights of the non-NULL wl[i] and their outputs, packed: *n of them, *same when
+ * all share a format and k (one fused GEMV launch can take them) */
+static g4_status collect_w(be *b, const ckpt_linear *const *wl, float *const *yl, int nw, const cu_weight **cw,
+                           float **ys, int *n, bool *same, g4_error *err) {
+    *n = 0;
+    *same = true;
+    for (int i = 0; i < nw; i++) {
+        if (!wl[i]) continue;
+        if (!(cw[*n] = find_w(b, wl[i], err))) return G4_ERR_INTERNAL;
+        ys[*n] = yl[i];
+        if (cw[*n]->fmt != cw[0]->fmt || cw[*n]->k != cw[0]->k) *same = false;
+        (*n)++;
+    }
+    return G4_OK;
 }
 
 static g4_status cb_matmul3(be *b, float *y0, float *y1, float *y2, const float *x, int T, const ckpt_linear *w0,
@@ -369,22 +401,21 @@ static g4_status cb_matmul3(be *b, float *y0, float *y1, float *y2, const float 
     float *yl[3] = {y0, y1, y2};
     const cu_weight *cw[3];
     float *ys[3];
-    int n = 0;
-    bool same = true;
-    for (int i = 0; i < 3; i++) {
-        if (!wl[i]) continue;
-        if (!(cw[n] = find_w(b, wl[i], err))) return G4_ERR_INTERNAL;
-        ys[n] = yl[i];
-        if (cw[n]->fmt != cw[0]->fmt || cw[n]->k != cw[0]->k) same = false;
-        n++;
-    }
-    if (T >= C(b)->tc_min_t || !same) {
-        for (int i = 0; i < n; i++) {
-            g4_status st = T >= C(b)->tc_min_t ? gemm(b, ys[i], x, T, cw[i], err)
-                                               : check(b, cu_gemv(x, T, &cw[i], &ys[i], 1, 0, C(b)->stream), "gemv", err);
-            if (st) return st;
+    int n;
+    bool same;
+    g4_status st = collect_w(b, wl, yl, 3, cw, ys, &n, &same, err);
+    if (st) return st;
+    if (T >= C(b)->tc_min_t) {
+        for (int i = 0; i < n && !st; i++) {
+            if (i == 0 || cw[i]->k != cw[i - 1]->k) st = gemm_x(b, x, T, cw[i]->k, err);
+            if (!st) st = gemm(b, ys[i], T, cw[i], err);
         }
-        return G4_OK;
+        return st;
+    }
+    if (!same) {
+        for (int i = 0; i < n && !st; i++)
+            st = check(b, cu_gemv(x, T, &cw[i], &ys[i], 1, 0, C(b)->stream), "gemv", err);
+        return st;
     }
     return check(b, cu_gemv(x, T, cw, ys, n, 0, C(b)->stream), "gemv", err);
 }
@@ -393,8 +424,16 @@ static g4_status cb_geglu(be *b, float *h, float *scratch, const float *x, int T
                           const ckpt_linear *up, g4_error *err) {
     const cu_weight *cw[2] = {find_w(b, gate, err), find_w(b, up, err)};
     if (!cw[0] || !cw[1]) return G4_ERR_INTERNAL;
+    g4_status st;
+    if (T >= C(b)->tc_min_t && cw[0]->k == cw[1]->k) {
+        st = gemm_x(b, x, T, cw[0]->k, err);
+        if (!st) st = gemm(b, h, T, cw[0], err);
+        if (!st) st = gemm(b, scratch, T, cw[1], err);
+        if (!st) st = check(b, cu_gelu_mul(h, h, scratch, (size_t)T * cw[0]->n, C(b)->stream), "gelu", err);
+        return st;
+    }
     if (T >= C(b)->tc_min_t || cw[0]->fmt != cw[1]->fmt || cw[0]->k != cw[1]->k || cw[0]->n != cw[1]->n) {
-        g4_status st = cb_matmul(b, h, x, T, gate, err);
+        st = cb_matmul(b, h, x, T, gate, err);
         if (!st) st = cb_matmul(b, scratch, x, T, up, err);
         if (!st) st = check(b, cu_gelu_mul(h, h, scratch, (size_t)T * cw[0]->n, C(b)->stream), "gelu", err);
         return st;
@@ -437,12 +476,10 @@ static g4_status cb_residual_matmul3(be *b, float *x, float *o, const float *w_p
     float *yl[3] = {y0, y1, y2};
     const cu_weight *cw[3];
     float *ys[3];
-    int n = 0;
-    for (int i = 0; i < 3; i++) {
-        if (!wl[i]) continue;
-        if (!(cw[n] = find_w(b, wl[i], err))) return G4_ERR_INTERNAL;
-        ys[n++] = yl[i];
-    }
+    int n;
+    bool same;
+    g4_status st = collect_w(b, wl, yl, 3, cw, ys, &n, &same, err);
+    if (st) return st;
     if (fuse_residual(b, rows, d, w_next, cw, n))
         return check(b, cu_gemv_tc_residual(x, o, w_post, scalar, w_next, xn, eps, cw, ys, n, 0, C(b)->stream),
                      "residual + gemv", err);
@@ -527,6 +564,14 @@ static g4_status cb_attn(be *b, float *out, const float *q, int T, int Hq, int h
                        window, T);
     if (window <= 0 && n_slots < p0 + T)
         return G4_FAIL(err, G4_ERR_INVALID_ARG, "attention: %d slots < %d positions", n_slots, p0 + T);
+    if (!c->capturing && T >= c->flash_min_t && cu_attention_flash_ok(Hq, Hkv, hd)) {
+        size_t need = cu_attention_flash_scratch(T, Hkv, hd, n_slots, p0, window, block_id != NULL);
+        g4_status st = grow(b, &c->scr_kv, &c->scr_kv_bytes, need, err);
+        if (st) return st;
+        return check(b, cu_attention_flash(out, q, T, Hq, hd, kc, vc, Hkv, n_slots, p0, window, block_id, scale,
+                                           c->scr_kv, c->scr_kv_bytes, c->stream),
+                     "flash attention", err);
+    }
     int nk;
     if (c->capturing) nk = (window > 0 && !block_id && window < n_slots) ? window : n_slots;
     else {
@@ -649,6 +694,7 @@ bool be_cuda_available(void) {
 }
 
 void be_cuda_set_tc_min_t(be *b, int t) { C(b)->tc_min_t = t < 1 ? 1 : t; }
+void be_cuda_set_flash_min_t(be *b, int t) { C(b)->flash_min_t = t < 2 ? 2 : t; }
 
 g4_status be_cuda_upload_linear(be *b, const ckpt_linear *w, g4_error *err) {
     cu_ctx *c = C(b);
@@ -701,6 +747,7 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
     c->mem_total = mem_total;
     c->use_graph = env_int("G4_CUDA_GRAPH", 1);
     c->tc_min_t = env_int("G4_CUDA_TC_MIN_T", 128);
+    c->flash_min_t = env_int("G4_CUDA_FLASH_MIN_T", 128);
     c->fuse_res = env_int("G4_CUDA_FUSE_RESIDUAL", 1);
     cu_set_pdl(env_int("G4_CUDA_PDL", 1));
     g4_status st = G4_OK;
