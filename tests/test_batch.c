@@ -1,8 +1,10 @@
 /* test_batch.c - continuous batching: sessions advanced together through
  * g4_batch_step (mixed prefill chunks and decode tokens in one step) give the
- * same logits and greedy tokens as each session run alone. */
+ * same logits and greedy tokens as each session run alone - on the CPU, and on
+ * CUDA (where a step's decode rows share one attention launch per layer). */
 #include "harness.h"
 #include "base/npy.h"
+#include "engine/backend.h"
 #include "g4.h"
 
 #include <math.h>
@@ -14,7 +16,7 @@ static int argmax(const float *l, int n) {
     return b;
 }
 
-TEST(batch_matches_single_sessions) {
+static void batch_matches(g4_device dev) {
     enum { NS = 4, GEN = 12 };
     char dir[512], p[600];
     snprintf(dir, sizeof dir, "%s/models/tiny-a", t_fixtures());
@@ -24,7 +26,7 @@ TEST(batch_matches_single_sessions) {
         snprintf(p, sizeof p, "%s/reference/prompt_%d.npy", dir, k);
         REQUIRE(npy_read(p, &pr[k], &err) == G4_OK);
     }
-    g4_engine_options o = {.n_threads = 2, .device = G4_DEVICE_CPU, .no_tokenizer = true, .prefill_chunk = 16};
+    g4_engine_options o = {.n_threads = 2, .device = dev, .no_tokenizer = true, .prefill_chunk = 16};
     g4_engine *e = NULL;
     REQUIRE(g4_engine_open(dir, &o, &e, &err) == G4_OK);
     int V = g4_engine_vocab(e);
@@ -114,4 +116,10 @@ TEST(batch_matches_single_sessions) {
     npy_free(&pr[0]);
     npy_free(&pr[1]);
     g4_engine_free(e);
+}
+
+TEST(batch_matches_single_sessions) { batch_matches(G4_DEVICE_CPU); }
+TEST(cuda_batch_matches_single_sessions) {
+    if (!be_cuda_available()) SKIP("no CUDA device (or a build without CUDA)");
+    batch_matches(G4_DEVICE_CUDA);
 }

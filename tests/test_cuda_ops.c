@@ -583,6 +583,72 @@ TEST(cuda_attention) {
     one_attn(64, 16, 8, 256, 1024 + 64 + 63, 2000, 1024, false);
 }
 
+/* batched decode: rows of different sessions (own caches, positions, ring sizes, one with block
+ * ids) through rows_table + attention_rows, against attn_prep + attention per row on the CPU */
+static void rows_case(int window, int hd, int Hq, int Hkv) {
+    enum { N = 4 };
+    const int p0s[N] = {0, 37, 700, 5}, slots[N] = {64, 64, window > 0 ? window : 800, 64};
+    const int rowid[N] = {2, 0, 3, 1};   /* rows of the stacked buffers, not in table order */
+    char what[128];
+    g4_error err = {0};
+    size_t nq = (size_t)N * Hq * hd, nk = (size_t)N * Hkv * hd;
+    float *q = rand_f(nq, 1.0f), *k = rand_f(nk, 1.0f), *v = rand_f(nk, 1.0f), *qn = rand_f((size_t)hd, 1.0f),
+          *kn = rand_f((size_t)hd, 1.0f), *inv = inv_freq_partial(hd), *ref = malloc(nq * 4);
+    dbuf dq = dnew(nq, q), dk = dnew(nk, k), dv = dnew(nk, v), dqn = dnew((size_t)hd, qn), dkn = dnew((size_t)hd, kn),
+         di = dnew((size_t)hd / 2, inv), dout = dnew(nq, NULL);
+    float *kc[N], *vc[N];
+    dbuf dkc[N], dvc[N];
+    int32_t *bid = malloc(800 * 4), *dbid = g_cu->alloc_i32(g_cu, 800);
+    for (int i = 0; i < 800; i++) bid[i] = (i >= 2 && i <= 4) ? 2 : -1;
+    REQUIRE(g_cu->write_i32(g_cu, dbid, bid, 800, &err) == G4_OK);
+    be_attn_row tab[N];
+    for (int i = 0; i < N; i++) {
+        size_t nc = (size_t)slots[i] * Hkv * hd;
+        kc[i] = rand_f(nc, 1.0f), vc[i] = rand_f(nc, 1.0f);
+        dkc[i] = dnew(nc, kc[i]), dvc[i] = dnew(nc, vc[i]);
+        tab[i] = (be_attn_row){.kc = dkc[i].p, .vc = dvc[i].p, .block_id = i == 3 ? dbid : NULL, .row = rowid[i],
+                               .p0 = p0s[i], .n_slots = slots[i]};
+        /* CPU: the row's own prep (caches updated) and attention */
+        int r = rowid[i];
+        float *rq = q + (size_t)r * Hq * hd, *rk = k + (size_t)r * Hkv * hd, *rv = v + (size_t)r * Hkv * hd;
+        float *cq = malloc((size_t)Hq * hd * 4), *ck = malloc((size_t)Hkv * hd * 4), *cv = malloc((size_t)Hkv * hd * 4);
+        memcpy(cq, rq, (size_t)Hq * hd * 4), memcpy(ck, rk, (size_t)Hkv * hd * 4), memcpy(cv, rv, (size_t)Hkv * hd * 4);
+        g_cpu->attn_prep(g_cpu, cq, ck, cv, 1, Hq, Hkv, hd, qn, kn, inv, p0s[i], 1e-6f, false, kc[i], vc[i], slots[i]);
+        REQUIRE(g_cpu->attention(g_cpu, ref + (size_t)r * Hq * hd, cq, 1, Hq, hd, kc[i], vc[i], Hkv, slots[i], p0s[i],
+                                 window, i == 3 ? bid : NULL, 1.0f, &err) == G4_OK);
+        free(cq), free(ck), free(cv);
+    }
+    snprintf(what, sizeof what, "attention_rows window=%d hd=%d Hq=%d Hkv=%d", window, hd, Hq, Hkv);
+    REQUIRE(g_cu->rows_table(g_cu, tab, 1, N, &err) == G4_OK);
+    g4_status st = g_cu->attention_rows(g_cu, 0, dout.p, dq.p, dk.p, dv.p, Hq, Hkv, hd, dqn.p, dkn.p, di.p, 1e-6f,
+                                        false, window, 1.0f, &err);
+    CHECK_MSG(st == G4_OK, "%s: %s", what, err.msg);
+    float *got = dget(dout, what);
+    cmp(what, got, ref, nq, 2e-5);
+    for (int i = 0; i < N; i++) {
+        size_t nc = (size_t)slots[i] * Hkv * hd;
+        float *gk = dget(dkc[i], "rows k cache"), *gv = dget(dvc[i], "rows v cache");
+        cmp("attention_rows k cache", gk, kc[i], nc, 2e-6);
+        cmp("attention_rows v cache", gv, vc[i], nc, 2e-6);
+        free(gk), free(gv), free(kc[i]), free(vc[i]);
+    }
+    free(dget(dq, "q")), free(dget(dk, "k")), free(dget(dv, "v")), free(dget(dqn, "qn")), free(dget(dkn, "kn"));
+    free(dget(di, "inv"));
+    g_cu->release_i32(g_cu, dbid);
+    free(got), free(q), free(k), free(v), free(qn), free(kn), free(inv), free(ref), free(bid);
+}
+
+TEST(cuda_attention_rows) {
+    NEED_GPU();
+    rows_case(0, 512, 16, 1);    /* global layer shape */
+    rows_case(48, 256, 16, 8);   /* sliding: row 2 wrapped its 48-slot ring */
+    rows_case(0, 24, 6, 3);      /* odd head dim */
+    /* a layer that was not uploaded */
+    g4_error err = {0};
+    CHECK(g_cu->attention_rows(g_cu, 3, NULL, NULL, NULL, NULL, 16, 8, 256, NULL, NULL, NULL, 1e-6f, false, 0, 1.0f,
+                               &err) == G4_ERR_INTERNAL);
+}
+
 /* the tensor-core prefill kernel (attn_flash.cu), forced for every T >= 2: f16 q/k/v/p, so
  * 2e-3 relative (measured ~3e-4; the float32 kernel above is held to 2e-5) */
 TEST(cuda_attention_flash) {

@@ -31,6 +31,7 @@ struct attn_args {
     const float *q, *kc, *vc;
     const int32_t *bid;
     const int *p0_dev;
+    const cu_row *rows;   /* batched decode: query i = rows[i] (own cache, position, row); else NULL */
     int p0, T, t_off, Hq, Hkv, hd, n_slots, window, nsplit, ks;
     int hg;             /* blocks per kv head: each takes G / hg of its query heads */
     float scale;
@@ -45,17 +46,33 @@ template <int NR> __global__ void __launch_bounds__(256) k_attn(const attn_args 
     float *ls = ms + G;             /* [G] running sum */
     float *al = ls + G;             /* [G] rescale of this tile */
     pdl_wait();
-    const int s = blockIdx.x, h = blockIdx.y / a.hg, tz = blockIdx.z, t = a.t_off + tz;
+    const int s = blockIdx.x, h = blockIdx.y / a.hg, tz = blockIdx.z;
     const int qh0 = h * GA + (blockIdx.y % a.hg) * G;   /* first query head of this block */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int p0 = a.p0_dev ? *a.p0_dev : a.p0;
+    /* this query's chunk: the call's (T queries at p0..) or, batched, its row's own (one query) */
+    int t = a.t_off + tz, p0, T = a.T, n_slots = a.n_slots, qrow = t;
+    const float *kc = a.kc, *vc = a.vc;
+    const int32_t *bidp = a.bid;
+    if (a.rows) {
+        const cu_row r = a.rows[t];
+        qrow = r.row;
+        p0 = r.p0;
+        t = 0;
+        T = 1;
+        n_slots = r.n_slots;
+        kc = r.kc;
+        vc = r.vc;
+        bidp = r.bid;
+    } else {
+        p0 = a.p0_dev ? *a.p0_dev : a.p0;
+    }
     const int pos = p0 + t;
-    int res_lo = p0 + a.T - a.n_slots;
+    int res_lo = p0 + T - n_slots;
     if (res_lo < 0) res_lo = 0;
     int lo, hi;
-    if (a.bid) {
+    if (bidp) {
         lo = res_lo;
-        hi = p0 + a.T;
+        hi = p0 + T;
     } else {
         lo = a.window > 0 ? pos - a.window + 1 : 0;
         if (lo < res_lo) lo = res_lo;
@@ -63,11 +80,11 @@ template <int NR> __global__ void __launch_bounds__(256) k_attn(const attn_args 
     }
     int k0 = lo + s * a.ks, k1 = k0 + a.ks;
     if (k1 > hi) k1 = hi;
-    const int bq = a.bid ? a.bid[pos] : -1;
+    const int bq = bidp ? bidp[pos] : -1;
 
     for (int i = threadIdx.x; i < G * hd; i += blockDim.x) {
         int g = i / hd, d = i - g * hd;
-        qs[i] = a.q[((size_t)t * a.Hq + qh0 + g) * hd + d];
+        qs[i] = a.q[((size_t)qrow * a.Hq + qh0 + g) * hd + d];
     }
     if (threadIdx.x < G) {
         ms[threadIdx.x] = -INFINITY;
@@ -86,11 +103,11 @@ template <int NR> __global__ void __launch_bounds__(256) k_attn(const attn_args 
         int cnt = k1 - j0 < KT ? k1 - j0 : KT;
         for (int jj = warp; jj < cnt; jj += 8) {
             int j = j0 + jj;
-            const float *kr = a.kc + (size_t)(j % a.n_slots) * kvrow + (size_t)h * hd;
+            const float *kr = kc + (size_t)(j % n_slots) * kvrow + (size_t)h * hd;
             float kv[NR];
 #pragma unroll
             for (int i = 0; i < NR; i++) kv[i] = (lane + 32 * i < hd) ? kr[lane + 32 * i] : 0.0f;
-            bool vis = (j <= pos && (a.window <= 0 || j > pos - a.window)) || (bq >= 0 && a.bid[j] == bq);
+            bool vis = (j <= pos && (a.window <= 0 || j > pos - a.window)) || (bq >= 0 && bidp[j] == bq);
 #pragma unroll
             for (int g = 0; g < GMAX; g++) {
                 if (g >= G) break;
@@ -135,7 +152,7 @@ template <int NR> __global__ void __launch_bounds__(256) k_attn(const attn_args 
             for (int c = 0; c < NC; c++) acc[g][c] *= f;
         }
         for (int jj = 0; jj < cnt; jj++) {
-            const float *vr = a.vc + (size_t)((j0 + jj) % a.n_slots) * kvrow + (size_t)h * hd;
+            const float *vr = vc + (size_t)((j0 + jj) % n_slots) * kvrow + (size_t)h * hd;
             float vv[NC];
 #pragma unroll
             for (int c = 0; c < NC; c++) {
@@ -169,7 +186,7 @@ template <int NR> __global__ void __launch_bounds__(256) k_attn(const attn_args 
     }
 }
 
-__global__ void k_attn_combine(float *out, const float *ws, int Hq, int hd, int nsplit, int t_off) {
+__global__ void k_attn_combine(float *out, const float *ws, int Hq, int hd, int nsplit, int t_off, const cu_row *rows) {
     pdl_wait();
     const int hq = blockIdx.x, tz = blockIdx.y;
     const int st = hd + 2;
@@ -181,7 +198,8 @@ __global__ void k_attn_combine(float *out, const float *ws, int Hq, int hd, int 
         float m = base[(size_t)s * st + hd];
         if (m != -INFINITY) L += base[(size_t)s * st + hd + 1] * expf(m - M);
     }
-    float *o = out + ((size_t)(t_off + tz) * Hq + hq) * hd;
+    const int orow = rows ? rows[t_off + tz].row : t_off + tz;
+    float *o = out + ((size_t)orow * Hq + hq) * hd;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float v = 0.0f;
         if (L > 0.0f) {
@@ -199,11 +217,9 @@ template <int NR> int launch_nr(const attn_args &a, int Tb, size_t smem, void *s
     return cu_launch(k_attn<NR>, dim3(a.nsplit, a.Hkv * a.hg, Tb), dim3(256), smem, stream, a);
 }
 
-} /* namespace */
-
-extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, const float *kc, const float *vc,
-                            int Hkv, int n_slots, int p0, const int *p0_dev, int window, const int32_t *block_id_dev,
-                            float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count, void *stream) {
+/* the split-KV launch shared by cu_attention and cu_attention_rows (a.rows set for the latter) */
+int attn_run(attn_args a, int T, int n_keys_max, float *out, size_t ws_floats, int sm_count, void *stream) {
+    const int Hq = a.Hq, Hkv = a.Hkv, hd = a.hd;
     if (T <= 0) return 0;
     if (Hkv <= 0 || Hq % Hkv || Hq / Hkv > GMAX || hd > 512 || hd <= 0) return (int)cudaErrorInvalidValue;
     if (n_keys_max < 1) n_keys_max = 1;
@@ -229,6 +245,31 @@ extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, c
     if (Tb > 65535) Tb = 65535;
     int G = Hq / Hkv / hg;
     size_t smem = ((size_t)G * hd + (size_t)G * KT + 3 * (size_t)G) * sizeof(float);
+    a.nsplit = nsplit;
+    a.ks = ks;
+    a.hg = hg;
+    for (int t0 = 0; t0 < T; t0 += Tb) {
+        int tb = T - t0 < Tb ? T - t0 : Tb;
+        a.t_off = t0;
+        int rc;
+        if (hd <= 32) rc = launch_nr<1>(a, tb, smem, stream);
+        else if (hd <= 64) rc = launch_nr<2>(a, tb, smem, stream);
+        else if (hd <= 128) rc = launch_nr<4>(a, tb, smem, stream);
+        else if (hd <= 256) rc = launch_nr<8>(a, tb, smem, stream);
+        else rc = launch_nr<16>(a, tb, smem, stream);
+        if (rc) return rc;
+        rc = cu_launch(k_attn_combine, dim3(Hq, tb), dim3(128), 0, stream, out, (const float *)a.ws, Hq, hd, nsplit, t0,
+                       a.rows);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+} /* namespace */
+
+extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, const float *kc, const float *vc,
+                            int Hkv, int n_slots, int p0, const int *p0_dev, int window, const int32_t *block_id_dev,
+                            float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count, void *stream) {
     attn_args a = {};
     a.ws = ws;
     a.q = q;
@@ -243,22 +284,23 @@ extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, c
     a.hd = hd;
     a.n_slots = n_slots;
     a.window = window;
-    a.nsplit = nsplit;
-    a.ks = ks;
-    a.hg = hg;
     a.scale = scale;
-    for (int t0 = 0; t0 < T; t0 += Tb) {
-        int tb = T - t0 < Tb ? T - t0 : Tb;
-        a.t_off = t0;
-        int rc;
-        if (hd <= 32) rc = launch_nr<1>(a, tb, smem, stream);
-        else if (hd <= 64) rc = launch_nr<2>(a, tb, smem, stream);
-        else if (hd <= 128) rc = launch_nr<4>(a, tb, smem, stream);
-        else if (hd <= 256) rc = launch_nr<8>(a, tb, smem, stream);
-        else rc = launch_nr<16>(a, tb, smem, stream);
-        if (rc) return rc;
-        rc = cu_launch(k_attn_combine, dim3(Hq, tb), dim3(128), 0, stream, out, (const float *)ws, Hq, hd, nsplit, t0);
-        if (rc) return rc;
-    }
-    return 0;
+    return attn_run(a, T, n_keys_max, out, ws_floats, sm_count, stream);
+}
+
+extern "C" int cu_attention_rows(float *out, const float *q, int n, const cu_row *rows_dev, int Hq, int hd, int Hkv,
+                                 int window, float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count,
+                                 void *stream) {
+    attn_args a = {};
+    a.ws = ws;
+    a.q = q;
+    a.rows = rows_dev;
+    a.T = 1;
+    a.Hq = Hq;
+    a.Hkv = Hkv;
+    a.hd = hd;
+    a.n_slots = 1;
+    a.window = window;
+    a.scale = scale;
+    return attn_run(a, n, n_keys_max, out, ws_floats, sm_count, stream);
 }

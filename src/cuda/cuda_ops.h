@@ -124,6 +124,16 @@ int cu_kv_store(float *kc, float *vc, int n_slots, int Hkv, int hd, const float 
 int cu_attn_prep(float *q, float *k, float *v, int T, int Hq, int Hkv, int hd, const float *qn, const float *kn,
                  const float *inv_freq, int p0, const int *p0_dev, float eps, int k_eq_v, float *kc, float *vc,
                  int n_slots, void *stream);
+/* One decode row of a batched step (device table, one entry per row): the row of the stacked
+ * q/k/v/out buffers it is, its session's cache of the layer and its position. */
+typedef struct cu_row {
+    float *kc, *vc;         /* [n_slots, Hkv, hd] */
+    const int32_t *bid;     /* block ids over positions [0, p0] or NULL */
+    int row, p0, n_slots, pad;
+} cu_row;
+/* cu_attn_prep for n one-token rows of different sessions: row i = rows_dev[i] (device) */
+int cu_attn_prep_rows(float *q, float *k, float *v, int n, const cu_row *rows_dev, int Hq, int Hkv, int hd,
+                      const float *qn, const float *kn, const float *inv_freq, float eps, int k_eq_v, void *stream);
 /* out_idx[0] = argmax(x[0..n)) (lowest index on ties). scratch: 2 * 1024 floats. */
 int cu_argmax(const float *x, int n, int32_t *out_idx, float *scratch, void *stream);
 /* the same over the indices not in skip_ids[0..n_skip) (host array, n_skip <= CU_ARGMAX_SKIP) */
@@ -137,6 +147,10 @@ int cu_argmax_skip(const float *x, int n, const int32_t *skip_ids, int n_skip, i
 int cu_attention(float *out, const float *q, int T, int Hq, int hd, const float *kc, const float *vc, int Hkv,
                  int n_slots, int p0, const int *p0_dev, int window, const int32_t *block_id_dev, float scale,
                  int n_keys_max, float *ws, size_t ws_floats, int sm_count, void *stream);
+/* the same for n one-token rows of different sessions (rows_dev: device table; kc/vc/p0/n_slots/
+ * block ids per row); n_keys_max bounds every row's resident keys */
+int cu_attention_rows(float *out, const float *q, int n, const cu_row *rows_dev, int Hq, int hd, int Hkv, int window,
+                      float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count, void *stream);
 
 /* ---- attn_flash.cu: tensor-core prefill attention (the same contract, T >= 2 queries) ----
  * _ok: the shape is supported (hd a multiple of 16 up to 512, Hq / Hkv <= 64). */

@@ -122,14 +122,24 @@ __global__ void k_rope(float *x, int H, int hd, int p0, const int *p0_dev, const
 }
 
 /* one block per (head row, token): q heads [0, Hq), kv heads [Hq, Hq + Hkv) */
+/* rows (batched decode): block y = row i of the table, a one-token chunk of its own session */
 __global__ void k_attn_prep(float *q, float *k, float *v, int Hq, int Hkv, int hd, const float *qn,
                             const float *kn, const float *inv_freq, int p0, const int *p0_dev, float eps,
-                            int k_eq_v, float *kc, float *vc, int n_slots, int T) {
+                            int k_eq_v, float *kc, float *vc, int n_slots, int T, const cu_row *rows) {
     __shared__ double sh[32];
     extern __shared__ float buf[];   /* [2][hd] */
     pdl_wait();
     int t = blockIdx.y, hh = blockIdx.x;
     int pos = (p0_dev ? *p0_dev : p0) + t;
+    if (rows) {
+        const cu_row r = rows[blockIdx.y];
+        t = r.row;
+        pos = r.p0;
+        kc = r.kc;
+        vc = r.vc;
+        n_slots = r.n_slots;
+        T = t + 1;   /* store below */
+    }
     int half = hd / 2;
     bool is_q = hh < Hq;
     int h = is_q ? hh : hh - Hq;
@@ -310,7 +320,16 @@ extern "C" int cu_attn_prep(float *q, float *k, float *v, int T, int Hq, int Hkv
     if (T <= 0) return 0;
     size_t smem = 2 * (size_t)hd * sizeof(float);
     return cu_launch(k_attn_prep, dim3(Hq + Hkv, T), dim3(128), smem, stream, q, k, v, Hq, Hkv, hd, qn, kn, inv_freq,
-                     p0, p0_dev, eps, k_eq_v, kc, vc, n_slots, T);
+                     p0, p0_dev, eps, k_eq_v, kc, vc, n_slots, T, (const cu_row *)NULL);
+}
+
+extern "C" int cu_attn_prep_rows(float *q, float *k, float *v, int n, const cu_row *rows_dev, int Hq, int Hkv, int hd,
+                                 const float *qn, const float *kn, const float *inv_freq, float eps, int k_eq_v,
+                                 void *stream) {
+    if (n <= 0) return 0;
+    size_t smem = 2 * (size_t)hd * sizeof(float);
+    return cu_launch(k_attn_prep, dim3(Hq + Hkv, n), dim3(128), smem, stream, q, k, v, Hq, Hkv, hd, qn, kn, inv_freq,
+                     0, (const int *)NULL, eps, k_eq_v, (float *)NULL, (float *)NULL, 1, 1, rows_dev);
 }
 
 extern "C" int cu_gelu_mul(float *out, const float *gate, const float *up, size_t n, void *stream) {

@@ -18,6 +18,14 @@
 #include "g4.h"
 #include "model/checkpoint.h"
 
+/* One decode row of a batched step (attention_rows): the row of the stacked q/k/v/out buffers, its
+ * session's cache of one layer, its position and the session's block ids (or NULL). */
+typedef struct be_attn_row {
+    float *kc, *vc;
+    const int32_t *block_id;
+    int row, p0, n_slots;
+} be_attn_row;
+
 typedef struct be be;
 struct be {
     const char *name;                       /* "cpu", "cuda" */
@@ -86,6 +94,14 @@ struct be {
                                   const ckpt_linear *w0, const ckpt_linear *w1, const ckpt_linear *w2, g4_error *err);
 
     /* ---- optional (NULL on the CPU) ---- */
+    /* Batched decode: n one-token rows of different sessions. rows_table hands over the rows of
+     * every layer (tab[l * n + i], n_layers x n, copied) once per forward; attention_rows(l) then
+     * runs attn_prep + attention for all n rows of layer l in one launch per kernel (the forward
+     * falls back to one attn_prep + attention per session when these are NULL). */
+    g4_status (*rows_table)(be *b, const be_attn_row *tab, int n_layers, int n, g4_error *err);
+    g4_status (*attention_rows)(be *b, int layer, float *out, float *q, float *k, float *v, int Hq, int Hkv, int hd,
+                                const float *q_norm, const float *k_norm, const float *inv_freq, float eps,
+                                bool k_eq_v, int window, float scale, g4_error *err);
     /* Decode-step graphs: called by the forward for a one-token step. *mode = 0: run the ops
      * eagerly; 1: the step was replayed from a graph (done); 2: a capture began, the forward
      * runs its ops and then calls graph_end with its status. key/key2 identify the step's

@@ -98,6 +98,11 @@ typedef struct cu_ctx {
     int flash_min_t;            /* chunks of T >= this take the tensor-core attention (attn_flash.cu) */
     int fuse_res;               /* residual fused into the next NVFP4 GEMV (G4_CUDA_FUSE_RESIDUAL=0: off) */
     int sticky;                 /* first error of a void op (cudaError_t), 0 if none */
+    /* batched decode rows (rows_table): [n_layers][n] on the device and a host copy (the ring
+     * checks and the largest resident key count are done on the host per layer) */
+    cu_row *d_rows, *h_rows;
+    size_t d_rows_bytes;
+    int rows_n, rows_layers;
 } cu_ctx;
 
 static cu_ctx *C(be *b) { return (cu_ctx *)b->ctx; }
@@ -298,6 +303,8 @@ static void cb_free(be *b) {
         cu_free(c->scr_w);
         cu_free(c->scr_x);
         cu_free(c->scr_kv);
+        cu_free(c->d_rows);
+        free(c->h_rows);
         cu_cublas_destroy(c->cublas);
         cu_stream_destroy(c->stream);
         free(c->map);
@@ -583,6 +590,59 @@ static g4_status cb_attn(be *b, float *out, const float *q, int T, int Hq, int h
                  "attention", err);
 }
 
+/* the ring and window checks of cb_attn for one row, and its resident key count */
+static g4_status row_keys(int p0, int n_slots, int window, bool bid, int *nk, g4_error *err) {
+    if (window > 0 && n_slots < window && n_slots < p0 + 1)
+        return G4_FAIL(err, G4_ERR_INVALID_ARG, "attention: ring of %d slots < window %d", n_slots, window);
+    if (window <= 0 && n_slots < p0 + 1)
+        return G4_FAIL(err, G4_ERR_INVALID_ARG, "attention: %d slots < %d positions", n_slots, p0 + 1);
+    int res_lo = p0 + 1 - n_slots;
+    *nk = p0 + 1 - (res_lo > 0 ? res_lo : 0);
+    if (window > 0 && !bid && window < *nk) *nk = window;
+    return G4_OK;
+}
+
+static g4_status cb_rows_table(be *b, const be_attn_row *tab, int n_layers, int n, g4_error *err) {
+    cu_ctx *c = C(b);
+    if (c->capturing) return G4_FAIL(err, G4_ERR_INTERNAL, "cuda: batched rows inside a graph capture");
+    size_t cnt = (size_t)n_layers * n;
+    g4_status st = grow(b, (void **)&c->d_rows, &c->d_rows_bytes, cnt * sizeof(cu_row), err);
+    if (st) return st;
+    cu_row *h = realloc(c->h_rows, cnt * sizeof *h);
+    if (!h) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    c->h_rows = h;
+    for (size_t i = 0; i < cnt; i++) {
+        const be_attn_row *r = &tab[i];
+        h[i] = (cu_row){.kc = r->kc, .vc = r->vc, .bid = r->block_id, .row = r->row, .p0 = r->p0, .n_slots = r->n_slots};
+    }
+    c->rows_n = n;
+    c->rows_layers = n_layers;
+    /* one copy per forward; the previous forward's kernels that read the table are ordered before it */
+    return check(b, cu_memcpy_h2d(c->d_rows, h, cnt * sizeof *h, c->stream), "rows table", err);
+}
+
+static g4_status cb_attention_rows(be *b, int layer, float *out, float *q, float *k, float *v, int Hq, int Hkv, int hd,
+                                   const float *qn, const float *kn, const float *inv_freq, float eps, bool k_eq_v,
+                                   int window, float scale, g4_error *err) {
+    cu_ctx *c = C(b);
+    if (layer < 0 || layer >= c->rows_layers)
+        return G4_FAIL(err, G4_ERR_INTERNAL, "cuda: rows of layer %d were not uploaded", layer);
+    const int n = c->rows_n;
+    const cu_row *h = c->h_rows + (size_t)layer * n;
+    int nk_max = 1;
+    for (int i = 0; i < n; i++) {
+        int nk = 1;
+        g4_status st = row_keys(h[i].p0, h[i].n_slots, window, h[i].bid != NULL, &nk, err);
+        if (st) return st;
+        if (nk > nk_max) nk_max = nk;
+    }
+    const cu_row *rows = c->d_rows + (size_t)layer * n;
+    note(b, cu_attn_prep_rows(q, k, v, n, rows, Hq, Hkv, hd, qn, kn, inv_freq, eps, k_eq_v, c->stream));
+    return check(b, cu_attention_rows(out, q, n, rows, Hq, hd, Hkv, window, scale, nk_max, c->ws, WS_FLOATS,
+                                      c->sm_count, c->stream),
+                 "attention rows", err);
+}
+
 static float *arena_get(be *b, size_t n) {
     cu_ctx *c = C(b);
     size_t nn = ALIGN_UP(n ? n : 1, 64);
@@ -837,6 +897,8 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
     b->argmax = cb_argmax;
     b->finish = cb_finish;
     b->residual_matmul3 = cb_residual_matmul3;
+    b->rows_table = cb_rows_table;
+    b->attention_rows = cb_attention_rows;
     b->graph_begin = cb_graph_begin;
     b->graph_end = cb_graph_end;
     b->forget = cb_forget;

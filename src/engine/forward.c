@@ -20,8 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* batched: the one-token groups' attention runs through be->attention_rows (table uploaded by
+ * eng_forward); the other groups (prefill chunks) run one by one */
 static g4_status layer_forward(g4_engine *e, eng_ws *w, const eng_group *g, int ng, const int *row0, int R, int l,
-                               g4_error *err) {
+                               bool batched, g4_error *err) {
     be *b = e->be;
     const cfg_text *tc = &e->ck->cfg.text;
     const ckpt_layer *L = &e->ck->layers[l];
@@ -43,7 +45,11 @@ static g4_status layer_forward(g4_engine *e, eng_ws *w, const eng_group *g, int 
                                  &L->k_proj, kv ? NULL : &L->v_proj, err);
     if (st) return st;
     int window = L->geo.type == CFG_SLIDING ? L->geo.window : 0;
+    if (batched && (st = b->attention_rows(b, l, w->att, w->q, w->k, w->v, nh, nkv, hd, EL->q_norm, EL->k_norm,
+                                           EL->inv_freq, eps, kv, window, 1.0f, err)))
+        return st;
     for (int i = 0; i < ng; i++) {
+        if (batched && g[i].T == 1) continue;
         g4_session *s = g[i].s;
         int p0 = s->n, T = g[i].T;
         float *q = w->q + (size_t)row0[i] * qw, *k = w->k + (size_t)row0[i] * kw, *v = w->v + (size_t)row0[i] * kw;
@@ -102,6 +108,34 @@ static g4_status group_blocks(g4_engine *e, const eng_group *g, g4_error *err) {
     return G4_OK;
 }
 
+/* Two or more one-token groups (decode rows of different sessions, continuous batching): hand the
+ * backend their rows of every layer, so that each layer's attention is one launch for all of them. */
+static g4_status rows_table(g4_engine *e, const eng_group *g, int ng, const int *row0, bool *batched,
+                            g4_error *err) {
+    be *b = e->be;
+    *batched = false;
+    int n = 0;
+    for (int i = 0; i < ng; i++) n += g[i].T == 1;
+    if (!b->rows_table || !b->attention_rows || n < 2) return G4_OK;
+    const int nl = e->ck->cfg.text.n_layers;
+    be_attn_row *tab = malloc((size_t)nl * n * sizeof *tab);
+    if (!tab) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < nl; l++) {
+        int j = 0;
+        for (int i = 0; i < ng; i++) {
+            if (g[i].T != 1) continue;
+            const g4_session *s = g[i].s;
+            tab[(size_t)l * n + j++] = (be_attn_row){.kc = s->kc[l], .vc = s->vc[l],
+                                                    .block_id = s->has_blocks ? s->block_dev : NULL,
+                                                    .row = row0[i], .p0 = s->n, .n_slots = s->n_slots[l]};
+        }
+    }
+    g4_status st = b->rows_table(b, tab, nl, n, err);
+    free(tab);
+    *batched = !st;
+    return st;
+}
+
 g4_status eng_forward(g4_engine *e, eng_ws *w, eng_group *g, int ng, float *all_out, g4_error *err) {
     be *b = e->be;
     const g4_config *c = &e->ck->cfg;
@@ -145,8 +179,10 @@ g4_status eng_forward(g4_engine *e, eng_ws *w, eng_group *g, int ng, float *all_
     free(ids);
     free(mm_rows);
     if (!st && gmode != 1) b->rmsnorm(b, w->xn, w->x, e->layers[0].input_norm, (size_t)R, d, (float)tc->rms_norm_eps);
+    bool batched = false;
+    if (!st && gmode == 0) st = rows_table(e, g, ng, row0, &batched, err);
     for (int l = 0; l < tc->n_layers && !st && gmode != 1; l++)
-        if ((st = layer_forward(e, w, g, ng, row0, R, l, err))) g4_error_prefix(err, "layer %d", l);
+        if ((st = layer_forward(e, w, g, ng, row0, R, l, batched, err))) g4_error_prefix(err, "layer %d", l);
     if (!st && gmode != 1) {
         const int last = tc->n_layers - 1;
         b->residual(b, w->x, w->o, e->layers[last].post_ffn_norm, e->ck->layers[last].layer_scalar, e->final_norm,
