@@ -4,9 +4,11 @@
  *
  * For each batch size B: B sessions are prefilled with distinct P-token prompts
  * (g4_session_sync), then S steps of g4_batch_step append one greedy token to every
- * session; the wall time of each step (it ends with the logits on the host, so the
- * device is synchronised) is reported as a median, with the single-session decode
- * (g4_session_sync, the CUDA-graph path) as the B = 1 baseline. One JSON line per B. */
+ * session; the wall time of each step - picking every session's greedy token
+ * (g4_session_argmax: on the device when the logits are there, as the server does for greedy
+ * requests) plus g4_batch_step, which ends synchronised - is reported as a median, with the
+ * single-session decode (g4_session_sync, the CUDA-graph path) as the B = 1 baseline. One
+ * JSON line per B. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +27,11 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static int32_t argmax(const float *l, int n) {
-    int32_t b = 0;
-    for (int i = 1; i < n; i++) if (l[i] > l[b]) b = i;
-    return b;
+static int32_t pick(g4_session *s) {
+    int32_t id = 0;
+    g4_error err = {0};
+    if (g4_session_argmax(s, NULL, 0, &id, &err)) fprintf(stderr, "bench_batch: argmax: %s\n", err.msg);
+    return id;
 }
 
 int main(int argc, char **argv) {
@@ -79,9 +82,9 @@ int main(int argc, char **argv) {
         if (B == 1) {
             int n = P;
             for (int s = 0; s < S; s++) {
-                seq[0][n] = argmax(g4_session_logits(ss[0]), V);
-                n++;
                 double t0 = now_s();
+                seq[0][n] = pick(ss[0]);
+                n++;
                 if (g4_session_sync(ss[0], seq[0], (size_t)n, &err)) { fprintf(stderr, "bench_batch: %s\n", err.msg); return 1; }
                 t[s] = now_s() - t0;
             }
@@ -90,12 +93,12 @@ int main(int argc, char **argv) {
             if (g4_session_sync(ss[0], seq[0], (size_t)P, &err)) { fprintf(stderr, "bench_batch: %s\n", err.msg); return 1; }
         }
         for (int s = 0; s < S; s++) {
+            double t0 = now_s();
             for (int i = 0; i < B; i++) {
                 size_t n = g4_session_length(ss[i]);
-                seq[i][n] = argmax(g4_session_logits(ss[i]), V);
+                seq[i][n] = pick(ss[i]);
                 it[i] = (g4_batch_item){ss[i], &seq[i][n], 1, NULL};
             }
-            double t0 = now_s();
             if (g4_batch_step(bt, it, B, &err)) { fprintf(stderr, "bench_batch: %s\n", err.msg); return 1; }
             t[s] = now_s() - t0;
         }

@@ -179,8 +179,13 @@ static void one_matmul(ckpt_format f, int N, int K, int T, double tol, const cha
     free_w(&w);
 }
 
+/* G4_CUDA_W4_MIN_T's default (backend_cuda.c): rows at and above it take gemm_w4 (NVFP4) and
+ * cuBLAS (BF16); tests of the GEMV kernels raise it and put it back */
+#define W4_MIN_T_DEFAULT 8
+
 TEST(cuda_matmul_formats) {
     NEED_GPU();
+    be_cuda_set_w4_min_t(g_cu, 1000);
     const int shapes[][3] = {{1, 32, 1}, {37, 48, 1}, {130, 272, 3}, {257, 1040, 5}, {64, 3840, 2}, {300, 160, 9},
                              {3, 15360, 1}, {2500, 3840, 1}, {301, 15360, 1}, {1100, 1056, 1}};
     const ckpt_format fs[] = {CKPT_F32, CKPT_BF16, CKPT_F16, CKPT_FP8, CKPT_NVFP4};
@@ -202,6 +207,7 @@ TEST(cuda_matmul_formats) {
     one_matmul(CKPT_FP8, 19, 37, 3, 2e-5, "odd-k");
     one_matmul(CKPT_F32, 5, 7, 1, 2e-5, "odd-k");
     one_matmul(CKPT_NVFP4, 21, 80, 2, 2e-5, "k%32=16");
+    be_cuda_set_w4_min_t(g_cu, W4_MIN_T_DEFAULT);
 }
 
 /* T rows through the batched decode kernel (2 <= T, NVFP4/FP8/BF16; passes of <= 16 rows, fewer
@@ -240,6 +246,7 @@ static void batched_matmul(ckpt_format f, int N, int K, int T) {
 
 TEST(cuda_matmul_batched) {
     NEED_GPU();
+    be_cuda_set_w4_min_t(g_cu, 1000);   /* NVFP4 rows stay on the GEMV kernels here: gemm_w4 below */
     const int Ts[] = {2, 3, 7, 8, 16, 17, 33};
     const ckpt_format fs[] = {CKPT_NVFP4, CKPT_FP8, CKPT_BF16, CKPT_F16, CKPT_F32};
     for (size_t f = 0; f < 5; f++)
@@ -262,6 +269,69 @@ TEST(cuda_matmul_batched) {
     one_matmul(CKPT_FP8, 37, 37, 7, 2e-5, "generic");
     cu_gemv_config_batched(1);
 #endif
+    be_cuda_set_w4_min_t(g_cu, W4_MIN_T_DEFAULT);
+}
+
+/* NVFP4 products of 8 <= T < 128 rows (gemm_w4.cu: 4-bit weights, x in f16 with a power-of-two
+ * scale per row, so ~2^-12 relative per element: 1e-3 here, measured <= 8e-5) against the CPU at
+ * odd shapes, one split (K = 80) and split-K (K = 1056, 15360); then the first 8 rows of each batch
+ * computed as a batch of their own: bit-identical (the split depends on the shape only, the MMA k
+ * order on nothing else). */
+static void w4_matmul(int N, int K, int T) {
+    char what[128];
+    snprintf(what, sizeof what, "gemm_w4 N=%d K=%d T=%d", N, K, T);
+    wt w = make_w(CKPT_NVFP4, N, K);
+    float *x = rand_f((size_t)T * K, 1.0f);
+    x[K + 3] = 900.0f;   /* a row with one large value: its scale is its own */
+    float *ref = malloc((size_t)T * N * sizeof(float));
+    g4_error err = {0};
+    REQUIRE(g_cpu->matmul(g_cpu, ref, x, T, &w.l, &err) == G4_OK);
+    dbuf dx = dnew((size_t)T * K, x), dy = dnew((size_t)T * N, NULL), d8 = dnew((size_t)8 * N, NULL);
+    g4_status st = g_cu->matmul(g_cu, dy.p, dx.p, T, &w.l, &err);
+    CHECK_MSG(st == G4_OK, "%s: %s", what, err.msg);
+    st = g_cu->matmul(g_cu, d8.p, dx.p, 8, &w.l, &err);
+    CHECK_MSG(st == G4_OK, "%s (8 rows): %s", what, err.msg);
+    float *got = dget(dy, what), *g8 = dget(d8, what);
+    double r = cmp(what, got, ref, (size_t)T * N, 1e-3);
+    fprintf(stderr, "  %s: rel L2 %.3g\n", what, r);
+    CHECK_MSG(!memcmp(got, g8, (size_t)8 * N * sizeof(float)), "%s: rows 0-7 differ from the same rows as T = 8",
+              what);
+    free(dget(dx, what));
+    free(got), free(g8), free(ref), free(x);
+    free_w(&w);
+}
+
+TEST(cuda_matmul_w4) {
+    NEED_GPU();
+    const int Ts[] = {8, 15, 17, 33, 64, 65, 100, 127};   /* T >= 128 takes the cuBLAS path */
+    for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+        w4_matmul(37, 80, Ts[i]);
+        w4_matmul(301, 1056, Ts[i]);
+    }
+    w4_matmul(19, 15360, 40);
+    w4_matmul(3840, 256, 20);
+    /* q/k/v and gate/up sharing one converted x */
+    int T = 20, K = 256;
+    wt wq = make_w(CKPT_NVFP4, 48, K), wk = make_w(CKPT_NVFP4, 16, K), wv = make_w(CKPT_NVFP4, 17, K);
+    wt wg = make_w(CKPT_NVFP4, 71, K), wu = make_w(CKPT_NVFP4, 71, K);
+    float *x = rand_f((size_t)T * K, 1.0f);
+    size_t n0 = (size_t)T * 48, n1 = (size_t)T * 16, n2 = (size_t)T * 17, nh = (size_t)T * 71;
+    float *r0 = malloc(n0 * 4), *r1 = malloc(n1 * 4), *r2 = malloc(n2 * 4), *rh = malloc(nh * 4), *rsc = malloc(nh * 4);
+    g4_error err = {0};
+    REQUIRE(g_cpu->matmul3(g_cpu, r0, r1, r2, x, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
+    REQUIRE(g_cpu->matmul_geglu(g_cpu, rh, rsc, x, T, &wg.l, &wu.l, &err) == G4_OK);
+    dbuf dx = dnew((size_t)T * K, x), d0 = dnew(n0, NULL), d1 = dnew(n1, NULL), d2 = dnew(n2, NULL);
+    dbuf dh = dnew(nh, NULL), ds = dnew(nh, NULL);
+    CHECK(g_cu->matmul3(g_cu, d0.p, d1.p, d2.p, dx.p, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
+    CHECK(g_cu->matmul_geglu(g_cu, dh.p, ds.p, dx.p, T, &wg.l, &wu.l, &err) == G4_OK);
+    float *g0 = dget(d0, "w4 q"), *g1 = dget(d1, "w4 k"), *g2 = dget(d2, "w4 v"), *gh = dget(dh, "w4 geglu");
+    free(dget(ds, "w4 geglu scratch")), free(dget(dx, "x"));
+    cmp("w4 matmul3 q", g0, r0, n0, 1e-3);
+    cmp("w4 matmul3 k", g1, r1, n1, 1e-3);
+    cmp("w4 matmul3 v", g2, r2, n2, 1e-3);
+    cmp("w4 geglu", gh, rh, nh, 1e-3);
+    free(g0), free(g1), free(g2), free(gh), free(r0), free(r1), free(r2), free(rh), free(rsc), free(x);
+    free_w(&wq), free_w(&wk), free_w(&wv), free_w(&wg), free_w(&wu);
 }
 
 TEST(cuda_matmul_tensor_cores) {
@@ -277,6 +347,7 @@ TEST(cuda_matmul_tensor_cores) {
 
 TEST(cuda_fused_matmuls) {
     NEED_GPU();
+    be_cuda_set_w4_min_t(g_cu, 1000);   /* the GEMV kernels (float32 x) at every T here */
     const ckpt_format fs[] = {CKPT_BF16, CKPT_NVFP4, CKPT_FP8};
     for (size_t f = 0; f < 3; f++)
         for (int ti = 0; ti < 8; ti++) {
@@ -309,6 +380,7 @@ TEST(cuda_fused_matmuls) {
             free(gh), free(rh), free(rsc), free(x);
             free_w(&wq), free_w(&wk), free_w(&wv), free_w(&wg), free_w(&wu);
         }
+    be_cuda_set_w4_min_t(g_cu, W4_MIN_T_DEFAULT);
 }
 
 /* NVFP4 shapes big enough that the tensor-core kernel's warps get more than one tile each

@@ -23,6 +23,7 @@
  * without weight, p in [0, 1]: all far inside f16's range); scores, softmax state and O in f32.
  * A row with no visible key gets zeros, as on the CPU. */
 #include "cuda/common.cuh"
+#include "cuda/mma.cuh"
 #include "cuda/cuda_ops.h"
 
 #include <cuda_fp16.h>
@@ -41,33 +42,6 @@ struct flash_args {
     int p0, T, Hq, Hkv, hd, window, G, P, rows, stride, kb, nk;
     float scale_log2;
 };
-
-__device__ __forceinline__ uint32_t pack_h2(float a, float b) {
-    __half2 h = __floats2half2_rn(a, b);
-    return *reinterpret_cast<uint32_t *>(&h);
-}
-__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t r[4]) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t addr, uint32_t r[4]) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-/* 16 bytes global -> shared, asynchronously; src_bytes 0 fills zeros */
-__device__ __forceinline__ void cp16(uint32_t dst, const void *src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
 /* keys [kb, kb + nk) of the ring (slot j % n_slots) -> f16 [Hkv][nk][hd]; 4 values per thread */
 __global__ void k_kv_f16(__half *kh, __half *vh, const float *kc, const float *vc, int Hkv, int hd, int n_slots, int kb,
@@ -111,7 +85,7 @@ template <int NTW> __global__ void __launch_bounds__(NTHR, 1) k_flash(const flas
     if (lo < a.kb) lo = a.kb;
     const int ntile = hi > lo ? (hi - lo + KT - 1) / KT : 0;
 
-    const uint32_t qs_a = (uint32_t)__cvta_generic_to_shared(Qs), kv_a = (uint32_t)__cvta_generic_to_shared(KV);
+    const uint32_t qs_a = smem_addr(Qs), kv_a = smem_addr(KV);
     const int pieces = a.hd >> 3;   /* 16-byte pieces per f16 row */
     const size_t hrow = (size_t)h * a.nk;
     auto issue = [&](int it) {

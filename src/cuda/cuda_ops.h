@@ -101,6 +101,16 @@ int cu_nvfp4_to_tc(const uint8_t *codes, const uint8_t *scales, int n, int k, ui
  * scratch [n, k] (exact for NVFP4/FP8 codes x block scale). cublas: a cublasHandle_t. */
 int cu_to_bf16(const float *x, size_t n, void *out, void *stream);
 int cu_gemm_bf16(void *cublas, const void *xb, int T, const cu_weight *w, float *y, void *scratch_w, void *stream);
+/* ---- gemm_w4.cu: NVFP4 (tile layout) products for 16 <= T <= CU_W4_MAX_T rows, weights read
+ * as 4-bit, x as f16 with a power-of-two scale per row ----
+ * cu_x_f16: x [T, k] -> scratch (cu_x_f16_bytes(T, kp) bytes; kp = the weight's kp), once per
+ * input shared by several products. cu_gemm_w4: y [T, n] from it; ws: cu_gemm_w4_ws_bytes
+ * bytes of split-K partials (NULL when that is 0). */
+enum { CU_W4_MAX_T = 128 };
+size_t cu_x_f16_bytes(int T, int kp);
+int cu_x_f16(const float *x, int T, int k, int kp, void *scratch, void *stream);
+size_t cu_gemm_w4_ws_bytes(int T, const cu_weight *w, int sm_count);
+int cu_gemm_w4(const void *x16, int T, const cu_weight *w, float *y, float *ws, int sm_count, void *stream);
 int cu_cublas_create(void **handle, void *stream);
 void cu_cublas_destroy(void *handle);
 

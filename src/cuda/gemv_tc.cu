@@ -37,6 +37,7 @@
  * planes of a row hit different banks. One pass: each thread keeps its values in registers
  * between the block max and the conversion (two passes over L2 cost ~1 us more per call). */
 #include "cuda/common.cuh"
+#include "cuda/mma.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/tc_layout.h"
 
@@ -91,34 +92,7 @@ __device__ __forceinline__ int share_of(const tc_args &a, int x) {
     return x < big ? x / (a.base + 1) : a.rem + (x - big) / a.base;
 }
 
-/* two E4M3 scales (bytes 0, 1 of the 16-bit half h of v) -> f16x2 (lo = byte 0) */
-__device__ __forceinline__ void e4m3x4_to_f16x2(uint32_t v, uint32_t &s01, uint32_t &s23) {
-    asm("{ .reg .b16 lo, hi;\n\t"
-        "mov.b32 {lo, hi}, %2;\n\t"
-        "cvt.rn.f16x2.e4m3x2 %0, lo;\n\t"
-        "cvt.rn.f16x2.e4m3x2 %1, hi; }"
-        : "=r"(s01), "=r"(s23)
-        : "r"(v));
-}
-
-__device__ __forceinline__ uint32_t hmul2_lo(uint32_t a, uint32_t s) {   /* a * (s.lo, s.lo) */
-    __half2 r = __hmul2(*reinterpret_cast<const __half2 *>(&a), __low2half2(*reinterpret_cast<const __half2 *>(&s)));
-    return *reinterpret_cast<uint32_t *>(&r);
-}
-__device__ __forceinline__ uint32_t hmul2_hi(uint32_t a, uint32_t s) {   /* a * (s.hi, s.hi) */
-    __half2 r = __hmul2(*reinterpret_cast<const __half2 *>(&a), __high2half2(*reinterpret_cast<const __half2 *>(&s)));
-    return *reinterpret_cast<uint32_t *>(&r);
-}
-
-__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 /* ---- mbarrier + bulk copy (sm_90): addresses are 32-bit shared-window addresses ---- */
-__device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 __device__ __forceinline__ void mbar_init(uint32_t bar) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
 }

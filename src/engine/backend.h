@@ -139,5 +139,7 @@ g4_status be_cuda_upload_vec(be *b, const ckpt_vec *v, g4_error *err);
 void be_cuda_set_tc_min_t(be *b, int t);
 /* op tests: T at and above which attention takes the tensor-core kernel (attn_flash.cu) */
 void be_cuda_set_flash_min_t(be *b, int t);
+/* op tests: T at and above which NVFP4 products take gemm_w4.cu (below the tensor-core threshold) */
+void be_cuda_set_w4_min_t(be *b, int t);
 
 #endif

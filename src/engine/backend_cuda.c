@@ -49,6 +49,10 @@ void be_cuda_set_flash_min_t(be *b, int t) {
     (void)b;
     (void)t;
 }
+void be_cuda_set_w4_min_t(be *b, int t) {
+    (void)b;
+    (void)t;
+}
 
 #else
 
@@ -90,12 +94,15 @@ typedef struct cu_ctx {
     int *d_step;                /* [0] = position, [1] = token id of a graph step */
     int32_t *d_ids;
     size_t d_ids_cap;
-    void *scr_w, *scr_x, *scr_kv;   /* prefill scratch: BF16 weight, BF16 x, f16 K/V (flash) */
-    size_t scr_w_bytes, scr_x_bytes, scr_kv_bytes;
+    /* product / prefill scratch: BF16 weight and x (cuBLAS), f16 x + row scales and split-K
+     * partials (gemm_w4), f16 K/V (flash attention) */
+    void *scr_w, *scr_x, *scr_x16, *scr_p, *scr_kv;
+    size_t scr_w_bytes, scr_x_bytes, scr_x16_bytes, scr_p_bytes, scr_kv_bytes;
     gentry graphs[N_GRAPHS];
     unsigned long long tick;
     int capturing, use_graph, tc_min_t;
     int flash_min_t;            /* chunks of T >= this take the tensor-core attention (attn_flash.cu) */
+    int w4_min_t;               /* products of w4_min_t <= T < tc_min_t rows: gemm_w4.cu (NVFP4), cuBLAS (BF16) */
     int fuse_res;               /* residual fused into the next NVFP4 GEMV (G4_CUDA_FUSE_RESIDUAL=0: off) */
     int sticky;                 /* first error of a void op (cudaError_t), 0 if none */
     /* batched decode rows (rows_table): [n_layers][n] on the device and a host copy (the ring
@@ -303,6 +310,8 @@ static void cb_free(be *b) {
         cu_free(c->scr_w);
         cu_free(c->scr_x);
         cu_free(c->scr_kv);
+        cu_free(c->scr_x16);
+        cu_free(c->scr_p);
         cu_free(c->d_rows);
         free(c->h_rows);
         cu_cublas_destroy(c->cublas);
@@ -358,28 +367,55 @@ static const cu_weight *find_w(be *b, const ckpt_linear *w, g4_error *err) {
     return &e->w;
 }
 
-/* Long-T products (T >= tc_min_t): x rounded to BF16 once into scr_x, then one cuBLAS GEMM per
- * weight (gemm.cu). gemm_x: the rounding; gemm: a product of the rounded x. */
-static g4_status gemm_x(be *b, const float *x, int T, int k, g4_error *err) {
+/* Product paths by row count T (rows of x):
+ *   P_GEMV  T < w4_min_t (decode, graphs) or FP8 / F32 / F16 below tc_min_t: gemv.cu / gemv_tc.cu;
+ *   P_W4    w4_min_t <= T < tc_min_t, NVFP4: gemm_w4.cu, the 4-bit weights read once for all rows;
+ *   P_GEMM  T >= tc_min_t (long prefill): BF16 copy of the weight + cuBLAS (gemm.cu); also BF16
+ *           weights from w4_min_t rows (used in place, no copy).
+ * P_W4 / P_GEMM convert x once per input (prep_x) for all the products that share it. */
+enum { P_GEMV, P_W4, P_GEMM };
+
+static int path_of(const cu_ctx *c, int T, const cu_weight *w) {
+    if (T >= c->tc_min_t) return P_GEMM;
+    if (T >= c->w4_min_t && T <= CU_W4_MAX_T && w->fmt == CU_NVFP4 && w->tc) return P_W4;
+    /* BF16 weights cuBLAS reads in place (the lm_head; BF16 checkpoints): one pass for all rows,
+     * where the batched GEMV takes passes of <= 16 rows */
+    if (T >= c->w4_min_t && w->fmt == CU_BF16 && w->row_bytes == (size_t)w->k * 2) return P_GEMM;
+    return P_GEMV;
+}
+
+static g4_status prep_x(be *b, int path, const float *x, int T, const cu_weight *w, g4_error *err) {
     cu_ctx *c = C(b);
     g4_status st;
+    if (path == P_W4) {
+        if ((st = grow(b, &c->scr_x16, &c->scr_x16_bytes, cu_x_f16_bytes(T, w->kp), err))) return st;
+        return check(b, cu_x_f16(x, T, w->k, w->kp, c->scr_x16, c->stream), "x to f16", err);
+    }
     if (!c->cublas && (st = check(b, cu_cublas_create(&c->cublas, c->stream), "cublas", err))) return st;
-    if ((st = grow(b, &c->scr_x, &c->scr_x_bytes, (size_t)T * k * 2, err))) return st;
-    return check(b, cu_to_bf16(x, (size_t)T * k, c->scr_x, c->stream), "x to bf16", err);
+    if ((st = grow(b, &c->scr_x, &c->scr_x_bytes, (size_t)T * w->k * 2, err))) return st;
+    return check(b, cu_to_bf16(x, (size_t)T * w->k, c->scr_x, c->stream), "x to bf16", err);
 }
-static g4_status gemm(be *b, float *y, int T, const cu_weight *cw, g4_error *err) {
+
+/* y = (x prepared by prep_x for the same path and k) . W^T */
+static g4_status product(be *b, int path, float *y, int T, const cu_weight *w, g4_error *err) {
     cu_ctx *c = C(b);
-    g4_status st = grow(b, &c->scr_w, &c->scr_w_bytes, (size_t)cw->n * cw->k * 2, err);
-    if (st) return st;
-    return check(b, cu_gemm_bf16(c->cublas, c->scr_x, T, cw, y, c->scr_w, c->stream), "gemm", err);
+    g4_status st;
+    if (path == P_W4) {
+        size_t need = cu_gemm_w4_ws_bytes(T, w, c->sm_count);
+        if (need && (st = grow(b, &c->scr_p, &c->scr_p_bytes, need, err))) return st;
+        return check(b, cu_gemm_w4(c->scr_x16, T, w, y, (float *)c->scr_p, c->sm_count, c->stream), "gemm w4", err);
+    }
+    if ((st = grow(b, &c->scr_w, &c->scr_w_bytes, (size_t)w->n * w->k * 2, err))) return st;
+    return check(b, cu_gemm_bf16(c->cublas, c->scr_x, T, w, y, c->scr_w, c->stream), "gemm", err);
 }
 
 static g4_status cb_matmul(be *b, float *y, const float *x, int T, const ckpt_linear *w, g4_error *err) {
     const cu_weight *cw = find_w(b, w, err);
     if (!cw) return G4_ERR_INTERNAL;
-    if (T >= C(b)->tc_min_t) {
-        g4_status st = gemm_x(b, x, T, cw->k, err);
-        return st ? st : gemm(b, y, T, cw, err);
+    int path = path_of(C(b), T, cw);
+    if (path != P_GEMV) {
+        g4_status st = prep_x(b, path, x, T, cw, err);
+        return st ? st : product(b, path, y, T, cw, err);
     }
     float *ys[1] = {y};
     const cu_weight *ws[1] = {cw};
@@ -412,34 +448,44 @@ static g4_status cb_matmul3(be *b, float *y0, float *y1, float *y2, const float 
     bool same;
     g4_status st = collect_w(b, wl, yl, 3, cw, ys, &n, &same, err);
     if (st) return st;
-    if (T >= C(b)->tc_min_t) {
-        for (int i = 0; i < n && !st; i++) {
-            if (i == 0 || cw[i]->k != cw[i - 1]->k) st = gemm_x(b, x, T, cw[i]->k, err);
-            if (!st) st = gemm(b, ys[i], T, cw[i], err);
-        }
-        return st;
-    }
-    if (!same) {
-        for (int i = 0; i < n && !st; i++)
+    const int p0 = path_of(C(b), T, cw[0]);
+    bool one_path = true;
+    for (int i = 1; i < n; i++) one_path = one_path && path_of(C(b), T, cw[i]) == p0;
+    if (same && one_path && p0 == P_GEMV) return check(b, cu_gemv(x, T, cw, ys, n, 0, C(b)->stream), "gemv", err);
+    for (int i = 0; i < n && !st; i++) {
+        const int p = path_of(C(b), T, cw[i]);
+        if (p == P_GEMV) {
             st = check(b, cu_gemv(x, T, &cw[i], &ys[i], 1, 0, C(b)->stream), "gemv", err);
-        return st;
+            continue;
+        }
+        /* x is converted again only when this product's path or width differs from the last one's */
+        bool again = true;
+        for (int j = i - 1; j >= 0 && again; j--) {
+            if (path_of(C(b), T, cw[j]) == P_GEMV) continue;
+            again = path_of(C(b), T, cw[j]) != p || cw[j]->k != cw[i]->k || cw[j]->kp != cw[i]->kp;
+            break;
+        }
+        if (again) st = prep_x(b, p, x, T, cw[i], err);
+        if (!st) st = product(b, p, ys[i], T, cw[i], err);
     }
-    return check(b, cu_gemv(x, T, cw, ys, n, 0, C(b)->stream), "gemv", err);
+    return st;
 }
 
 static g4_status cb_geglu(be *b, float *h, float *scratch, const float *x, int T, const ckpt_linear *gate,
                           const ckpt_linear *up, g4_error *err) {
     const cu_weight *cw[2] = {find_w(b, gate, err), find_w(b, up, err)};
     if (!cw[0] || !cw[1]) return G4_ERR_INTERNAL;
+    const int p = path_of(C(b), T, cw[0]);
     g4_status st;
-    if (T >= C(b)->tc_min_t && cw[0]->k == cw[1]->k) {
-        st = gemm_x(b, x, T, cw[0]->k, err);
-        if (!st) st = gemm(b, h, T, cw[0], err);
-        if (!st) st = gemm(b, scratch, T, cw[1], err);
+    if (p != P_GEMV && path_of(C(b), T, cw[1]) == p && cw[0]->k == cw[1]->k && cw[0]->kp == cw[1]->kp &&
+        cw[0]->n == cw[1]->n) {
+        st = prep_x(b, p, x, T, cw[0], err);
+        if (!st) st = product(b, p, h, T, cw[0], err);
+        if (!st) st = product(b, p, scratch, T, cw[1], err);
         if (!st) st = check(b, cu_gelu_mul(h, h, scratch, (size_t)T * cw[0]->n, C(b)->stream), "gelu", err);
         return st;
     }
-    if (T >= C(b)->tc_min_t || cw[0]->fmt != cw[1]->fmt || cw[0]->k != cw[1]->k || cw[0]->n != cw[1]->n) {
+    if (p != P_GEMV || cw[0]->fmt != cw[1]->fmt || cw[0]->k != cw[1]->k || cw[0]->n != cw[1]->n) {
         st = cb_matmul(b, h, x, T, gate, err);
         if (!st) st = cb_matmul(b, scratch, x, T, up, err);
         if (!st) st = check(b, cu_gelu_mul(h, h, scratch, (size_t)T * cw[0]->n, C(b)->stream), "gelu", err);
@@ -755,6 +801,7 @@ bool be_cuda_available(void) {
 
 void be_cuda_set_tc_min_t(be *b, int t) { C(b)->tc_min_t = t < 1 ? 1 : t; }
 void be_cuda_set_flash_min_t(be *b, int t) { C(b)->flash_min_t = t < 2 ? 2 : t; }
+void be_cuda_set_w4_min_t(be *b, int t) { C(b)->w4_min_t = t < 2 ? 2 : t; }
 
 g4_status be_cuda_upload_linear(be *b, const ckpt_linear *w, g4_error *err) {
     cu_ctx *c = C(b);
@@ -808,6 +855,7 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
     c->use_graph = env_int("G4_CUDA_GRAPH", 1);
     c->tc_min_t = env_int("G4_CUDA_TC_MIN_T", 128);
     c->flash_min_t = env_int("G4_CUDA_FLASH_MIN_T", 128);
+    c->w4_min_t = env_int("G4_CUDA_W4_MIN_T", 8);
     c->fuse_res = env_int("G4_CUDA_FUSE_RESIDUAL", 1);
     cu_set_pdl(env_int("G4_CUDA_PDL", 1));
     g4_status st = G4_OK;

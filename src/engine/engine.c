@@ -511,9 +511,13 @@ g4_status g4_batch_step(g4_batch *bt, const g4_batch_item *items, int n_items, g
     if (rows > bt->ws.rows)
         return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch step: %d rows (capacity %d)", rows, bt->ws.rows);
     g4_status st = eng_forward(e, &bt->ws, g, n_items, NULL, err);
-    for (int i = 0; i < n_items && !st; i++) {
-        st = b->to_host(b, g[i].s->logits, bt->ws.logits + (size_t)i * V, V, err);
-        g[i].s->logits_dev = false;
-    }
+    /* each row's logits go to its session's device buffer (a device copy): the host copy is
+     * made when asked for, as after a single-session forward, and greedy rows pick their token
+     * on the device (g4_session_argmax) instead of moving 1 MB per row per step to the host */
+    for (int i = 0; i < n_items && !st; i++) b->copy(b, g[i].s->ws.logits, bt->ws.logits + (size_t)i * V, V);
+    if (!st && b->finish) st = b->finish(b, err);
+    for (int i = 0; i < n_items; i++) g[i].s->logits_dev = !st;
+    if (st)
+        for (int i = 0; i < n_items; i++) g[i].s->n = 0;
     return st;
 }
