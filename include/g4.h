@@ -193,6 +193,11 @@ const float *g4_session_logits(const g4_session *s);    /* [vocab] of the last t
 /* *id = the greedy choice over the last token's logits: the lowest index of the largest logit
  * among the ids not in suppress (on the device when the backend can: no vocab-sized copy) */
 g4_status g4_session_argmax(g4_session *s, const int32_t *suppress, size_t n_suppress, int32_t *id, g4_error *err);
+/* The same, and *logprob = its log-probability under the model's distribution (log-softmax of
+ * the raw logits over the whole vocabulary; suppression only restricts the choice) - OpenAI
+ * logprobs for greedy tokens without moving the logits to the host. */
+g4_status g4_session_argmax_lp(g4_session *s, const int32_t *suppress, size_t n_suppress, int32_t *id, float *logprob,
+                               g4_error *err);
 const int32_t *g4_session_tokens(const g4_session *s);  /* the held tokens */
 /* For schedulers that append tokens through batches: keep the longest prefix of
  * tokens[0..n) the session can reuse (always < n, so the last token is recomputed),

@@ -774,6 +774,18 @@ TEST(cuda_embed_argmax) {
     int32_t idx;
     memcpy(&idx, hv, 4);
     CHECK_EQ_INT(idx, 123457);
+    /* the backend op: with 123457 suppressed the pick is 200000; its log-probability over the
+     * whole row (suppressed ids included) against a double log-sum-exp on the host */
+    const int32_t sup[2] = {5, 123457};
+    int32_t pick = -1;
+    float lp = 0.f;
+    REQUIRE(g_cu->argmax(g_cu, dx.p, (size_t)n, sup, 2, &pick, &lp, &err) == G4_OK);
+    CHECK_EQ_INT(pick, 200000);
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int i = 0; i < n; i++) sum += exp((double)x[i] - mx);
+    double want = x[200000] - (mx + log(sum));
+    CHECK_MSG(fabs(lp - want) <= 1e-5 * (1 + fabs(want)), "argmax log-probability %.7g, host %.7g", lp, want);
     g_cu->release(g_cu, scratch);
     g_cu->release_i32(g_cu, out);
     free(dget(dx, "argmax x"));

@@ -67,12 +67,21 @@ static void cuda_parity_x(const char *name, double tol, bool gate, bool full, in
                 if (g4_session_sync(s, seq, (size_t)n, &err)) { CHECK_MSG(0, "%s", err.msg); break; }
                 /* the device argmax (logits not yet copied), alone and with its choice suppressed,
                  * against the host's argmax and second best of the same logits */
-                int32_t dev = -1, dev2 = -1;
+                int32_t dev = -1, dev2 = -1, dev3 = -1;
+                float dlp = 0.f;
                 CHECK(g4_session_argmax(s, NULL, 0, &dev, &err) == G4_OK);
                 CHECK(g4_session_argmax(s, &dev, 1, &dev2, &err) == G4_OK);
+                CHECK(g4_session_argmax_lp(s, NULL, 0, &dev3, &dlp, &err) == G4_OK);
                 const float *l = g4_session_logits(s);
                 int best = 0, second = best == 0 ? 1 : 0;
                 for (int i = 1; i < V; i++) if (l[i] > l[best]) best = i;
+                {   /* the device log-probability of the pick against a double log-softmax */
+                    double mx = l[best], sum = 0;
+                    for (int i = 0; i < V; i++) sum += exp((double)l[i] - mx);
+                    double want = l[best] - (mx + log(sum));
+                    CHECK_MSG(dev3 == best && fabs(dlp - want) <= 1e-5 * (1 + fabs(want)),
+                              "%s: device pick %d logprob %.7g, host %d %.7g", name, dev3, dlp, best, want);
+                }
                 for (int i = 0; i < V; i++) if (i != best && l[i] > l[second]) second = i;
                 if (second == best) second = best == 0 ? 1 : 0;
                 dev_same += dev == best && dev2 == second;

@@ -234,6 +234,11 @@ int attn_run(attn_args a, int T, int n_keys_max, float *out, size_t ws_floats, i
         bps = e && atoi(e) > 0 ? atoi(e) : 2;
     }
     int want = (bps * sm_count + Hkv * hg * T - 1) / (Hkv * hg * T);
+    /* and at most ~128 keys per split: a block walks its keys tile after tile (latency-bound),
+     * so many queries (batched decode rows) with long contexts still need splits to run their
+     * keys in parallel (64 rows x 600 keys: 760 us per layer with one split each) */
+    const int min_split = (n_keys_max + 127) / 128;
+    if (want < min_split) want = min_split;
     int nsplit = want < max_split ? want : max_split;
     if (nsplit > 256) nsplit = 256;
     if (nsplit < 1) nsplit = 1;

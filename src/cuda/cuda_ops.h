@@ -144,12 +144,16 @@ typedef struct cu_row {
 /* cu_attn_prep for n one-token rows of different sessions: row i = rows_dev[i] (device) */
 int cu_attn_prep_rows(float *q, float *k, float *v, int n, const cu_row *rows_dev, int Hq, int Hkv, int hd,
                       const float *qn, const float *kn, const float *inv_freq, float eps, int k_eq_v, void *stream);
-/* out_idx[0] = argmax(x[0..n)) (lowest index on ties). scratch: 2 * 1024 floats. */
+/* out_idx[0] = argmax(x[0..n)) (lowest index on ties). scratch: 2048 floats. */
 int cu_argmax(const float *x, int n, int32_t *out_idx, float *scratch, void *stream);
 /* the same over the indices not in skip_ids[0..n_skip) (host array, n_skip <= CU_ARGMAX_SKIP) */
 enum { CU_ARGMAX_SKIP = 16 };
 int cu_argmax_skip(const float *x, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx, float *scratch,
                    void *stream);
+/* the same, and out_lp[0] = x[index] - log(sum exp x) over the whole row (suppressed ids included):
+ * the chosen token's log-probability, for logprobs without copying the row */
+int cu_argmax_lp(const float *x, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx, float *out_lp,
+                 float *scratch, void *stream);
 
 /* ---- attention.cu: split-KV attention (cpu_attention's contract) ----
  * n_keys_max: an upper bound of the resident keys of any query of the call (sets the grid);

@@ -235,48 +235,87 @@ __global__ void k_kv_store(float *kc, float *vc, int n_slots, int Hkv, int hd, c
     }
 }
 
-/* two-stage argmax: stage 1 per-block (value, index) pairs into scratch, stage 2 one block */
+/* two-stage argmax: stage 1 per-block (value, index) pairs into scratch, stage 2 one block.
+ * Both stages also carry (max, sum of exp(x - max)) over every element (suppressed ids included:
+ * the log-softmax of the model's distribution), merged online, for the log-sum-exp. */
 __device__ __forceinline__ void amax_merge(float &v, int &i, float v2, int i2) {
     if (v2 > v || (v2 == v && i2 < i) || (v != v && v2 == v2)) {
         v = v2;
         i = i2;
     }
 }
+__device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
+    if (m2 == -INFINITY) return;
+    if (m == -INFINITY) {
+        m = m2;
+        s = s2;
+        return;
+    }
+    const float mm = fmaxf(m, m2);
+    s = s * expf(m - mm) + s2 * expf(m2 - mm);
+    m = mm;
+}
 struct amax_skip {   /* ids left out of the argmax (generation_config suppress_tokens) */
     int n;
     int id[CU_ARGMAX_SKIP];
 };
-__global__ void k_argmax1(const float *x, int n, float *sv, int *si, const amax_skip skip) {
-    __shared__ float bv[32];
+/* scratch: sv [512] | si [512] | lm [512] | ls [512] */
+__global__ void k_argmax1(const float *x, int n, float *scr, const amax_skip skip) {
+    __shared__ float bv[32], bm[32], bs[32];
     __shared__ int bi[32];
     pdl_wait();
-    float v = -INFINITY;
+    float v = -INFINITY, m = -INFINITY, sum = 0.f;
     int idx = 0x7fffffff;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         bool out = false;
         for (int j = 0; j < skip.n; j++) out |= i == skip.id[j];
-        if (!out) amax_merge(v, idx, x[i], i);
+        const float xi = x[i];
+        if (!out) amax_merge(v, idx, xi, i);
+        if (xi == xi) lse_merge(m, sum, xi, 1.f);
     }
-    for (int o = 16; o > 0; o >>= 1) amax_merge(v, idx, __shfl_xor_sync(~0u, v, o), __shfl_xor_sync(~0u, idx, o));
+    for (int o = 16; o > 0; o >>= 1) {
+        amax_merge(v, idx, __shfl_xor_sync(~0u, v, o), __shfl_xor_sync(~0u, idx, o));
+        lse_merge(m, sum, __shfl_xor_sync(~0u, m, o), __shfl_xor_sync(~0u, sum, o));
+    }
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    if (lane == 0) { bv[w] = v; bi[w] = idx; }
+    if (lane == 0) { bv[w] = v; bi[w] = idx; bm[w] = m; bs[w] = sum; }
     __syncthreads();
     if (w == 0) {
         int nw = blockDim.x >> 5;
         v = lane < nw ? bv[lane] : -INFINITY;
         idx = lane < nw ? bi[lane] : 0x7fffffff;
-        for (int o = 16; o > 0; o >>= 1) amax_merge(v, idx, __shfl_xor_sync(~0u, v, o), __shfl_xor_sync(~0u, idx, o));
-        if (lane == 0) { sv[blockIdx.x] = v; si[blockIdx.x] = idx; }
+        m = lane < nw ? bm[lane] : -INFINITY;
+        sum = lane < nw ? bs[lane] : 0.f;
+        for (int o = 16; o > 0; o >>= 1) {
+            amax_merge(v, idx, __shfl_xor_sync(~0u, v, o), __shfl_xor_sync(~0u, idx, o));
+            lse_merge(m, sum, __shfl_xor_sync(~0u, m, o), __shfl_xor_sync(~0u, sum, o));
+        }
+        if (lane == 0) {
+            scr[blockIdx.x] = v;
+            reinterpret_cast<int *>(scr)[512 + blockIdx.x] = idx;
+            scr[1024 + blockIdx.x] = m;
+            scr[1536 + blockIdx.x] = sum;
+        }
     }
 }
-__global__ void k_argmax2(const float *sv, const int *si, int nb, int32_t *out) {
+/* out[0] = index; with lp: lp[0] = x[index] - log-sum-exp of the row */
+__global__ void k_argmax2(const float *scr, int nb, int32_t *out, float *lp) {
     pdl_wait();
     int lane = threadIdx.x;
-    float v = -INFINITY;
+    float v = -INFINITY, m = -INFINITY, sum = 0.f;
     int idx = 0x7fffffff;
-    for (int i = lane; i < nb; i += 32) amax_merge(v, idx, sv[i], si[i]);
-    for (int o = 16; o > 0; o >>= 1) amax_merge(v, idx, __shfl_xor_sync(~0u, v, o), __shfl_xor_sync(~0u, idx, o));
-    if (lane == 0) out[0] = idx == 0x7fffffff ? 0 : idx;
+    for (int i = lane; i < nb; i += 32) {
+        amax_merge(v, idx, scr[i], reinterpret_cast<const int *>(scr)[512 + i]);
+        lse_merge(m, sum, scr[1024 + i], scr[1536 + i]);
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        amax_merge(v, idx, __shfl_xor_sync(~0u, v, o), __shfl_xor_sync(~0u, idx, o));
+        lse_merge(m, sum, __shfl_xor_sync(~0u, m, o), __shfl_xor_sync(~0u, sum, o));
+    }
+    if (lane == 0) {
+        out[0] = idx == 0x7fffffff ? 0 : idx;
+        if (lp) lp[0] = v - (m + logf(sum));
+    }
 }
 
 int flat_grid(size_t n) {
@@ -359,8 +398,8 @@ extern "C" int cu_kv_store(float *kc, float *vc, int n_slots, int Hkv, int hd, c
     int gx = (Hkv * hd + 255) / 256;
     return cu_launch(k_kv_store, dim3(gx, T), dim3(256), 0, stream, kc, vc, n_slots, Hkv, hd, k, v, T, p0, p0_dev);
 }
-extern "C" int cu_argmax_skip(const float *x, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx,
-                              float *scratch, void *stream) {
+extern "C" int cu_argmax_lp(const float *x, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx,
+                            float *out_lp, float *scratch, void *stream) {
     if (n_skip < 0 || n_skip > CU_ARGMAX_SKIP) return (int)cudaErrorInvalidValue;
     amax_skip skip = {};
     skip.n = n_skip;
@@ -368,11 +407,13 @@ extern "C" int cu_argmax_skip(const float *x, int n, const int32_t *skip_ids, in
     int nb = (n + 1023) / 1024;
     if (nb > 512) nb = 512;
     if (nb < 1) nb = 1;
-    float *sv = scratch;
-    int *si = (int *)(scratch + 1024);
-    int rc = cu_launch(k_argmax1, dim3(nb), dim3(1024), 0, stream, x, n, sv, si, skip);
+    int rc = cu_launch(k_argmax1, dim3(nb), dim3(1024), 0, stream, x, n, scratch, skip);
     if (rc) return rc;
-    return cu_launch(k_argmax2, dim3(1), dim3(32), 0, stream, (const float *)sv, (const int *)si, nb, out_idx);
+    return cu_launch(k_argmax2, dim3(1), dim3(32), 0, stream, (const float *)scratch, nb, out_idx, out_lp);
+}
+extern "C" int cu_argmax_skip(const float *x, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx,
+                              float *scratch, void *stream) {
+    return cu_argmax_lp(x, n, skip_ids, n_skip, out_idx, NULL, scratch, stream);
 }
 extern "C" int cu_argmax(const float *x, int n, int32_t *out_idx, float *scratch, void *stream) {
     return cu_argmax_skip(x, n, NULL, 0, out_idx, scratch, stream);

@@ -542,15 +542,23 @@ static g4_status cb_residual_matmul3(be *b, float *x, float *o, const float *w_p
 
 static g4_status cb_finish(be *b, g4_error *err) { return check(b, cu_sync(C(b)->stream), "forward", err); }
 
-/* scratch: the attention workspace (free between forwards): 2 x 1024 partials, then the index */
+/* scratch: the attention workspace (free between forwards): 2048 floats of partials, then the
+ * index and the log-probability */
 static g4_status cb_argmax(be *b, const float *x, size_t n, const int32_t *skip, size_t n_skip, int32_t *out,
-                           g4_error *err) {
+                           float *lp, g4_error *err) {
     cu_ctx *c = C(b);
     if (n_skip > CU_ARGMAX_SKIP || n > (size_t)INT32_MAX)
         return G4_FAIL(err, G4_ERR_UNSUPPORTED, "cuda argmax: %zu suppressed ids (at most %d)", n_skip, CU_ARGMAX_SKIP);
-    int32_t *d_out = (int32_t *)(c->ws + 2048);
-    g4_status st = check(b, cu_argmax_skip(x, (int)n, skip, (int)n_skip, d_out, c->ws, c->stream), "argmax", err);
-    if (!st) st = check(b, cu_memcpy_d2h(out, d_out, sizeof *out, c->stream), "argmax result", err);
+    int32_t *d_out = (int32_t *)(c->ws + 2048);   /* [0] index, [1] log-probability */
+    g4_status st = check(b, cu_argmax_lp(x, (int)n, skip, (int)n_skip, d_out, lp ? (float *)(d_out + 1) : NULL, c->ws,
+                                         c->stream),
+                         "argmax", err);
+    int32_t h[2];
+    if (!st) st = check(b, cu_memcpy_d2h(h, d_out, lp ? sizeof h : sizeof h[0], c->stream), "argmax result", err);
+    if (!st) {
+        *out = h[0];
+        if (lp) memcpy(lp, &h[1], sizeof *lp);
+    }
     return st;
 }
 

@@ -435,12 +435,13 @@ const float *g4_session_logits(const g4_session *s) {
     return s->logits;
 }
 
-g4_status g4_session_argmax(g4_session *s, const int32_t *suppress, size_t n_suppress, int32_t *id, g4_error *err) {
+g4_status g4_session_argmax_lp(g4_session *s, const int32_t *suppress, size_t n_suppress, int32_t *id, float *logprob,
+                               g4_error *err) {
     const int V = s->e->ck->cfg.text.vocab;
     be *b = s->e->be;
     if (s->n <= 0) return G4_FAIL(err, G4_ERR_INVALID_ARG, "argmax: the session holds no tokens");
     if (s->logits_dev && b->argmax) {
-        g4_status st = b->argmax(b, s->ws.logits, (size_t)V, suppress, n_suppress, id, err);
+        g4_status st = b->argmax(b, s->ws.logits, (size_t)V, suppress, n_suppress, id, logprob, err);
         if (st != G4_ERR_UNSUPPORTED) return st;
     }
     const float *w = g4_session_logits(s);   /* host: as g4_sample at temperature 0 */
@@ -451,7 +452,17 @@ g4_status g4_session_argmax(g4_session *s, const int32_t *suppress, size_t n_sup
         if (!skip && (best < 0 || w[i] > w[best])) best = i;
     }
     *id = best < 0 ? 0 : best;
+    if (logprob) {   /* log-softmax over the whole row, in double */
+        double mx = -INFINITY, sum = 0;
+        for (int i = 0; i < V; i++) if (w[i] > mx) mx = w[i];
+        for (int i = 0; i < V; i++) sum += exp((double)w[i] - mx);
+        *logprob = (float)(w[*id] - (mx + log(sum)));
+    }
     return G4_OK;
+}
+
+g4_status g4_session_argmax(g4_session *s, const int32_t *suppress, size_t n_suppress, int32_t *id, g4_error *err) {
+    return g4_session_argmax_lp(s, suppress, n_suppress, id, NULL, err);
 }
 size_t g4_session_length(const g4_session *s) { return (size_t)s->n; }
 int g4_session_max_context(const g4_session *s) { return s->max_ctx; }

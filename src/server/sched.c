@@ -262,13 +262,16 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
 static bool sample_seq(sched *s, seq *q) {
     srv_req *r = q->r;
     srv_choice *c = &r->choices[q->choice];
-    /* greedy without logprobs: the argmax on the device when the session's logits are still
-     * there (no vocab-sized copy); otherwise the host sampler */
+    /* greedy without top logprobs: the argmax (and the chosen token's log-probability when
+     * logprobs are asked for) on the device when the session's logits are still there - no
+     * vocab-sized copy, no host log-softmax; otherwise the host sampler */
     g4_session *ss = s->sess[q->slot];
     const float *logits = NULL;
     int32_t id = 0;
+    float lp1 = 0.f;
     g4_error aerr = {0};
-    if (!g4_sampling_is_greedy(&q->sampling) || r->lp_stride || g4_session_argmax(ss, s->sup, s->n_sup, &id, &aerr)) {
+    if (!g4_sampling_is_greedy(&q->sampling) || r->lp_stride > 1 ||
+        g4_session_argmax_lp(ss, s->sup, s->n_sup, &id, r->lp_stride ? &lp1 : NULL, &aerr)) {
         logits = g4_session_logits(ss);
         g4_history h = {q->tok, q->n_prompt, q->tok + q->n_prompt, q->n_gen};
         id = g4_sample(&s->smp, logits, &q->sampling, &h, s->sup, s->n_sup, &q->rng);
@@ -328,7 +331,8 @@ static bool sample_seq(sched *s, seq *q) {
     if (ok) c->ids[c->n_ids++] = id;
     if (ok && r->lp_stride) {
         ok = grow((void **)&c->lp, &c->cap_lp, (c->n_lp + 1) * (size_t)r->lp_stride, sizeof *c->lp);
-        if (ok) logprob_entries(logits, s->V, id, r->lp_stride - 1, c->lp + c->n_lp++ * (size_t)r->lp_stride);
+        if (ok && logits) logprob_entries(logits, s->V, id, r->lp_stride - 1, c->lp + c->n_lp++ * (size_t)r->lp_stride);
+        else if (ok) c->lp[c->n_lp++] = (srv_lp){id, lp1};   /* stride 1: the chosen token alone */
     }
     if (to_reason) publish_reasoning_locked(q, c, q->mode == 2);
     else if (dl) sb_put(&c->content, d, dl);
