@@ -272,6 +272,34 @@ TEST(cuda_matmul_batched) {
     be_cuda_set_w4_min_t(g_cu, W4_MIN_T_DEFAULT);
 }
 
+/* matmul3 (q/k/v of nq/nk/nv rows) and matmul_geglu (gate/up of nh rows) of one x [T, K] on
+ * CUDA against the CPU */
+static void fused_vs_cpu(ckpt_format f, int T, int K, int nq, int nk, int nv, int nh, double tol, const char *tag) {
+    char what[4][96];
+    snprintf(what[0], sizeof what[0], "%s q", tag), snprintf(what[1], sizeof what[1], "%s k", tag);
+    snprintf(what[2], sizeof what[2], "%s v", tag), snprintf(what[3], sizeof what[3], "%s geglu", tag);
+    wt wq = make_w(f, nq, K), wk = make_w(f, nk, K), wv = make_w(f, nv, K), wg = make_w(f, nh, K), wu = make_w(f, nh, K);
+    float *x = rand_f((size_t)T * K, 1.0f);
+    const size_t n[4] = {(size_t)T * nq, (size_t)T * nk, (size_t)T * nv, (size_t)T * nh};
+    float *r[4], *rsc = malloc(n[3] * 4);
+    for (int i = 0; i < 4; i++) r[i] = malloc(n[i] * 4);
+    g4_error err = {0};
+    REQUIRE(g_cpu->matmul3(g_cpu, r[0], r[1], r[2], x, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
+    REQUIRE(g_cpu->matmul_geglu(g_cpu, r[3], rsc, x, T, &wg.l, &wu.l, &err) == G4_OK);
+    dbuf dx = dnew((size_t)T * K, x), d[4], ds = dnew(n[3], NULL);
+    for (int i = 0; i < 4; i++) d[i] = dnew(n[i], NULL);
+    CHECK(g_cu->matmul3(g_cu, d[0].p, d[1].p, d[2].p, dx.p, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
+    CHECK(g_cu->matmul_geglu(g_cu, d[3].p, ds.p, dx.p, T, &wg.l, &wu.l, &err) == G4_OK);
+    for (int i = 0; i < 4; i++) {
+        float *g = dget(d[i], what[i]);
+        cmp(what[i], g, r[i], n[i], tol);
+        free(g), free(r[i]);
+    }
+    free(dget(ds, "geglu scratch")), free(dget(dx, "x"));
+    free(rsc), free(x);
+    free_w(&wq), free_w(&wk), free_w(&wv), free_w(&wg), free_w(&wu);
+}
+
 /* NVFP4 products of 8 <= T < 128 rows (gemm_w4.cu: 4-bit weights, x in f16 with a power-of-two
  * scale per row, so ~2^-12 relative per element: 1e-3 here, measured <= 8e-5) against the CPU at
  * odd shapes, one split (K = 80) and split-K (K = 1056, 15360); then the first 8 rows of each batch
@@ -310,28 +338,7 @@ TEST(cuda_matmul_w4) {
     }
     w4_matmul(19, 15360, 40);
     w4_matmul(3840, 256, 20);
-    /* q/k/v and gate/up sharing one converted x */
-    int T = 20, K = 256;
-    wt wq = make_w(CKPT_NVFP4, 48, K), wk = make_w(CKPT_NVFP4, 16, K), wv = make_w(CKPT_NVFP4, 17, K);
-    wt wg = make_w(CKPT_NVFP4, 71, K), wu = make_w(CKPT_NVFP4, 71, K);
-    float *x = rand_f((size_t)T * K, 1.0f);
-    size_t n0 = (size_t)T * 48, n1 = (size_t)T * 16, n2 = (size_t)T * 17, nh = (size_t)T * 71;
-    float *r0 = malloc(n0 * 4), *r1 = malloc(n1 * 4), *r2 = malloc(n2 * 4), *rh = malloc(nh * 4), *rsc = malloc(nh * 4);
-    g4_error err = {0};
-    REQUIRE(g_cpu->matmul3(g_cpu, r0, r1, r2, x, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
-    REQUIRE(g_cpu->matmul_geglu(g_cpu, rh, rsc, x, T, &wg.l, &wu.l, &err) == G4_OK);
-    dbuf dx = dnew((size_t)T * K, x), d0 = dnew(n0, NULL), d1 = dnew(n1, NULL), d2 = dnew(n2, NULL);
-    dbuf dh = dnew(nh, NULL), ds = dnew(nh, NULL);
-    CHECK(g_cu->matmul3(g_cu, d0.p, d1.p, d2.p, dx.p, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
-    CHECK(g_cu->matmul_geglu(g_cu, dh.p, ds.p, dx.p, T, &wg.l, &wu.l, &err) == G4_OK);
-    float *g0 = dget(d0, "w4 q"), *g1 = dget(d1, "w4 k"), *g2 = dget(d2, "w4 v"), *gh = dget(dh, "w4 geglu");
-    free(dget(ds, "w4 geglu scratch")), free(dget(dx, "x"));
-    cmp("w4 matmul3 q", g0, r0, n0, 1e-3);
-    cmp("w4 matmul3 k", g1, r1, n1, 1e-3);
-    cmp("w4 matmul3 v", g2, r2, n2, 1e-3);
-    cmp("w4 geglu", gh, rh, nh, 1e-3);
-    free(g0), free(g1), free(g2), free(gh), free(r0), free(r1), free(r2), free(rh), free(rsc), free(x);
-    free_w(&wq), free_w(&wk), free_w(&wv), free_w(&wg), free_w(&wu);
+    fused_vs_cpu(CKPT_NVFP4, 20, 256, 48, 16, 17, 71, 1e-3, "w4");   /* q/k/v and gate/up share one x */
 }
 
 TEST(cuda_matmul_tensor_cores) {
@@ -349,36 +356,13 @@ TEST(cuda_fused_matmuls) {
     NEED_GPU();
     be_cuda_set_w4_min_t(g_cu, 1000);   /* the GEMV kernels (float32 x) at every T here */
     const ckpt_format fs[] = {CKPT_BF16, CKPT_NVFP4, CKPT_FP8};
+    const int Ts[8] = {1, 2, 3, 5, 7, 8, 16, 17};
     for (size_t f = 0; f < 3; f++)
         for (int ti = 0; ti < 8; ti++) {
-            const int Ts[8] = {1, 2, 3, 5, 7, 8, 16, 17};
-            int T = Ts[ti], K = 256;
-            wt wq = make_w(fs[f], 48, K), wk = make_w(fs[f], 16, K), wv = make_w(fs[f], 17, K);
-            float *x = rand_f((size_t)T * K, 1.0f);
-            size_t n0 = (size_t)T * 48, n1 = (size_t)T * 16, n2 = (size_t)T * 17;
-            float *r0 = malloc(n0 * 4), *r1 = malloc(n1 * 4), *r2 = malloc(n2 * 4);
-            g4_error err = {0};
-            REQUIRE(g_cpu->matmul3(g_cpu, r0, r1, r2, x, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
-            dbuf dx = dnew((size_t)T * K, x), d0 = dnew(n0, NULL), d1 = dnew(n1, NULL), d2 = dnew(n2, NULL);
-            CHECK(g_cu->matmul3(g_cu, d0.p, d1.p, d2.p, dx.p, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
-            float *g0 = dget(d0, "matmul3 y0"), *g1 = dget(d1, "matmul3 y1"), *g2 = dget(d2, "matmul3 y2");
-            cmp("matmul3 q", g0, r0, n0, 2e-5);
-            cmp("matmul3 k", g1, r1, n1, 2e-5);
-            cmp("matmul3 v", g2, r2, n2, 2e-5);
-            free(g0), free(g1), free(g2), free(r0), free(r1), free(r2);
-            /* geglu: gate/up [71, K] (odd: the batched kernel pairs 2 outputs per warp) */
-            wt wg = make_w(fs[f], 71, K), wu = make_w(fs[f], 71, K);
-            size_t nh = (size_t)T * 71;
-            float *rh = malloc(nh * 4), *rsc = malloc(nh * 4);
-            REQUIRE(g_cpu->matmul_geglu(g_cpu, rh, rsc, x, T, &wg.l, &wu.l, &err) == G4_OK);
-            dbuf dh = dnew(nh, NULL), ds = dnew(nh, NULL);
-            CHECK(g_cu->matmul_geglu(g_cu, dh.p, ds.p, dx.p, T, &wg.l, &wu.l, &err) == G4_OK);
-            float *gh = dget(dh, "geglu");
-            free(dget(ds, "geglu scratch"));
-            free(dget(dx, "x"));
-            cmp("geglu", gh, rh, nh, 2e-5);
-            free(gh), free(rh), free(rsc), free(x);
-            free_w(&wq), free_w(&wk), free_w(&wv), free_w(&wg), free_w(&wu);
+            char tag[64];
+            snprintf(tag, sizeof tag, "fused %s T=%d", ckpt_format_name(fs[f]), Ts[ti]);
+            /* gate/up of 71 rows: odd (the batched kernel pairs 2 outputs per warp) */
+            fused_vs_cpu(fs[f], Ts[ti], 256, 48, 16, 17, 71, 2e-5, tag);
         }
     be_cuda_set_w4_min_t(g_cu, W4_MIN_T_DEFAULT);
 }
@@ -391,28 +375,7 @@ TEST(cuda_nvfp4_shares) {
     NEED_GPU();
     batched_matmul(CKPT_NVFP4, 100003, 128, 3);
     batched_matmul(CKPT_NVFP4, 60001, 192, 5);
-    const int K = 128, T = 2, nq = 20000, nk = 7001, nv = 9003, nh = 30001;
-    wt wq = make_w(CKPT_NVFP4, nq, K), wk = make_w(CKPT_NVFP4, nk, K), wv = make_w(CKPT_NVFP4, nv, K);
-    wt wg = make_w(CKPT_NVFP4, nh, K), wu = make_w(CKPT_NVFP4, nh, K);
-    float *x = rand_f((size_t)T * K, 1.0f);
-    const size_t n0 = (size_t)T * nq, n1 = (size_t)T * nk, n2 = (size_t)T * nv, n3 = (size_t)T * nh;
-    float *r0 = malloc(n0 * 4), *r1 = malloc(n1 * 4), *r2 = malloc(n2 * 4), *r3 = malloc(n3 * 4), *rsc = malloc(n3 * 4);
-    g4_error err = {0};
-    REQUIRE(g_cpu->matmul3(g_cpu, r0, r1, r2, x, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
-    REQUIRE(g_cpu->matmul_geglu(g_cpu, r3, rsc, x, T, &wg.l, &wu.l, &err) == G4_OK);
-    dbuf dx = dnew((size_t)T * K, x), d0 = dnew(n0, NULL), d1 = dnew(n1, NULL), d2 = dnew(n2, NULL);
-    dbuf d3 = dnew(n3, NULL), ds = dnew(n3, NULL);
-    CHECK(g_cu->matmul3(g_cu, d0.p, d1.p, d2.p, dx.p, T, &wq.l, &wk.l, &wv.l, &err) == G4_OK);
-    CHECK(g_cu->matmul_geglu(g_cu, d3.p, ds.p, dx.p, T, &wg.l, &wu.l, &err) == G4_OK);
-    float *g0 = dget(d0, "shares q"), *g1 = dget(d1, "shares k"), *g2 = dget(d2, "shares v"), *g3 = dget(d3, "shares geglu");
-    cmp("shares q", g0, r0, n0, 2e-5);
-    cmp("shares k", g1, r1, n1, 2e-5);
-    cmp("shares v", g2, r2, n2, 2e-5);
-    cmp("shares geglu", g3, r3, n3, 2e-5);
-    free(dget(ds, "shares scratch"));
-    free(dget(dx, "x"));
-    free(g0), free(g1), free(g2), free(g3), free(r0), free(r1), free(r2), free(r3), free(rsc), free(x);
-    free_w(&wq), free_w(&wk), free_w(&wv), free_w(&wg), free_w(&wu);
+    fused_vs_cpu(CKPT_NVFP4, 2, 128, 20000, 7001, 9003, 30001, 2e-5, "shares");
 }
 
 /* residual + GEGLU / residual + q/k/v products (one kernel on CUDA for a decode row of NVFP4

@@ -75,7 +75,7 @@ struct tc_args {
      * written by block 0, x' back into x by block 0 once every block has read x (rcnt) */
     const float *ro, *rw_post, *rw_next;
     float rscalar, reps;
-    float *rx, *rxn;
+    float *rxn;
     int *rcnt;
 };
 
@@ -507,6 +507,15 @@ __global__ void __launch_bounds__(TW * 32, 1) k_gemv_tc(const tc_args a) {
          * parked in pv and finished after the stage */
         int ptile = -1;
         bool pwhole = false;
+        /* a tile ended inside the stage: park its sums, go on with the next tile's first chunk */
+        auto park = [&]() {
+            tc_take<NC>(acc, pv);
+            ptile = tile;
+            pwhole = cstart == 0;
+            tile++;
+            c = cstart = 0;
+            xb = xb0;
+        };
         if (i + U <= i1 && c + U <= a.nch) {
             /* the common case, branch-free so that the compiler interleaves the U items */
 #pragma unroll
@@ -514,14 +523,7 @@ __global__ void __launch_bounds__(TW * 32, 1) k_gemv_tc(const tc_args a) {
             i += U;
             c += U;
             xb += U * xinc;
-            if (c == a.nch && i < i1) {
-                tc_take<NC>(acc, pv);
-                ptile = tile;
-                pwhole = cstart == 0;
-                tile++;
-                c = cstart = 0;
-                xb = xb0;
-            }
+            if (c == a.nch && i < i1) park();
         } else {
 #pragma unroll
             for (int u = 0; u < U; u++) {
@@ -529,14 +531,7 @@ __global__ void __launch_bounds__(TW * 32, 1) k_gemv_tc(const tc_args a) {
                 tc_compute<NT, NC, U>(xb, st, u, lane, acc);
                 i++;
                 xb += xinc;
-                if (++c == a.nch && i < i1) {
-                    tc_take<NC>(acc, pv);
-                    ptile = tile;
-                    pwhole = cstart == 0;
-                    tile++;
-                    c = cstart = 0;
-                    xb = xb0;
-                }
+                if (++c == a.nch && i < i1) park();
             }
         }
         if (ptile >= 0) {   /* only the share's first tile can be split here; completed at the end */
@@ -572,7 +567,8 @@ __global__ void __launch_bounds__(TW * 32, 1) k_gemv_tc(const tc_args a) {
             *a.rcnt = 0;
         }
         __syncwarp();
-        for (int i = lane; i < a.k; i += 32) a.rx[i] = xsave[i];
+        float *xw = const_cast<float *>(a.x);   /* RES: x is the residual stream, written back here */
+        for (int i = lane; i < a.k; i += 32) xw[i] = xsave[i];
     }
     if (a.trace && lane == 0 && active) {
         tr[4] = gtime();
@@ -783,7 +779,6 @@ extern "C" int cu_gemv_tc_residual(float *x, const float *o, const float *w_post
     a.rw_next = w_next;
     a.rscalar = scalar;
     a.reps = eps;
-    a.rx = x;
     a.rxn = xn;
     a.rcnt = g_cnt + MAX_TILES;
     return geglu ? launch_tc<1, true, true>(a, grid, stream) : launch_tc<1, false, true>(a, grid, stream);

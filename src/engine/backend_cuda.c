@@ -422,36 +422,44 @@ static g4_status cb_matmul(be *b, float *y, const float *x, int T, const ckpt_li
     return check(b, cu_gemv(x, T, ws, ys, 1, 0, C(b)->stream), "gemv", err);
 }
 
-/* the uploaded weights of the non-NULL wl[i] and their outputs, packed: *n of them, *same when
- * all share a format and k (one fused GEMV launch can take them) */
-static g4_status collect_w(be *b, const ckpt_linear *const *wl, float *const *yl, int nw, const cu_weight **cw,
-                           float **ys, int *n, bool *same, g4_error *err) {
-    *n = 0;
-    *same = true;
-    for (int i = 0; i < nw; i++) {
+/* the uploaded weights of the non-NULL w0..w2 and their outputs, packed: n of them, same when all
+ * share a format and k (one fused GEMV launch can take them) */
+typedef struct w3 {
+    const cu_weight *cw[3];
+    float *ys[3];
+    int n;
+    bool same;
+} w3;
+static g4_status collect3(be *b, const ckpt_linear *w0, const ckpt_linear *w1, const ckpt_linear *w2, float *y0,
+                          float *y1, float *y2, w3 *W, g4_error *err) {
+    const ckpt_linear *wl[3] = {w0, w1, w2};
+    float *yl[3] = {y0, y1, y2};
+    W->n = 0;
+    W->same = true;
+    for (int i = 0; i < 3; i++) {
         if (!wl[i]) continue;
-        if (!(cw[*n] = find_w(b, wl[i], err))) return G4_ERR_INTERNAL;
-        ys[*n] = yl[i];
-        if (cw[*n]->fmt != cw[0]->fmt || cw[*n]->k != cw[0]->k) *same = false;
-        (*n)++;
+        const cu_weight *c = find_w(b, wl[i], err);
+        if (!c) return G4_ERR_INTERNAL;
+        W->cw[W->n] = c;
+        W->ys[W->n] = yl[i];
+        if (c->fmt != W->cw[0]->fmt || c->k != W->cw[0]->k) W->same = false;
+        W->n++;
     }
     return G4_OK;
 }
 
 static g4_status cb_matmul3(be *b, float *y0, float *y1, float *y2, const float *x, int T, const ckpt_linear *w0,
                             const ckpt_linear *w1, const ckpt_linear *w2, g4_error *err) {
-    const ckpt_linear *wl[3] = {w0, w1, w2};
-    float *yl[3] = {y0, y1, y2};
-    const cu_weight *cw[3];
-    float *ys[3];
-    int n;
-    bool same;
-    g4_status st = collect_w(b, wl, yl, 3, cw, ys, &n, &same, err);
+    w3 W;
+    g4_status st = collect3(b, w0, w1, w2, y0, y1, y2, &W, err);
     if (st) return st;
+    const cu_weight *const *cw = W.cw;
+    float *const *ys = W.ys;
+    const int n = W.n;
     const int p0 = path_of(C(b), T, cw[0]);
     bool one_path = true;
     for (int i = 1; i < n; i++) one_path = one_path && path_of(C(b), T, cw[i]) == p0;
-    if (same && one_path && p0 == P_GEMV) return check(b, cu_gemv(x, T, cw, ys, n, 0, C(b)->stream), "gemv", err);
+    if (W.same && one_path && p0 == P_GEMV) return check(b, cu_gemv(x, T, cw, ys, n, 0, C(b)->stream), "gemv", err);
     for (int i = 0; i < n && !st; i++) {
         const int p = path_of(C(b), T, cw[i]);
         if (p == P_GEMV) {
@@ -525,14 +533,12 @@ static g4_status cb_residual_matmul3(be *b, float *x, float *o, const float *w_p
                                      float *xn, size_t rows, int d, float eps, float *y0, float *y1, float *y2,
                                      const ckpt_linear *w0, const ckpt_linear *w1, const ckpt_linear *w2,
                                      g4_error *err) {
-    const ckpt_linear *wl[3] = {w0, w1, w2};
-    float *yl[3] = {y0, y1, y2};
-    const cu_weight *cw[3];
-    float *ys[3];
-    int n;
-    bool same;
-    g4_status st = collect_w(b, wl, yl, 3, cw, ys, &n, &same, err);
+    w3 W;
+    g4_status st = collect3(b, w0, w1, w2, y0, y1, y2, &W, err);
     if (st) return st;
+    const cu_weight *const *cw = W.cw;
+    float *const *ys = W.ys;
+    const int n = W.n;
     if (fuse_residual(b, rows, d, w_next, cw, n))
         return check(b, cu_gemv_tc_residual(x, o, w_post, scalar, w_next, xn, eps, cw, ys, n, 0, C(b)->stream),
                      "residual + gemv", err);
