@@ -127,3 +127,44 @@ TEST(cuda_batch_matches_single_sessions) {
     batch_matches(G4_DEVICE_CUDA);
     unsetenv("G4_CUDA_W4_MIN_T");
 }
+
+/* A decode step whose token is an image placeholder following another one (a sampled run of
+ * them: tiny models at temperature 1 do it) is an ordinary causal token, not a block split
+ * across forward passes; a prompt chunk that continues a held run is still refused. */
+TEST(generated_placeholders_are_causal_tokens) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/models/tiny-a", t_fixtures());
+    g4_engine_options o = {.n_threads = 2, .device = G4_DEVICE_CPU};
+    g4_engine *e = NULL;
+    g4_error err = {0};
+    REQUIRE(g4_engine_open(dir, &o, &e, &err) == G4_OK);
+    const g4_tokenizer *tk = g4_engine_tokenizer(e);
+    REQUIRE(tk);
+    const int32_t img = g4_token_id(tk, "<|image|>");
+    REQUIRE(img >= 0);
+    int32_t seq[8] = {2, 10, 11, img, img, img, 12, 13};
+    g4_session *s = NULL;
+    g4_batch *bt = NULL;
+    REQUIRE(g4_batch_create(e, 16, 2, &bt, &err) == G4_OK);
+    REQUIRE(g4_session_create(e, 64, &s, &err) == G4_OK);
+    CHECK(g4_session_sync(s, seq, 4, &err) == G4_OK);         /* prompt ends with a placeholder */
+    for (int p = 4; p < 6; p++) {   /* the server's decode steps (g4_session_sync would re-prefill) */
+        g4_batch_item d = {s, seq + p, 1, NULL};
+        CHECK_MSG(g4_batch_step(bt, &d, 1, &err) == G4_OK, "decode step at %d: %s", p, err.msg);
+    }
+    CHECK_EQ_INT((int)g4_session_length(s), 6);
+    const float *l = g4_session_logits(s);
+    bool finite = true;
+    for (int i = 0; i < g4_engine_vocab(e); i++) finite &= isfinite(l[i]);
+    CHECK(finite);
+    /* a chunk of 3 that continues the held run at position 4 */
+    g4_session *s2 = NULL;
+    REQUIRE(g4_session_create(e, 64, &s2, &err) == G4_OK);
+    CHECK(g4_session_sync(s2, seq, 4, &err) == G4_OK);
+    g4_batch_item it = {s2, seq + 4, 3, NULL};
+    CHECK(g4_batch_step(bt, &it, 1, &err) == G4_ERR_INVALID_ARG);
+    g4_batch_free(bt);
+    g4_session_free(s2);
+    g4_session_free(s);
+    g4_engine_free(e);
+}

@@ -78,7 +78,9 @@ static bool is_block_token(const g4_config *c, int32_t id) {
 /* Block ids of the new positions of group g (arch doc §2.6): a maximal run of
  * image (or video) placeholders is one bidirectional block, id = its first
  * position. A run may not continue from already-held positions (the whole
- * block must be in one forward). */
+ * block must be in one forward) - except a one-token decode step: a generated
+ * placeholder is an ordinary causal token (no soft token, no block; a sampled
+ * run of them used to fail the request). */
 static g4_status group_blocks(g4_engine *e, const eng_group *g, g4_error *err) {
     const g4_config *c = &e->ck->cfg;
     g4_session *s = g->s;
@@ -89,11 +91,12 @@ static g4_status group_blocks(g4_engine *e, const eng_group *g, g4_error *err) {
         int32_t blk = -1;
         if (is_block_token(c, id)) {
             if (t > 0 && g->tokens[t - 1] == id) blk = s->block_host[p0 + t - 1];
-            else if (t == 0 && p0 > 0 && s->tokens[p0 - 1] == id)
+            else if (t == 0 && p0 > 0 && s->tokens[p0 - 1] == id && g->T > 1)
                 return G4_FAIL(err, G4_ERR_INVALID_ARG,
                                "position %d: an image/video block is split across two forward passes", p0);
+            else if (t == 0 && p0 > 0 && g->T == 1) blk = -1;
             else blk = p0 + t;
-            any = true;
+            any |= blk >= 0;
         }
         s->block_host[p0 + t] = blk;
     }
