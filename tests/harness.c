@@ -1,6 +1,7 @@
 /* harness.c - test runner: runs every registered TEST, prints a summary.
  * Usage: g4-tests [substring]   (run only tests whose name contains it) */
 #include "harness.h"
+#include "base/npy.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -76,6 +77,32 @@ double t_rel_l2(const float *a, const float *b, size_t n) {
     }
     if (isnan(num)) return INFINITY;
     return sqrt(num / (den > 0 ? den : 1));
+}
+
+double t_worst_rows(const float *got, const float *ref, int T, size_t V, int *pos) {
+    double worst = 0;
+    *pos = -1;
+    for (int t = 0; t < T; t++) {
+        double r = t_rel_l2(got + (size_t)t * V, ref + (size_t)t * V, V);
+        if (!(r <= worst)) worst = r, *pos = t;
+    }
+    return worst;
+}
+
+bool t_ref_case(const char *dir, int k, npy_array *prompt, npy_array *logits, npy_array *greedy) {
+    const char *what[3] = {"prompt", "logits", "greedy"};
+    npy_array *out[3] = {prompt, logits, greedy};
+    for (int i = 0; i < 3; i++) {
+        char p[700];
+        g4_error err = {0};
+        snprintf(p, sizeof p, "%s/reference/%s_%d.npy", dir, what[i], k);
+        if (npy_read(p, out[i], &err) != G4_OK) {
+            t_fail(__FILE__, __LINE__, "%s", err.msg);
+            for (int j = 0; j < i; j++) npy_free(out[j]);
+            return false;
+        }
+    }
+    return true;
 }
 
 int t_run(const char *cmd, char *out, size_t cap) {

@@ -27,6 +27,12 @@ const char *t_tmpdir(void);
 
 /* ||a - b|| / ||b|| over n floats (double sums); +inf when a NaN appears. */
 double t_rel_l2(const float *a, const float *b, size_t n);
+/* The worst t_rel_l2 over the T rows of V values of got against ref; *pos = that row. */
+double t_worst_rows(const float *got, const float *ref, int T, size_t V, int *pos);
+/* Reference case k of the fixture model in dir: reference/{prompt,logits,greedy}_k.npy (HF
+ * transformers, tools/make_reference.py). false (with a test failure) when one is missing. */
+struct npy_array;
+bool t_ref_case(const char *dir, int k, struct npy_array *prompt, struct npy_array *logits, struct npy_array *greedy);
 /* Run a shell command, capture up to cap-1 bytes of its stdout; returns its exit code (-1 on failure). */
 int t_run(const char *cmd, char *out, size_t cap);
 

@@ -16,7 +16,7 @@
 
 /* gate: check the logits against tol; full: also greedy and cached decode vs prefill (fp32 paths) */
 static void cuda_parity_x(const char *name, double tol, bool gate, bool full, int chunk) {
-    char dir[512], p[600];
+    char dir[512];
     snprintf(dir, sizeof dir, "%s/models/%s", t_fixtures(), name);
     g4_engine_options o = {.device = G4_DEVICE_CUDA, .no_tokenizer = true, .prefill_chunk = chunk};
     g4_engine *e = NULL;
@@ -31,12 +31,7 @@ static void cuda_parity_x(const char *name, double tol, bool gate, bool full, in
     int V = g4_engine_vocab(e);
     for (int k = 0; k < 2; k++) {
         npy_array prompt, logits, greedy;
-        snprintf(p, sizeof p, "%s/reference/prompt_%d.npy", dir, k);
-        REQUIRE(npy_read(p, &prompt, &err) == G4_OK);
-        snprintf(p, sizeof p, "%s/reference/logits_%d.npy", dir, k);
-        REQUIRE(npy_read(p, &logits, &err) == G4_OK);
-        snprintf(p, sizeof p, "%s/reference/greedy_%d.npy", dir, k);
-        REQUIRE(npy_read(p, &greedy, &err) == G4_OK);
+        REQUIRE(t_ref_case(dir, k, &prompt, &logits, &greedy));
         int T = (int)prompt.numel;
         const int32_t *ids = prompt.data;
         g4_session *s = NULL;
@@ -45,12 +40,8 @@ static void cuda_parity_x(const char *name, double tol, bool gate, bool full, in
         for (size_t i = 0; i < (size_t)T * V; i++) all[i] = NAN;
         st = g4_session_prefill_all(s, ids, (size_t)T, all, &err);
         CHECK_MSG(st == G4_OK, "%s: %s", name, err.msg);
-        double worst = 0;
         int worst_pos = -1;
-        for (int t = 0; t < T && !st; t++) {
-            double r = t_rel_l2(all + (size_t)t * V, (const float *)logits.data + (size_t)t * V, (size_t)V);
-            if (!(r <= worst)) worst = r, worst_pos = t;
-        }
+        double worst = st ? INFINITY : t_worst_rows(all, logits.data, T, (size_t)V, &worst_pos);
         if (gate)
             CHECK_MSG(worst <= tol, "%s prompt %d: logits rel L2 %.3g at position %d (tol %.0e)", name, k, worst,
                       worst_pos, tol);

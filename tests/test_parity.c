@@ -19,7 +19,7 @@
 static const char *models[] = {"tiny-a", "tiny-a-nvfp4", "tiny-a-fp8", "tiny-b", "tiny-c"};
 
 static void parity_model(const char *name) {
-    char dir[512], p[600];
+    char dir[512];
     snprintf(dir, sizeof dir, "%s/models/%s", t_fixtures(), name);
     g4_engine_options o = {.n_threads = 2, .device = G4_DEVICE_CPU, .no_tokenizer = true};
     g4_engine *e = NULL;
@@ -30,12 +30,7 @@ static void parity_model(const char *name) {
     int V = g4_engine_vocab(e);
     for (int k = 0; k < 2; k++) {
         npy_array prompt, logits, greedy;
-        snprintf(p, sizeof p, "%s/reference/prompt_%d.npy", dir, k);
-        REQUIRE(npy_read(p, &prompt, &err) == G4_OK);
-        snprintf(p, sizeof p, "%s/reference/logits_%d.npy", dir, k);
-        REQUIRE(npy_read(p, &logits, &err) == G4_OK);
-        snprintf(p, sizeof p, "%s/reference/greedy_%d.npy", dir, k);
-        REQUIRE(npy_read(p, &greedy, &err) == G4_OK);
+        REQUIRE(t_ref_case(dir, k, &prompt, &logits, &greedy));
         int T = (int)prompt.numel;
         REQUIRE(logits.shape[0] == T && logits.shape[1] == V);
         const int32_t *ids = prompt.data;
@@ -46,12 +41,8 @@ static void parity_model(const char *name) {
         for (size_t i = 0; i < (size_t)T * V; i++) all[i] = NAN;   /* poison */
         st = g4_session_prefill_all(s, ids, (size_t)T, all, &err);
         CHECK_MSG(st == G4_OK, "%s: %s", name, err.msg);
-        double worst = 0;
         int worst_pos = -1;
-        for (int t = 0; t < T && !st; t++) {
-            double r = t_rel_l2(all + (size_t)t * V, (const float *)logits.data + (size_t)t * V, (size_t)V);
-            if (!(r <= worst)) { worst = r; worst_pos = t; }
-        }
+        double worst = st ? INFINITY : t_worst_rows(all, logits.data, T, (size_t)V, &worst_pos);
         CHECK_MSG(worst <= 1e-4, "%s prompt %d: logits rel L2 %.3g at position %d (tol 1e-4)", name, k, worst,
                   worst_pos);
         printf("     %s prompt %d (T=%d): worst logits rel L2 %.2e\n", name, k, T, worst);
@@ -125,11 +116,8 @@ TEST(parity_chunks_and_rollback) {
         REQUIRE(g4_session_create(e, 0, &s, &err) == G4_OK);
         float *all = malloc((size_t)T * V * sizeof(float));
         REQUIRE(g4_session_prefill_all(s, ids, (size_t)T, all, &err) == G4_OK);
-        double worst = 0;
-        for (int t = 0; t < T; t++) {
-            double r = t_rel_l2(all + (size_t)t * V, (const float *)logits.data + (size_t)t * V, (size_t)V);
-            if (!(r <= worst)) worst = r;
-        }
+        int wpos;
+        double worst = t_worst_rows(all, logits.data, T, (size_t)V, &wpos);
         CHECK_MSG(worst <= 1e-4, "chunk %d: logits rel L2 %.3g", chunks[c], worst);
         /* sync to shorter and longer prefixes in a scrambled order */
         const int lens[] = {T, T - 3, T - 3, 40, T, 12, 11, T - 1, 1, T};
@@ -179,11 +167,8 @@ TEST(parity_g4_quantized_tiny_a) {
     REQUIRE(g4_session_create(e, 0, &s, &err) == G4_OK);
     float *all = malloc((size_t)T * V * sizeof(float));
     REQUIRE(g4_session_prefill_all(s, prompt.data, (size_t)T, all, &err) == G4_OK);
-    double worst = 0;
-    for (int t = 0; t < T; t++) {
-        double r = t_rel_l2(all + (size_t)t * V, (const float *)logits.data + (size_t)t * V, (size_t)V);
-        if (!(r <= worst)) worst = r;
-    }
+    int wpos;
+    double worst = t_worst_rows(all, logits.data, T, (size_t)V, &wpos);
     CHECK_MSG(worst <= 1e-4, "g4-quantized tiny-a: logits rel L2 %.3g", worst);
     free(all);
     g4_session_free(s);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool parse_int(const char *s, int lo, int hi, int *out) {
+bool args_parse_int(const char *s, int lo, int hi, int *out) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -40,14 +40,14 @@ int args_parse(args *a, int argc, char **argv, const char *cmd) {
         else if (!strcmp(o, "--tokens") && v) a->tokens = v;
         else if (!strcmp(o, "--npy") && v) a->npy = v;
         else if (!strcmp(o, "--json-out") && v) a->json_out = v;
-        else if (!strcmp(o, "--threads") && v) ok = parse_int(v, 1, 4096, &a->threads);
-        else if (!strcmp(o, "--ctx") && v) ok = parse_int(v, 1, 1 << 24, &a->ctx);
-        else if (!strcmp(o, "--max-tokens") && v) ok = parse_int(v, 0, 1 << 24, &a->max_tokens);
-        else if (!strcmp(o, "--prompt-len") && v) ok = parse_int(v, 1, 1 << 24, &a->bench_prompt);
-        else if (!strcmp(o, "--gen") && v) ok = parse_int(v, 1, 1 << 24, &a->bench_gen);
-        else if (!strcmp(o, "--reps") && v) ok = parse_int(v, 1, 1000, &a->bench_reps);
+        else if (!strcmp(o, "--threads") && v) ok = args_parse_int(v, 1, 4096, &a->threads);
+        else if (!strcmp(o, "--ctx") && v) ok = args_parse_int(v, 1, 1 << 24, &a->ctx);
+        else if (!strcmp(o, "--max-tokens") && v) ok = args_parse_int(v, 0, 1 << 24, &a->max_tokens);
+        else if (!strcmp(o, "--prompt-len") && v) ok = args_parse_int(v, 1, 1 << 24, &a->bench_prompt);
+        else if (!strcmp(o, "--gen") && v) ok = args_parse_int(v, 1, 1 << 24, &a->bench_gen);
+        else if (!strcmp(o, "--reps") && v) ok = args_parse_int(v, 1, 1000, &a->bench_reps);
         else if (!strcmp(o, "--temperature") && v) ok = parse_float(v, 0, 100, &a->sampling.temperature);
-        else if (!strcmp(o, "--top-k") && v) ok = parse_int(v, 0, 1 << 24, &a->sampling.top_k);
+        else if (!strcmp(o, "--top-k") && v) ok = args_parse_int(v, 0, 1 << 24, &a->sampling.top_k);
         else if (!strcmp(o, "--top-p") && v) ok = parse_float(v, 0, 1, &a->sampling.top_p);
         else if (!strcmp(o, "--min-p") && v) ok = parse_float(v, 0, 1, &a->sampling.min_p);
         else if (!strcmp(o, "--repetition-penalty") && v) ok = parse_float(v, 0.01f, 100, &a->sampling.repetition_penalty);
@@ -69,12 +69,12 @@ int args_parse(args *a, int argc, char **argv, const char *cmd) {
                 a->media[a->n_media++].path = v;
             }
         } else if (!strcmp(o, "--image-tokens") && v) {
-            ok = parse_int(v, 1, 1120, &a->media_opt.image_tokens) &&
+            ok = args_parse_int(v, 1, 1120, &a->media_opt.image_tokens) &&
                  (a->media_opt.image_tokens == 70 || a->media_opt.image_tokens == 140 ||
                   a->media_opt.image_tokens == 280 || a->media_opt.image_tokens == 560 ||
                   a->media_opt.image_tokens == 1120);
         } else if (!strcmp(o, "--video-frames") && v) {
-            ok = parse_int(v, 1, 1024, &a->media_opt.video_frames);
+            ok = args_parse_int(v, 1, 1024, &a->media_opt.video_frames);
         } else if (!strcmp(o, "--audio-max-seconds") && v) {
             float f;
             ok = parse_float(v, 0.001f, 36000, &f);

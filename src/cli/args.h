@@ -28,6 +28,8 @@ typedef struct args {
     g4_media_options media_opt;         /* --image-tokens, --video-frames, --audio-max-seconds */
 } args;
 
+/* *out = the decimal integer s when it is all digits (sign allowed) and in [lo, hi] */
+bool args_parse_int(const char *s, int lo, int hi, int *out);
 /* 0 ok; non-zero after printing a one-line usage error for `cmd`. */
 int args_parse(args *a, int argc, char **argv, const char *cmd);
 void args_free(args *a);

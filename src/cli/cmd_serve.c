@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/args.h"
 #include "server/server.h"
 
 static volatile sig_atomic_t g_stop;
@@ -39,14 +40,6 @@ static void on_signal(int sig) {
     errno = saved;
 }
 
-static bool parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = (int)v;
-    return true;
-}
 
 static int usage(void) {
     fprintf(stderr, "usage: g4 serve MODEL [--host 127.0.0.1] [--port 8000] [--max-model-len N] [--max-num-seqs N] "
@@ -83,12 +76,12 @@ int cmd_serve(int argc, char **argv) {
             return usage();
         }
         if (!strcmp(a, "--host")) o.host = v;
-        else if (!strcmp(a, "--port")) ok = parse_int(v, 0, 65535, &o.port);
-        else if (!strcmp(a, "--max-model-len")) ok = parse_int(v, 1, 1 << 24, &o.max_model_len);
-        else if (!strcmp(a, "--max-num-seqs")) ok = parse_int(v, 1, 4096, &o.max_num_seqs);
-        else if (!strcmp(a, "--max-num-batched-tokens")) ok = parse_int(v, 1, 1 << 20, &o.token_budget);
-        else if (!strcmp(a, "--max-queue")) ok = parse_int(v, 1, 1 << 20, &o.max_queue);
-        else if (!strcmp(a, "--threads")) ok = parse_int(v, 1, 4096, &o.threads);
+        else if (!strcmp(a, "--port")) ok = args_parse_int(v, 0, 65535, &o.port);
+        else if (!strcmp(a, "--max-model-len")) ok = args_parse_int(v, 1, 1 << 24, &o.max_model_len);
+        else if (!strcmp(a, "--max-num-seqs")) ok = args_parse_int(v, 1, 4096, &o.max_num_seqs);
+        else if (!strcmp(a, "--max-num-batched-tokens")) ok = args_parse_int(v, 1, 1 << 20, &o.token_budget);
+        else if (!strcmp(a, "--max-queue")) ok = args_parse_int(v, 1, 1 << 20, &o.max_queue);
+        else if (!strcmp(a, "--threads")) ok = args_parse_int(v, 1, 4096, &o.threads);
         else if (!strcmp(a, "--api-key")) o.api_key = v;
         else if (!strcmp(a, "--served-model-name")) o.served_name = v;
         else if (!strcmp(a, "--max-body-bytes")) ok = (o.max_body = (size_t)cli_parse_size(v)) > 0;
@@ -101,7 +94,7 @@ int cmd_serve(int argc, char **argv) {
             ok = !errno && end != v && !*end && o.media_timeout > 0 && o.media_timeout <= 3600;
         } else if (!strcmp(a, "--shutdown-timeout")) {
             int t;
-            ok = parse_int(v, 1, 86400, &t);
+            ok = args_parse_int(v, 1, 86400, &t);
             o.shutdown_timeout = t;
         } else if (!strcmp(a, "--device")) {
             if (!strcmp(v, "cpu")) o.device = G4_DEVICE_CPU;
