@@ -163,6 +163,20 @@ def test_completions_echo_logprobs_vllm_format(server):
     assert r.usage.prompt_tokens == len(prompt) + 3
 
 
+def test_greedy_logprobs_without_top_equal_with_top(server):
+    # logprobs=0 on a greedy request takes the argmax + log-sum-exp path (on the device under CUDA),
+    # logprobs=1 the host log-softmax with a top-1 list: same tokens, same chosen-token logprobs
+    cl = client(server)
+    prompt = [2, 10, 20, 30, 40, 50]
+    a = cl.completions.create(model="tiny", prompt=prompt, max_tokens=8, temperature=0, logprobs=0,
+                              extra_body={"ignore_eos": True}).choices[0].logprobs
+    b = cl.completions.create(model="tiny", prompt=prompt, max_tokens=8, temperature=0, logprobs=1,
+                              extra_body={"ignore_eos": True}).choices[0].logprobs
+    assert a.tokens == b.tokens and len(a.token_logprobs) == 8
+    for x, y in zip(a.token_logprobs, b.token_logprobs):
+        assert x <= 0 and abs(x - y) < 1e-5
+
+
 def test_completions_string_prompt_gets_bos(server):
     st, tk = post(server.url + "/tokenize", {"prompt": "Hello"})
     assert st == 200 and tk["tokens"][0] == 2 and tk["count"] == len(tk["tokens"])
