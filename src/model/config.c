@@ -380,13 +380,19 @@ static g4_status parse_text(pctx *c, const json_value *tc, cfg_text *t) {
 
 /* ---- vision / audio ---------------------------------------------------- */
 
+/* a sub-config's model_type: absent, or the one this engine implements */
+static g4_status want_model_type(pctx *c, const json_value *sc, const char *P, const char *want) {
+    const char *mt;
+    TRY(get_str(c, sc, P, "model_type", &mt));
+    if (mt && strcmp(mt, want))
+        return G4_FAIL(c->err, G4_ERR_UNSUPPORTED, "%s: %smodel_type: '%s' unsupported (expected %s)", c->file, P, mt,
+                       want);
+    return G4_OK;
+}
+
 static g4_status parse_vision(pctx *c, const json_value *vc, cfg_vision *v) {
     const char *P = "vision_config.";
-    const char *mt;
-    TRY(get_str(c, vc, P, "model_type", &mt));
-    if (mt && strcmp(mt, "gemma4_unified_vision"))
-        return G4_FAIL(c->err, G4_ERR_UNSUPPORTED, "%s: vision_config.model_type: '%s' unsupported (expected "
-                       "gemma4_unified_vision)", c->file, mt);
+    TRY(want_model_type(c, vc, P, "gemma4_unified_vision"));
     v->present = true;
     TRY(get_int32(c, vc, P, "patch_size", false, 16, 1, 4096, &v->patch_size));
     TRY(get_int32(c, vc, P, "pooling_kernel_size", false, 3, 1, 64, &v->pooling_kernel_size));
@@ -411,11 +417,7 @@ static g4_status parse_vision(pctx *c, const json_value *vc, cfg_vision *v) {
 
 static g4_status parse_audio(pctx *c, const json_value *ac, cfg_audio *a) {
     const char *P = "audio_config.";
-    const char *mt;
-    TRY(get_str(c, ac, P, "model_type", &mt));
-    if (mt && strcmp(mt, "gemma4_unified_audio"))
-        return G4_FAIL(c->err, G4_ERR_UNSUPPORTED, "%s: audio_config.model_type: '%s' unsupported (expected "
-                       "gemma4_unified_audio)", c->file, mt);
+    TRY(want_model_type(c, ac, P, "gemma4_unified_audio"));
     a->present = true;
     /* audio_embed_dim; hidden_size / output_proj_dims / audio_samples_per_token are aliases */
     static const char *const keys[] = {"audio_embed_dim", "hidden_size", "output_proj_dims", "audio_samples_per_token"};
