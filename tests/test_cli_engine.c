@@ -107,3 +107,37 @@ TEST(cli_bench_json) {
                           "\"bytes_per_token\"", "\"device\""};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) CHECK_MSG(strstr(out, keys[i]), "%s missing: %s", keys[i], out);
 }
+
+/* --baseline: the transformers baseline in the same run, here a stand-in script (the real one,
+ * tools/hf_baseline.py, needs torch and a GPU) through G4_PYTHON / G4_HF_BASELINE; its JSON line
+ * after other output, the ratios, and a failing script (exit 1 with baseline_error) */
+TEST(cli_bench_baseline) {
+    char script[600], cmd[3072], out[8192];
+    snprintf(script, sizeof script, "%s/base.sh", t_tmpdir());
+    FILE *f = fopen(script, "w");
+    REQUIRE(f);
+    /* it insists on the bench's own prompt length and token count */
+    fprintf(f, "[ \"$*\" = \"/some/bf16 --prompt-len 20 --gen 4\" ] || exit 3\necho loading >&2\necho 'not json'\n"
+               "echo '{\"engine\": \"stand-in\", \"ttft_s\": 0.5, \"decode_tok_s\": 2.0}'\n");
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "G4_PYTHON=sh G4_HF_BASELINE=%s %s bench %s/models/tiny-a-fp8 --json --prompt-len 20 --gen 4 --threads 2 "
+             "--baseline /some/bf16 2>/dev/null",
+             script, t_g4_bin(), t_fixtures());
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "\"baseline\": {\"engine\": \"stand-in\", \"ttft_s\": 0.5000, \"decode_tok_s\": 2.000}"), "%s",
+              out);
+    double dec = 0, x = 0;
+    const char *p = strstr(out, "\"decode_tok_s\": "), *q = strstr(out, "\"decode_x_baseline\": ");
+    REQUIRE(p && q);
+    dec = atof(p + strlen("\"decode_tok_s\": "));
+    x = atof(q + strlen("\"decode_x_baseline\": "));
+    CHECK_MSG(fabs(x - dec / 2.0) <= 0.01 * x + 0.01, "decode_x_baseline %.2f for %.2f tok/s vs 2.0", x, dec);
+    CHECK(strstr(out, "\"ttft_x_baseline\": "));
+    snprintf(cmd, sizeof cmd,
+             "G4_PYTHON=sh G4_HF_BASELINE=%s/missing.sh %s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen 2 "
+             "--threads 2 --baseline /some/bf16 2>/dev/null",
+             t_tmpdir(), t_g4_bin(), t_fixtures());
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 1);
+    CHECK_MSG(strstr(out, "\"baseline_error\": ") && strstr(out, "\"decode_tok_s\""), "%s", out);
+}

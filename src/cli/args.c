@@ -40,6 +40,7 @@ int args_parse(args *a, int argc, char **argv, const char *cmd) {
         else if (!strcmp(o, "--tokens") && v) a->tokens = v;
         else if (!strcmp(o, "--npy") && v) a->npy = v;
         else if (!strcmp(o, "--json-out") && v) a->json_out = v;
+        else if (!strcmp(o, "--baseline") && v) a->bench_baseline = v;
         else if (!strcmp(o, "--threads") && v) ok = args_parse_int(v, 1, 4096, &a->threads);
         else if (!strcmp(o, "--ctx") && v) ok = args_parse_int(v, 1, 1 << 24, &a->ctx);
         else if (!strcmp(o, "--max-tokens") && v) ok = args_parse_int(v, 0, 1 << 24, &a->max_tokens);

@@ -19,6 +19,7 @@ typedef struct args {
     bool raw, ids, thinking, json;
     int threads, ctx, max_tokens;
     int bench_prompt, bench_gen, bench_reps;
+    const char *bench_baseline;         /* bench --baseline DIR: transformers on DIR, same run */
     g4_device device;
     g4_sampling sampling;
     char *stop[ARGS_MAX_STOP];

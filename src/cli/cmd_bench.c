@@ -4,7 +4,9 @@
  * bandwidth; CUDA: device copy), prefill speed and time to first token for a
  * random N-token prompt, and greedy decode speed for M tokens (eos ignored).
  * The decode ratio to the ceiling is tok/s x bytes read per token / ceiling.
- * Best of R repetitions. Prints a table, or one JSON object with --json. */
+ * Best of R repetitions. Prints a table, or one JSON object with --json. --baseline DIR adds the
+ * transformers BF16 baseline on DIR, run after the engine is freed (bench_baseline.c), and the
+ * ratios (g4 decode tok/s / baseline's, baseline TTFT / g4's). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!a.model) {
         fprintf(stderr, "usage: g4 bench MODEL [--prompt N | --prompt-len N] [--gen M] [--reps R] [--json] [--threads N] "
+                        "[--baseline BF16_DIR] "
                         "[--device cpu|cuda]\n");
         return 2;
     }
@@ -87,25 +90,47 @@ int cmd_bench(int argc, char **argv) {
     double pre_tps = a.bench_prompt / best_prefill;
     struct utsname un;
     uname(&un);
-    size_t dev_w = 0, dev_used = g4_engine_device_mem(e, &dev_w);
+    size_t dev_w = 0, dev_used = g4_engine_device_mem(e, &dev_w), wbytes = g4_engine_weight_bytes(e);
+    char dev[256];
+    snprintf(dev, sizeof dev, "%s", g4_engine_device_name(e));
+    g4_session_free(s);
+    g4_engine_free(e);   /* before the baseline: its model needs the device memory */
+    free(ids);
+    bench_base base;
+    char berr[512] = "";
+    int brc = a.bench_baseline ? bench_baseline(a.bench_baseline, a.bench_prompt, a.bench_gen, &base, berr,
+                                                sizeof berr)
+                               : 0;
+    /* the baseline's strings go into JSON: no quotes, backslashes or control bytes */
+    for (char *q = berr; *q; q++) if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20) *q = '\'';
+    for (char *q = base.engine; a.bench_baseline && !brc && *q; q++)
+        if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20) *q = '\'';
     if (a.json) {
         printf("{\"model\": \"%s\", \"device\": \"%s\", \"machine\": \"%s\", \"weight_bytes\": %zu, "
                "\"bytes_per_token\": %.0f, \"ceiling_gbs\": %.2f, \"prompt_tokens\": %d, \"prefill_tok_s\": %.2f, "
                "\"ttft_s\": %.4f, \"decode_tokens\": %zu, \"decode_tok_s\": %.3f, \"decode_gbs\": %.2f, "
-               "\"ratio_to_ceiling\": %.3f, \"reps\": %d, \"device_weight_bytes\": %zu, \"device_mem_used\": %zu}\n",
-               a.model, g4_engine_device_name(e), un.machine, g4_engine_weight_bytes(e), bpt, mem, a.bench_prompt,
-               pre_tps, best_prefill, n_gen, dec_tps, dec_gbs, mem > 0 ? dec_gbs / mem : 0, a.bench_reps, dev_w, dev_used);
+               "\"ratio_to_ceiling\": %.3f, \"reps\": %d, \"device_weight_bytes\": %zu, \"device_mem_used\": %zu",
+               a.model, dev, un.machine, wbytes, bpt, mem, a.bench_prompt, pre_tps, best_prefill, n_gen, dec_tps,
+               dec_gbs, mem > 0 ? dec_gbs / mem : 0, a.bench_reps, dev_w, dev_used);
+        if (a.bench_baseline && !brc)
+            printf(", \"baseline\": {\"engine\": \"%s\", \"ttft_s\": %.4f, \"decode_tok_s\": %.3f}, "
+                   "\"decode_x_baseline\": %.2f, \"ttft_x_baseline\": %.2f",
+                   base.engine, base.ttft_s, base.decode_tok_s, dec_tps / base.decode_tok_s, base.ttft_s / best_prefill);
+        else if (a.bench_baseline)
+            printf(", \"baseline_error\": \"%s\"", berr);
+        printf("}\n");
     } else {
         printf("model            %s\ndevice           %s\nweights          %.3f GB, %.3f GB read per token\n"
                "ceiling          %.2f GB/s (measured now)\nprefill          %d tokens: %.1f tok/s, TTFT %.4f s\n"
                "decode           %zu tokens: %.2f tok/s = %.2f GB/s = %.1f%% of the ceiling\n",
-               a.model, g4_engine_device_name(e), g4_engine_weight_bytes(e) / 1e9, bpt / 1e9, mem, a.bench_prompt,
-               pre_tps, best_prefill, n_gen, dec_tps, dec_gbs, mem > 0 ? 100 * dec_gbs / mem : 0);
+               a.model, dev, wbytes / 1e9, bpt / 1e9, mem, a.bench_prompt, pre_tps, best_prefill, n_gen, dec_tps,
+               dec_gbs, mem > 0 ? 100 * dec_gbs / mem : 0);
         if (dev_used) printf("device memory    %.3f GB weights, %.3f GB in use\n", dev_w / 1e9, dev_used / 1e9);
+        if (a.bench_baseline && !brc)
+            printf("baseline         %s: decode %.2f tok/s (g4 %.2fx), TTFT %.4f s (g4 %.2fx)\n", base.engine,
+                   base.decode_tok_s, dec_tps / base.decode_tok_s, base.ttft_s, base.ttft_s / best_prefill);
     }
-    g4_session_free(s);
-    g4_engine_free(e);
-    free(ids);
+    if (brc) fprintf(stderr, "g4 bench: %s\n", berr);
     args_free(&a);
-    return 0;
+    return brc ? 1 : 0;
 }
