@@ -17,6 +17,12 @@
 #include "engine/sample.h"
 #include "g4.h"
 
+/* the baseline's strings go into JSON as they are: no quotes, backslashes or control bytes */
+static void json_plain(char *s) {
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20) *s = '\'';
+}
+
 int cmd_bench(int argc, char **argv) {
     args a;
     if (args_parse(&a, argc, argv, "bench")) return 2;
@@ -101,10 +107,8 @@ int cmd_bench(int argc, char **argv) {
     int brc = a.bench_baseline ? bench_baseline(a.bench_baseline, a.bench_prompt, a.bench_gen, &base, berr,
                                                 sizeof berr)
                                : 0;
-    /* the baseline's strings go into JSON: no quotes, backslashes or control bytes */
-    for (char *q = berr; *q; q++) if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20) *q = '\'';
-    for (char *q = base.engine; a.bench_baseline && !brc && *q; q++)
-        if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20) *q = '\'';
+    json_plain(berr);
+    if (a.bench_baseline && !brc) json_plain(base.engine);
     if (a.json) {
         printf("{\"model\": \"%s\", \"device\": \"%s\", \"machine\": \"%s\", \"weight_bytes\": %zu, "
                "\"bytes_per_token\": %.0f, \"ceiling_gbs\": %.2f, \"prompt_tokens\": %d, \"prefill_tok_s\": %.2f, "

@@ -536,11 +536,8 @@ static g4_status cb_residual_matmul3(be *b, float *x, float *o, const float *w_p
     w3 W;
     g4_status st = collect3(b, w0, w1, w2, y0, y1, y2, &W, err);
     if (st) return st;
-    const cu_weight *const *cw = W.cw;
-    float *const *ys = W.ys;
-    const int n = W.n;
-    if (fuse_residual(b, rows, d, w_next, cw, n))
-        return check(b, cu_gemv_tc_residual(x, o, w_post, scalar, w_next, xn, eps, cw, ys, n, 0, C(b)->stream),
+    if (fuse_residual(b, rows, d, w_next, W.cw, W.n))
+        return check(b, cu_gemv_tc_residual(x, o, w_post, scalar, w_next, xn, eps, W.cw, W.ys, W.n, 0, C(b)->stream),
                      "residual + gemv", err);
     cb_residual(b, x, o, w_post, scalar, w_next, xn, rows, d, eps);
     return cb_matmul3(b, y0, y1, y2, xn, (int)rows, w0, w1, w2, err);
