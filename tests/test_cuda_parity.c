@@ -1,7 +1,7 @@
 /* test_cuda_parity.c - the CUDA engine over the same fixtures as test_parity.c (HF
  * transformers float64 references): logits of every prompt position within 1e-3
- * relative L2 (the CUDA kernels accumulate in fp32 like the CPU, so the measured error
- * is ~1e-5; 1e-3 is the issue's bound), greedy 32-token continuations identical (decode
+ * relative L2 (the CUDA kernels accumulate in fp32 like the CPU and the KV cache is float here,
+ * so the measured error is ~1e-5; 1e-3 is the issue's bound), greedy 32-token continuations identical (decode
  * steps run as replayed CUDA graphs), the cached decode equal to a fresh prefill (1e-4).
  * Also reports (not gated) the error of the tensor-core prefill path (BF16 activations)
  * by forcing it for every chunk on the ill-conditioned fixtures, and gates it (2e-2) on the
@@ -21,11 +21,14 @@ static void cuda_parity_x(const char *name, double tol, bool gate, bool full, in
     g4_engine_options o = {.device = G4_DEVICE_CUDA, .no_tokenizer = true, .prefill_chunk = chunk};
     g4_engine *e = NULL;
     g4_error err = {0};
-    /* the float32 gates: NVFP4 chunks of 16..127 rows on the GEMV kernels too (not gemm_w4's f16 x) */
-    bool w4_off = full && !getenv("G4_CUDA_W4_MIN_T");
+    /* the float32 gates: NVFP4 chunks of 16..127 rows on the GEMV kernels too (not gemm_w4's f16 x),
+     * and a float KV cache (the f16 default is gated on the well-conditioned tiny-wc below) */
+    bool w4_off = full && !getenv("G4_CUDA_W4_MIN_T"), kv32 = full && !getenv("G4_CUDA_KV");
     if (w4_off) setenv("G4_CUDA_W4_MIN_T", "100000", 1);
+    if (kv32) setenv("G4_CUDA_KV", "f32", 1);
     g4_status st = g4_engine_open(dir, &o, &e, &err);
     if (w4_off) unsetenv("G4_CUDA_W4_MIN_T");
+    if (kv32) unsetenv("G4_CUDA_KV");
     CHECK_MSG(st == G4_OK, "%s: %s", name, err.msg);
     if (st) return;
     int V = g4_engine_vocab(e);
@@ -141,6 +144,18 @@ TEST(cuda_parity_tiny_wc_fp32) {
     setenv("G4_CUDA_FLASH_MIN_T", "100000", 1);
     cuda_parity("tiny-wc", 1e-3, true, 0);
     unsetenv("G4_CUDA_FLASH_MIN_T");
+    unsetenv("G4_CUDA_TC_MIN_T");
+}
+/* the default f16 KV cache alone (products, attention sums and softmax float32; prefill chunks on
+ * the split-KV kernel): gated at 4e-3 like the f16 flash attention below */
+TEST(cuda_parity_tiny_wc_kv16) {
+    NEED_GPU();
+    setenv("G4_CUDA_TC_MIN_T", "100000", 1);
+    setenv("G4_CUDA_W4_MIN_T", "100000", 1);
+    setenv("G4_CUDA_FLASH_MIN_T", "100000", 1);
+    cuda_parity_x("tiny-wc", 4e-3, true, false, 0);
+    unsetenv("G4_CUDA_FLASH_MIN_T");
+    unsetenv("G4_CUDA_W4_MIN_T");
     unsetenv("G4_CUDA_TC_MIN_T");
 }
 /* the tensor-core prefill attention alone (attn_flash.cu: f16 q/k/v/p, f32 accumulate; the

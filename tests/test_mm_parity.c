@@ -34,17 +34,19 @@ static void mm_parity(const char *name) {
     bool cuda = dev && !strcmp(dev, "cuda");
     double tol = cuda ? 1e-3 : 1e-4;
     g4_engine_options o = {.n_threads = 2, .device = cuda ? G4_DEVICE_CUDA : G4_DEVICE_CPU};
-    /* On CUDA keep every prefill chunk on the float32 path: these tiny fixtures amplify
+    /* On CUDA keep every prefill chunk on the float32 path and the KV cache float: these tiny fixtures amplify
      * BF16 / f16 rounding ~1000x (docs/NUMERICS.md), and the tensor-core prefill (products and
      * attention) is validated on the well-conditioned tiny-wc instead (cuda_parity_tiny_wc_*),
      * its attention with image blocks by the op test cuda_attention_flash. */
     if (cuda)
         setenv("G4_CUDA_TC_MIN_T", "1000000", 1), setenv("G4_CUDA_FLASH_MIN_T", "1000000", 1),
-            setenv("G4_CUDA_W4_MIN_T", "1000000", 1);
+            setenv("G4_CUDA_W4_MIN_T", "1000000", 1), setenv("G4_CUDA_KV", "f32", 1);
     g4_engine *e = NULL;
     g4_error err = {0};
     g4_status st = g4_engine_open(dir, &o, &e, &err);
-    if (cuda) unsetenv("G4_CUDA_TC_MIN_T"), unsetenv("G4_CUDA_FLASH_MIN_T"), unsetenv("G4_CUDA_W4_MIN_T");
+    if (cuda)
+        unsetenv("G4_CUDA_TC_MIN_T"), unsetenv("G4_CUDA_FLASH_MIN_T"), unsetenv("G4_CUDA_W4_MIN_T"),
+            unsetenv("G4_CUDA_KV");
     CHECK_MSG(st == G4_OK, "%s: %s", name, err.msg);
     if (st) return;
     int V = g4_engine_vocab(e);

@@ -5,6 +5,12 @@ OUT=${OUT:-/tmp/g4-gpu-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH=$PWD/.devlibs:$LD_LIBRARY_PATH
 B=.devbin
+# binaries packed by tools/devpack.sh; a static ffmpeg + ffprobe (video) when .devff is carried
+[ -f $B/bins.tar.xz ] && python3 -c "import tarfile; tarfile.open('$B/bins.tar.xz').extractall('$B')"
+if [ -f .devff/ff.tar.xz ]; then
+  mkdir -p /tmp/g4ff && python3 -c "import tarfile; tarfile.open('.devff/ff.tar.xz').extractall('/tmp/g4ff')"
+  export PATH=/tmp/g4ff:$PATH
+fi
 
 # synth_12b DIR: the synthetic 12B NVFP4A16 checkpoint at DIR, unless one is there already.
 # G4_SHARED: synth converts the Gemma 3 tokenizer at $G4_SHARED/data/gemma3-tokenizer to Gemma 4 names.

@@ -1,57 +1,104 @@
-/* attention.cu - split-KV ("flash-decoding") attention over the float32 KV cache, the
- * contract of cpu_attention (cpu_ops.h): ring slots p % n_slots, causal + sliding window
- * + optional bidirectional blocks, GQA, any head dim <= 512, fp32 online softmax.
+/* attention.cu - split-KV ("flash-decoding") attention over the KV cache, the contract of
+ * cpu_attention (cpu_ops.h): ring slots p % n_slots, causal + sliding window + optional
+ * bidirectional blocks, GQA, any head dim <= 512; f32 scores, online softmax and sums. Used for
+ * decode (one query per session, alone or as the rows of a batched step) and for chunks shorter
+ * than the tensor-core kernel's threshold (attn_flash.cu).
  *
- * Mapping: grid (split, kv head, query); block = 256 threads = 8 warps handling the
- * G = Hq/Hkv query heads that share the kv head (G <= 16: Gemma 4 global layers have one
- * kv head and 16 query heads, so K/V are read once for all 16). A split covers `ks`
- * consecutive visible keys, walked in tiles of 64:
- *   scores: warp w takes keys w, w+8, ...; lanes split the head dim (coalesced 128-byte
- *           reads of the key row), G dot products from the q rows in shared memory,
- *           warp-sum each;
- *   softmax: warp w owns rows g = w, w+8: tile max, rescale factor, exp, running sum;
- *   P.V:    thread i owns dims i, i+256 for all G rows (coalesced value-row reads).
- * Each split writes (acc[hd], m, l) to the workspace [query][head][split][hd+2]; the
- * combine kernel (grid (Hq, query), 128 threads over dims) merges splits with
- * log-sum-exp weights. The grid depends on n_keys_max only, so a captured decode graph
- * replays for any position (splits past the last key write an empty partial). */
+ * Cache layout: [n_slots][Hkv][hd] per layer and session (K and V apart), key p in slot
+ * p % n_slots; f16 by default, float with G4_CUDA_KV=f32 (the kernel is templated on it). Decode
+ * is a stream over those bytes, so the kernel is built to keep many 16-byte loads in flight and
+ * to touch each byte once:
+ *   grid (split, kv head x hg, query); block = NW = 4 warps; the block takes GB = G / hg of the
+ *   G = Hq / Hkv query heads that read kv head h (Gemma 4: 2 of 2 on sliding layers, 4 of 16 on
+ *   global ones), so K/V are read once for them (hg blocks re-read them on global layers: L2).
+ *   A split covers `ks` consecutive visible keys; each warp a contiguous quarter of them.
+ *   Inside a warp, LPK lanes share a key (LPK = hd / 16 rounded up to a power of two: lane owns 16
+ *   dims = two 16-byte loads of f16 K and two of V), so 32 / LPK keys are in work at once, U of them
+ *   per lane group and iteration. Each lane group keeps its own running max / sum / 16-dim
+ *   accumulator per query head (no cross-group traffic in the loop: a score's LPK partial dot
+ *   products meet by xor shuffles inside the group); the groups, then the warps (shared memory),
+ *   are merged with log-sum-exp weights at the end.
+ * A split writes (acc[hd], m, l) to the workspace [query][head][split][hd + 2] and
+ * k_attn_combine merges the splits; with one split the block writes the normalised output
+ * itself. The grid depends on n_keys_max only, so a captured decode graph replays for any
+ * position (splits past the last key write an empty partial). */
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 
+#include <cuda_fp16.h>
 #include <math.h>
 #include <stdlib.h>
 
 namespace {
 
-constexpr int KT = 64;
-constexpr int GMAX = 16;
+constexpr int NW = 4;      /* warps per block */
+constexpr int DPL = 16;    /* dims per lane */
+constexpr int GMAX = 16;   /* query heads per kv head */
 
 struct attn_args {
-    float *ws;
-    const float *q, *kc, *vc;
+    float *ws, *out;
+    const float *q;
+    const void *kc, *vc;   /* KV elements (f16 or float) */
     const int32_t *bid;
     const int *p0_dev;
     const cu_row *rows;   /* batched decode: query i = rows[i] (own cache, position, row); else NULL */
     int p0, T, t_off, Hq, Hkv, hd, n_slots, window, nsplit, ks;
-    int hg;             /* blocks per kv head: each takes G / hg of its query heads */
+    int hg;               /* blocks per kv head: each takes G / hg of its query heads */
     float scale;
 };
 
-template <int NR> __global__ void __launch_bounds__(256) k_attn(const attn_args a) {
-    extern __shared__ float sm[];
-    const int GA = a.Hq / a.Hkv, G = GA / a.hg, hd = a.hd;
-    float *qs = sm;                 /* [G][hd] */
-    float *sc = qs + G * hd;        /* [G][KT] */
-    float *ms = sc + G * KT;        /* [G] running max */
-    float *ls = ms + G;             /* [G] running sum */
-    float *al = ls + G;             /* [G] rescale of this tile */
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+
+/* the 16 dims [d0, d0 + 16) of a cache row (KV = __half or float) as floats, dims >= hd as 0.
+ * VEC: hd is a multiple of the 16-byte chunk (8 halves / 4 floats), so an aligned chunk is
+ * wholly inside or outside the row: 16-byte loads */
+template <typename KV, bool VEC> __device__ __forceinline__ void ld16(float *f, const KV *row, int d0, int hd) {
+    constexpr int CH = 16 / sizeof(KV);   /* values per 16-byte chunk */
+    if (VEC) {
+#pragma unroll
+        for (int c = 0; c < DPL / CH; c++) {
+            uint4 u = make_uint4(0, 0, 0, 0);
+            if (d0 + CH * c < hd) u = __ldg(reinterpret_cast<const uint4 *>(row + d0 + CH * c));
+            if (sizeof(KV) == 2) {
+                const __half2 *h2 = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+                for (int i = 0; i < CH / 2; i++) {
+                    const float2 v = __half22float2(h2[i]);
+                    f[CH * c + 2 * i] = v.x;
+                    f[CH * c + 2 * i + 1] = v.y;
+                }
+            } else {
+                f[CH * c] = __uint_as_float(u.x);
+                f[CH * c + 1] = __uint_as_float(u.y);
+                f[CH * c + 2] = __uint_as_float(u.z);
+                f[CH * c + 3] = __uint_as_float(u.w);
+            }
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < DPL; i++) f[i] = d0 + i < hd ? to_f(row[d0 + i]) : 0.0f;
+    }
+}
+
+/* running (max, sum, acc) of one query head += the state (m2, l2, acc2) of another key set */
+__device__ __forceinline__ float lse_w(float m, float M) { return m == -INFINITY ? 0.0f : expf(m - M); }
+
+template <int GB, typename KV, bool VEC> __global__ void __launch_bounds__(NW * 32) k_attn(const attn_args a) {
+    extern __shared__ float sm[];   /* [NW][GB][hd + 2]: each warp's acc, m, l */
+    constexpr int U = 2;            /* keys per lane group and iteration */
     pdl_wait();
+    const int hd = a.hd, GA = a.Hq / a.Hkv;
     const int s = blockIdx.x, h = blockIdx.y / a.hg, tz = blockIdx.z;
-    const int qh0 = h * GA + (blockIdx.y % a.hg) * G;   /* first query head of this block */
+    const int qh0 = h * GA + (blockIdx.y % a.hg) * GB;   /* first query head of this block */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int lpk = 1;
+    while (lpk * DPL < hd) lpk <<= 1;
+    const int kps = 32 / lpk, grp = lane / lpk, d0 = (lane % lpk) * DPL;
+
     /* this query's chunk: the call's (T queries at p0..) or, batched, its row's own (one query) */
     int t = a.t_off + tz, p0, T = a.T, n_slots = a.n_slots, qrow = t;
-    const float *kc = a.kc, *vc = a.vc;
+    const KV *kc = static_cast<const KV *>(a.kc), *vc = static_cast<const KV *>(a.vc);
     const int32_t *bidp = a.bid;
     if (a.rows) {
         const cu_row r = a.rows[t];
@@ -60,8 +107,8 @@ template <int NR> __global__ void __launch_bounds__(256) k_attn(const attn_args 
         t = 0;
         T = 1;
         n_slots = r.n_slots;
-        kc = r.kc;
-        vc = r.vc;
+        kc = static_cast<const KV *>(r.kc);
+        vc = static_cast<const KV *>(r.vc);
         bidp = r.bid;
     } else {
         p0 = a.p0_dev ? *a.p0_dev : a.p0;
@@ -81,107 +128,120 @@ template <int NR> __global__ void __launch_bounds__(256) k_attn(const attn_args 
     int k0 = lo + s * a.ks, k1 = k0 + a.ks;
     if (k1 > hi) k1 = hi;
     const int bq = bidp ? bidp[pos] : -1;
+    /* this warp's keys */
+    const int per = k1 > k0 ? (k1 - k0 + NW - 1) / NW : 0;
+    const int w0 = k0 + warp * per;
+    const int w1 = w0 + per < k1 ? w0 + per : k1;
 
-    for (int i = threadIdx.x; i < G * hd; i += blockDim.x) {
-        int g = i / hd, d = i - g * hd;
-        qs[i] = a.q[((size_t)qrow * a.Hq + qh0 + g) * hd + d];
-    }
-    if (threadIdx.x < G) {
-        ms[threadIdx.x] = -INFINITY;
-        ls[threadIdx.x] = 0.0f;
-    }
-    constexpr int NC = NR > 8 ? 2 : 1;   /* dims per thread in P.V: hd <= 256 * NC */
-    float acc[GMAX][NC];
+    float qf[GB][DPL];
 #pragma unroll
-    for (int g = 0; g < GMAX; g++)
+    for (int g = 0; g < GB; g++) {
+        const float *qr = a.q + ((size_t)qrow * a.Hq + qh0 + g) * hd;
 #pragma unroll
-        for (int c = 0; c < NC; c++) acc[g][c] = 0.0f;
-    __syncthreads();
+        for (int i = 0; i < DPL; i++) qf[g][i] = d0 + i < hd ? qr[d0 + i] : 0.0f;
+    }
+    float m[GB], l[GB], acc[GB][DPL];
+#pragma unroll
+    for (int g = 0; g < GB; g++) {
+        m[g] = -INFINITY;
+        l[g] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DPL; i++) acc[g][i] = 0.0f;
+    }
 
     const size_t kvrow = (size_t)a.Hkv * hd;
-    for (int j0 = k0; j0 < k1; j0 += KT) {
-        int cnt = k1 - j0 < KT ? k1 - j0 : KT;
-        for (int jj = warp; jj < cnt; jj += 8) {
-            int j = j0 + jj;
-            const float *kr = kc + (size_t)(j % n_slots) * kvrow + (size_t)h * hd;
-            float kv[NR];
+    const KV *kh = kc + (size_t)h * hd, *vh = vc + (size_t)h * hd;
+    /* the loop is uniform over the warp (shuffles inside): a group past w1 computes on zeros and
+     * masks its score */
+    for (int jb = w0; jb < w1; jb += kps * U) {
+        float kf[U][DPL], vf[U][DPL];
+        int jj[U];
 #pragma unroll
-            for (int i = 0; i < NR; i++) kv[i] = (lane + 32 * i < hd) ? kr[lane + 32 * i] : 0.0f;
-            bool vis = (j <= pos && (a.window <= 0 || j > pos - a.window)) || (bq >= 0 && bidp[j] == bq);
+        for (int u = 0; u < U; u++) {
+            jj[u] = jb + u * kps + grp;
+            const bool ok = jj[u] < w1;
+            const size_t off = ok ? (size_t)(jj[u] % n_slots) * kvrow : 0;
+            ld16<KV, VEC>(kf[u], kh + off, ok ? d0 : hd, hd);
+            ld16<KV, VEC>(vf[u], vh + off, ok ? d0 : hd, hd);
+        }
 #pragma unroll
-            for (int g = 0; g < GMAX; g++) {
-                if (g >= G) break;
+        for (int u = 0; u < U; u++) {
+            const int j = jj[u];
+            const bool vis = j < w1 && ((j <= pos && (a.window <= 0 || j > pos - a.window)) ||
+                                        (bq >= 0 && bidp[j] == bq));
+#pragma unroll
+            for (int g = 0; g < GB; g++) {
                 float d = 0.0f;
 #pragma unroll
-                for (int i = 0; i < NR; i++)
-                    if (lane + 32 * i < hd) d = fmaf(qs[g * hd + lane + 32 * i], kv[i], d);
-                d = warp_sum(d);
-                if (lane == 0) sc[g * KT + jj] = vis ? d * a.scale : -INFINITY;
+                for (int i = 0; i < DPL; i++) d = fmaf(qf[g][i], kf[u][i], d);
+                for (int o = 1; o < lpk; o <<= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+                if (!vis) continue;
+                const float sc = d * a.scale;
+                if (sc > m[g]) {   /* new max: rescale what this group has so far */
+                    const float c = lse_w(m[g], sc);
+                    l[g] *= c;
+#pragma unroll
+                    for (int i = 0; i < DPL; i++) acc[g][i] *= c;
+                    m[g] = sc;
+                }
+                const float p = expf(sc - m[g]);
+                l[g] += p;
+#pragma unroll
+                for (int i = 0; i < DPL; i++) acc[g][i] = fmaf(p, vf[u][i], acc[g][i]);
             }
         }
-        __syncthreads();
-        for (int g = warp; g < G; g += 8) {
-            float v0 = lane < cnt ? sc[g * KT + lane] : -INFINITY;
-            float v1 = lane + 32 < cnt ? sc[g * KT + lane + 32] : -INFINITY;
-            float mt = warp_max(fmaxf(v0, v1));
-            float mo = ms[g], mn = fmaxf(mo, mt);
-            float alpha, p0v, p1v;
-            if (mn == -INFINITY) {
-                alpha = 1.0f;
-                p0v = p1v = 0.0f;
-            } else {
-                alpha = mo == -INFINITY ? 0.0f : expf(mo - mn);
-                p0v = v0 == -INFINITY ? 0.0f : expf(v0 - mn);
-                p1v = v1 == -INFINITY ? 0.0f : expf(v1 - mn);
-            }
-            float sum = warp_sum(p0v + p1v);
-            if (lane < cnt) sc[g * KT + lane] = p0v;
-            if (lane + 32 < cnt) sc[g * KT + lane + 32] = p1v;
-            if (lane == 0) {
-                ms[g] = mn;
-                ls[g] = ls[g] * alpha + sum;
-                al[g] = alpha;
-            }
+    }
+    /* merge the lane groups of the warp (lanes d, d + lpk, d + 2 lpk, ... hold the same dims) */
+    for (int o = lpk; o < 32; o <<= 1) {
+#pragma unroll
+        for (int g = 0; g < GB; g++) {
+            const float m2 = __shfl_xor_sync(0xffffffffu, m[g], o), l2 = __shfl_xor_sync(0xffffffffu, l[g], o);
+            const float M = fmaxf(m[g], m2), c1 = lse_w(m[g], M), c2 = lse_w(m2, M);
+            l[g] = l[g] * c1 + l2 * c2;
+#pragma unroll
+            for (int i = 0; i < DPL; i++) acc[g][i] = acc[g][i] * c1 + __shfl_xor_sync(0xffffffffu, acc[g][i], o) * c2;
+            m[g] = M;
         }
-        __syncthreads();
-#pragma unroll
-        for (int g = 0; g < GMAX; g++) {
-            if (g >= G) break;
-            float f = al[g];
-#pragma unroll
-            for (int c = 0; c < NC; c++) acc[g][c] *= f;
-        }
-        for (int jj = 0; jj < cnt; jj++) {
-            const float *vr = vc + (size_t)((j0 + jj) % n_slots) * kvrow + (size_t)h * hd;
-            float vv[NC];
-#pragma unroll
-            for (int c = 0; c < NC; c++) {
-                int d = threadIdx.x + 256 * c;
-                vv[c] = d < hd ? vr[d] : 0.0f;
-            }
-#pragma unroll
-            for (int g = 0; g < GMAX; g++) {
-                if (g >= G) break;
-                float p = sc[g * KT + jj];
-#pragma unroll
-                for (int c = 0; c < NC; c++) acc[g][c] = fmaf(p, vv[c], acc[g][c]);
-            }
-        }
-        __syncthreads();
     }
     const int st = hd + 2;
+    if (grp == 0) {
 #pragma unroll
-    for (int g = 0; g < GMAX; g++) {
-        if (g >= G) break;
-        float *o = a.ws + (((size_t)tz * a.Hq + qh0 + g) * a.nsplit + s) * st;
+        for (int g = 0; g < GB; g++) {
+            float *sw = sm + (size_t)(warp * GB + g) * st;
 #pragma unroll
-        for (int c = 0; c < NC; c++) {
-            int d = threadIdx.x + 256 * c;
-            if (d < hd) o[d] = acc[g][c];
+            for (int i = 0; i < DPL; i++)
+                if (d0 + i < hd) sw[d0 + i] = acc[g][i];
+            if (lane == 0) {
+                sw[hd] = m[g];
+                sw[hd + 1] = l[g];
+            }
         }
-        if (threadIdx.x == 0) {
-            o[hd] = ms[g];
-            o[hd + 1] = ls[g];
+    }
+    __syncthreads();
+    /* merge the warps; one split: normalise and write the output row, else the partial */
+    const int orow = a.rows ? a.rows[a.t_off + tz].row : a.t_off + tz;
+    for (int i = threadIdx.x; i < GB * hd; i += NW * 32) {
+        const int g = i / hd, d = i - g * hd;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < NW; w++) M = fmaxf(M, sm[(w * GB + g) * st + hd]);
+        float A = 0.0f, L = 0.0f;
+#pragma unroll
+        for (int w = 0; w < NW; w++) {
+            const float *sw = sm + (w * GB + g) * st;
+            const float c = lse_w(sw[hd], M);
+            A += sw[d] * c;
+            L += sw[hd + 1] * c;
+        }
+        if (a.nsplit == 1) {
+            a.out[((size_t)orow * a.Hq + qh0 + g) * hd + d] = L > 0.0f ? A / L : 0.0f;
+        } else {
+            float *o = a.ws + (((size_t)tz * a.Hq + qh0 + g) * a.nsplit + s) * st;
+            o[d] = A;
+            if (d == 0) {
+                o[hd] = M;
+                o[hd + 1] = L;
+            }
         }
     }
 }
@@ -213,68 +273,85 @@ __global__ void k_attn_combine(float *out, const float *ws, int Hq, int hd, int 
     }
 }
 
-template <int NR> int launch_nr(const attn_args &a, int Tb, size_t smem, void *stream) {
-    return cu_launch(k_attn<NR>, dim3(a.nsplit, a.Hkv * a.hg, Tb), dim3(256), smem, stream, a);
+template <int GB> int launch_gb(const attn_args &a, int kv16, int Tb, size_t smem, void *stream) {
+    dim3 grid(a.nsplit, a.Hkv * a.hg, Tb);
+    if (kv16) {
+        if (a.hd % 8 == 0) return cu_launch(k_attn<GB, __half, true>, grid, dim3(NW * 32), smem, stream, a);
+        return cu_launch(k_attn<GB, __half, false>, grid, dim3(NW * 32), smem, stream, a);
+    }
+    if (a.hd % 4 == 0) return cu_launch(k_attn<GB, float, true>, grid, dim3(NW * 32), smem, stream, a);
+    return cu_launch(k_attn<GB, float, false>, grid, dim3(NW * 32), smem, stream, a);
+}
+
+int env_int(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && atoi(e) > 0 ? atoi(e) : dflt;
 }
 
 /* the split-KV launch shared by cu_attention and cu_attention_rows (a.rows set for the latter) */
-int attn_run(attn_args a, int T, int n_keys_max, float *out, size_t ws_floats, int sm_count, void *stream) {
+int attn_run(attn_args a, int kv16, int T, int n_keys_max, float *out, size_t ws_floats, int sm_count, void *stream) {
     const int Hq = a.Hq, Hkv = a.Hkv, hd = a.hd;
     if (T <= 0) return 0;
     if (Hkv <= 0 || Hq % Hkv || Hq / Hkv > GMAX || hd > 512 || hd <= 0) return (int)cudaErrorInvalidValue;
     if (n_keys_max < 1) n_keys_max = 1;
-    /* query heads of one kv head split over hg blocks (4 heads each when G >= 8) */
-    int G0 = Hq / Hkv, hg = G0 >= 8 ? G0 / 4 : 1;
-    if (G0 % hg) hg = 1;
-    int max_split = (n_keys_max + 15) / 16;   /* at least 16 keys per split */
-    /* blocks per SM the splits aim at (G4_CUDA_ATTN_BPS, default 2) */
-    static int bps = -1;
+    /* query heads per block: 4 at most (registers: GB x 16 dims of q and of the accumulator) */
+    const int G0 = Hq / Hkv;
+    int GB = G0;
+    while (GB > 4 || G0 % GB) GB--;
+    const int hg = G0 / GB;
+    /* splits: enough blocks for bps per SM (G4_CUDA_ATTN_BPS, default 2), at most `kmax` keys per
+     * split (G4_CUDA_ATTN_SPLIT_KEYS, default 128: a warp walks its keys one group-step after
+     * the other, so long contexts need splits even with many rows), at least 16 keys each */
+    static int bps = -1, kmax = -1;
     if (bps < 0) {
-        const char *e = getenv("G4_CUDA_ATTN_BPS");
-        bps = e && atoi(e) > 0 ? atoi(e) : 2;
+        bps = env_int("G4_CUDA_ATTN_BPS", 2);
+        kmax = env_int("G4_CUDA_ATTN_SPLIT_KEYS", 128);
     }
     int want = (bps * sm_count + Hkv * hg * T - 1) / (Hkv * hg * T);
-    /* and at most ~128 keys per split: a block walks its keys tile after tile (latency-bound),
-     * so many queries (batched decode rows) with long contexts still need splits to run their
-     * keys in parallel (64 rows x 600 keys: 760 us per layer with one split each) */
-    const int min_split = (n_keys_max + 127) / 128;
+    const int min_split = (n_keys_max + kmax - 1) / kmax;
     if (want < min_split) want = min_split;
+    const int max_split = (n_keys_max + 15) / 16;
     int nsplit = want < max_split ? want : max_split;
     if (nsplit > 256) nsplit = 256;
     if (nsplit < 1) nsplit = 1;
-    int ks = (n_keys_max + nsplit - 1) / nsplit;
-    size_t per_q = (size_t)Hq * nsplit * (hd + 2);
-    int Tb = (int)(ws_floats / per_q);
-    if (Tb < 1) return (int)cudaErrorInvalidValue;
-    if (Tb > T) Tb = T;
+    const int ks = (n_keys_max + nsplit - 1) / nsplit;
+    int Tb = T;
+    if (nsplit > 1) {
+        const size_t per_q = (size_t)Hq * nsplit * (hd + 2);
+        Tb = (int)(ws_floats / per_q);
+        if (Tb < 1) return (int)cudaErrorInvalidValue;
+        if (Tb > T) Tb = T;
+    }
     if (Tb > 65535) Tb = 65535;
-    int G = Hq / Hkv / hg;
-    size_t smem = ((size_t)G * hd + (size_t)G * KT + 3 * (size_t)G) * sizeof(float);
+    const size_t smem = (size_t)NW * GB * (hd + 2) * sizeof(float);
+    a.out = out;
     a.nsplit = nsplit;
     a.ks = ks;
     a.hg = hg;
     for (int t0 = 0; t0 < T; t0 += Tb) {
-        int tb = T - t0 < Tb ? T - t0 : Tb;
+        const int tb = T - t0 < Tb ? T - t0 : Tb;
         a.t_off = t0;
         int rc;
-        if (hd <= 32) rc = launch_nr<1>(a, tb, smem, stream);
-        else if (hd <= 64) rc = launch_nr<2>(a, tb, smem, stream);
-        else if (hd <= 128) rc = launch_nr<4>(a, tb, smem, stream);
-        else if (hd <= 256) rc = launch_nr<8>(a, tb, smem, stream);
-        else rc = launch_nr<16>(a, tb, smem, stream);
+        if (GB == 1) rc = launch_gb<1>(a, kv16, tb, smem, stream);
+        else if (GB == 2) rc = launch_gb<2>(a, kv16, tb, smem, stream);
+        else if (GB == 3) rc = launch_gb<3>(a, kv16, tb, smem, stream);
+        else rc = launch_gb<4>(a, kv16, tb, smem, stream);
         if (rc) return rc;
-        rc = cu_launch(k_attn_combine, dim3(Hq, tb), dim3(128), 0, stream, out, (const float *)a.ws, Hq, hd, nsplit, t0,
-                       a.rows);
-        if (rc) return rc;
+        if (nsplit > 1) {
+            rc = cu_launch(k_attn_combine, dim3(Hq, tb), dim3(128), 0, stream, out, (const float *)a.ws, Hq, hd,
+                           nsplit, t0, a.rows);
+            if (rc) return rc;
+        }
     }
     return 0;
 }
 
 } /* namespace */
 
-extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, const float *kc, const float *vc,
-                            int Hkv, int n_slots, int p0, const int *p0_dev, int window, const int32_t *block_id_dev,
-                            float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count, void *stream) {
+extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, const void *kc, const void *vc,
+                            int kv16, int Hkv, int n_slots, int p0, const int *p0_dev, int window,
+                            const int32_t *block_id_dev, float scale, int n_keys_max, float *ws, size_t ws_floats,
+                            int sm_count, void *stream) {
     attn_args a = {};
     a.ws = ws;
     a.q = q;
@@ -290,12 +367,12 @@ extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, c
     a.n_slots = n_slots;
     a.window = window;
     a.scale = scale;
-    return attn_run(a, T, n_keys_max, out, ws_floats, sm_count, stream);
+    return attn_run(a, kv16, T, n_keys_max, out, ws_floats, sm_count, stream);
 }
 
-extern "C" int cu_attention_rows(float *out, const float *q, int n, const cu_row *rows_dev, int Hq, int hd, int Hkv,
-                                 int window, float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count,
-                                 void *stream) {
+extern "C" int cu_attention_rows(float *out, const float *q, int n, const cu_row *rows_dev, int kv16, int Hq, int hd,
+                                 int Hkv, int window, float scale, int n_keys_max, float *ws, size_t ws_floats,
+                                 int sm_count, void *stream) {
     attn_args a = {};
     a.ws = ws;
     a.q = q;
@@ -307,5 +384,5 @@ extern "C" int cu_attention_rows(float *out, const float *q, int n, const cu_row
     a.n_slots = 1;
     a.window = window;
     a.scale = scale;
-    return attn_run(a, n, n_keys_max, out, ws_floats, sm_count, stream);
+    return attn_run(a, kv16, n, n_keys_max, out, ws_floats, sm_count, stream);
 }

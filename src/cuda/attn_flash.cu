@@ -1,10 +1,11 @@
 /* attn_flash.cu - prefill attention on the tensor cores (FlashAttention-2 style) with the
  * contract of cpu_attention (cpu_ops.h): ring slots p % n_slots, causal + sliding window +
  * optional bidirectional blocks, GQA. Used for chunks of T >= G4_CUDA_FLASH_MIN_T queries (the
- * split-KV kernel of attention.cu does decode and short chunks in float32).
+ * split-KV kernel of attention.cu does decode and short chunks with f32 scores).
  *
  * Two kernels per call. k_kv_f16: the keys any query of the chunk may see, [kb, p0 + T), copied
- * from the float32 ring to f16 [Hkv][key - kb][hd] (contiguous by key: 16-byte cp.async rows).
+ * from the ring (f16, or float with G4_CUDA_KV=f32) to f16 [Hkv][key - kb][hd] (contiguous by key:
+ * 16-byte cp.async rows).
  * k_flash: a block takes one kv head h and 128 rows (64 when hd > 256) = P query positions x the
  * G = Hq/Hkv query heads that read h (row r = position t0 + r / G, head h*G + r % G; Gemma 4:
  * 64 positions x 2 heads on sliding layers, 4 x 16 on global ones), so each K/V tile in shared
@@ -19,8 +20,9 @@
  * O += P V (V fragments by ldmatrix.trans). Shared rows are hd + 8 halves: the skew puts the 8 rows
  * of an ldmatrix on different banks.
  *
- * Numerics: q, k, v and p rounded to f16 (2^-11 relative; q and k are RMS-normed, v is RMS-normed
- * without weight, p in [0, 1]: all far inside f16's range); scores, softmax state and O in f32.
+ * Numerics: q, k, v and p in f16 (the cache's k and v already are by default; 2^-11 relative; q and k are
+ * RMS-normed, v is RMS-normed without weight, p in [0, 1]: all far inside f16's range); scores,
+ * softmax state and O in f32.
  * A row with no visible key gets zeros, as on the CPU. */
 #include "cuda/common.cuh"
 #include "cuda/mma.cuh"
@@ -43,8 +45,10 @@ struct flash_args {
     float scale_log2;
 };
 
-/* keys [kb, kb + nk) of the ring (slot j % n_slots) -> f16 [Hkv][nk][hd]; 4 values per thread */
-__global__ void k_kv_f16(__half *kh, __half *vh, const float *kc, const float *vc, int Hkv, int hd, int n_slots, int kb,
+/* keys [kb, kb + nk) of the ring (slot j % n_slots; KV f16 or float) -> f16 [Hkv][nk][hd]; 4 values
+ * per thread */
+template <typename KV>
+__global__ void k_kv_f16(__half *kh, __half *vh, const KV *kc, const KV *vc, int Hkv, int hd, int n_slots, int kb,
                          int nk) {
     pdl_wait();
     const int c4n = hd >> 2;
@@ -54,10 +58,15 @@ __global__ void k_kv_f16(__half *kh, __half *vh, const float *kc, const float *v
         const size_t hj = i / c4n;
         const int jj = (int)(hj % nk), h = (int)(hj / nk);
         const size_t src = ((size_t)((kb + jj) % n_slots) * Hkv + h) * hd + c;
-        const float4 k = *reinterpret_cast<const float4 *>(kc + src), v = *reinterpret_cast<const float4 *>(vc + src);
         const size_t dst = hj * hd + c;
-        *reinterpret_cast<uint2 *>(kh + dst) = make_uint2(pack_h2(k.x, k.y), pack_h2(k.z, k.w));
-        *reinterpret_cast<uint2 *>(vh + dst) = make_uint2(pack_h2(v.x, v.y), pack_h2(v.z, v.w));
+        if (sizeof(KV) == 2) {
+            *reinterpret_cast<uint2 *>(kh + dst) = *reinterpret_cast<const uint2 *>(kc + src);
+            *reinterpret_cast<uint2 *>(vh + dst) = *reinterpret_cast<const uint2 *>(vc + src);
+        } else {
+            const float4 k = *reinterpret_cast<const float4 *>(kc + src), v = *reinterpret_cast<const float4 *>(vc + src);
+            *reinterpret_cast<uint2 *>(kh + dst) = make_uint2(pack_h2(k.x, k.y), pack_h2(k.z, k.w));
+            *reinterpret_cast<uint2 *>(vh + dst) = make_uint2(pack_h2(v.x, v.y), pack_h2(v.z, v.w));
+        }
     }
 }
 
@@ -274,7 +283,7 @@ extern "C" size_t cu_attention_flash_scratch(int T, int Hkv, int hd, int n_slots
     return (size_t)2 * Hkv * (size_t)(p0 + T - kb) * hd * sizeof(__half);
 }
 
-extern "C" int cu_attention_flash(float *out, const float *q, int T, int Hq, int hd, const float *kc, const float *vc,
+extern "C" int cu_attention_flash(float *out, const float *q, int T, int Hq, int hd, const void *kc, const void *vc, int kv16,
                                   int Hkv, int n_slots, int p0, int window, const int32_t *block_id_dev, float scale,
                                   void *scratch, size_t scratch_bytes, void *stream) {
     if (T <= 0) return 0;
@@ -286,8 +295,11 @@ extern "C" int cu_attention_flash(float *out, const float *q, int T, int Hq, int
     __half *kh = (__half *)scratch, *vh = kh + (size_t)Hkv * a.nk * hd;
     size_t quads = (size_t)Hkv * a.nk * (hd / 4);
     size_t grid = (quads + 255) / 256;
-    int rc = cu_launch(k_kv_f16, dim3((unsigned)(grid > 4096 ? 4096 : grid)), dim3(256), 0, stream, kh, vh, kc, vc,
-                       Hkv, hd, n_slots, a.kb, a.nk);
+    const dim3 g((unsigned)(grid > 4096 ? 4096 : grid));
+    int rc = kv16 ? cu_launch(k_kv_f16<__half>, g, dim3(256), 0, stream, kh, vh, (const __half *)kc, (const __half *)vc,
+                              Hkv, hd, n_slots, a.kb, a.nk)
+                  : cu_launch(k_kv_f16<float>, g, dim3(256), 0, stream, kh, vh, (const float *)kc, (const float *)vc,
+                              Hkv, hd, n_slots, a.kb, a.nk);
     if (rc) return rc;
     a.out = out;
     a.q = q;

@@ -121,11 +121,17 @@ __global__ void k_rope(float *x, int H, int hd, int p0, const int *p0_dev, const
     }
 }
 
+/* a KV cache element: f16 (round to nearest even) or float */
+__device__ __forceinline__ void kv_put(void *c, int kv16, size_t i, float x) {
+    if (kv16) static_cast<__half *>(c)[i] = __float2half_rn(x);
+    else static_cast<float *>(c)[i] = x;
+}
+
 /* one block per (head row, token): q heads [0, Hq), kv heads [Hq, Hq + Hkv) */
 /* rows (batched decode): block y = row i of the table, a one-token chunk of its own session */
 __global__ void k_attn_prep(float *q, float *k, float *v, int Hq, int Hkv, int hd, const float *qn,
                             const float *kn, const float *inv_freq, int p0, const int *p0_dev, float eps,
-                            int k_eq_v, float *kc, float *vc, int n_slots, int T, const cu_row *rows) {
+                            int k_eq_v, void *kc, void *vc, int kv16, int n_slots, int T, const cu_row *rows) {
     __shared__ double sh[32];
     extern __shared__ float buf[];   /* [2][hd] */
     pdl_wait();
@@ -176,8 +182,8 @@ __global__ void k_attn_prep(float *q, float *k, float *v, int Hq, int Hkv, int h
         float vv = vb[i] * invv;
         vdst[i] = vv;
         if (store) {
-            kc[(slot * Hkv + h) * hd + i] = kv_raw[i];
-            vc[(slot * Hkv + h) * hd + i] = vv;
+            kv_put(kc, kv16, (slot * Hkv + h) * hd + i, kv_raw[i]);
+            kv_put(vc, kv16, (slot * Hkv + h) * hd + i, vv);
         }
     }
 }
@@ -222,17 +228,27 @@ __global__ void k_embed(float *out, const void *table, int fmt, size_t row_elems
     }
 }
 
-__global__ void k_kv_store(float *kc, float *vc, int n_slots, int Hkv, int hd, const float *k, const float *v,
-                           int T, int p0, const int *p0_dev) {
+__global__ void k_kv_store(void *kc, void *vc, int kv16, int n_slots, int Hkv, int hd, const float *k,
+                           const float *v, int T, int p0, const int *p0_dev) {
     pdl_wait();
     int t = blockIdx.y;
     if (t < T - n_slots) return;
     int pos = (p0_dev ? *p0_dev : p0) + t;
     size_t row = (size_t)Hkv * hd, slot = (size_t)(pos % n_slots);
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < row; i += (size_t)gridDim.x * blockDim.x) {
-        kc[slot * row + i] = k[t * row + i];
-        vc[slot * row + i] = v[t * row + i];
+        kv_put(kc, kv16, slot * row + i, k[t * row + i]);
+        kv_put(vc, kv16, slot * row + i, v[t * row + i]);
     }
+}
+__global__ void k_to_f16(__half *d, const float *s, size_t n) {
+    pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        d[i] = __float2half_rn(s[i]);
+}
+__global__ void k_from_f16(float *d, const __half *s, size_t n) {
+    pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        d[i] = __half2float(s[i]);
 }
 
 /* two-stage argmax: stage 1 per-block (value, index) pairs into scratch, stage 2 one block.
@@ -355,20 +371,20 @@ extern "C" int cu_rope(float *x, int T, int H, int hd, int p0, const int *p0_dev
 
 extern "C" int cu_attn_prep(float *q, float *k, float *v, int T, int Hq, int Hkv, int hd, const float *qn,
                             const float *kn, const float *inv_freq, int p0, const int *p0_dev, float eps,
-                            int k_eq_v, float *kc, float *vc, int n_slots, void *stream) {
+                            int k_eq_v, void *kc, void *vc, int kv16, int n_slots, void *stream) {
     if (T <= 0) return 0;
     size_t smem = 2 * (size_t)hd * sizeof(float);
     return cu_launch(k_attn_prep, dim3(Hq + Hkv, T), dim3(128), smem, stream, q, k, v, Hq, Hkv, hd, qn, kn, inv_freq,
-                     p0, p0_dev, eps, k_eq_v, kc, vc, n_slots, T, (const cu_row *)NULL);
+                     p0, p0_dev, eps, k_eq_v, kc, vc, kv16, n_slots, T, (const cu_row *)NULL);
 }
 
-extern "C" int cu_attn_prep_rows(float *q, float *k, float *v, int n, const cu_row *rows_dev, int Hq, int Hkv, int hd,
+extern "C" int cu_attn_prep_rows(float *q, float *k, float *v, int n, const cu_row *rows_dev, int kv16, int Hq, int Hkv, int hd,
                                  const float *qn, const float *kn, const float *inv_freq, float eps, int k_eq_v,
                                  void *stream) {
     if (n <= 0) return 0;
     size_t smem = 2 * (size_t)hd * sizeof(float);
     return cu_launch(k_attn_prep, dim3(Hq + Hkv, n), dim3(128), smem, stream, q, k, v, Hq, Hkv, hd, qn, kn, inv_freq,
-                     0, (const int *)NULL, eps, k_eq_v, (float *)NULL, (float *)NULL, 1, 1, rows_dev);
+                     0, (const int *)NULL, eps, k_eq_v, (void *)NULL, (void *)NULL, kv16, 1, 1, rows_dev);
 }
 
 extern "C" int cu_gelu_mul(float *out, const float *gate, const float *up, size_t n, void *stream) {
@@ -392,11 +408,19 @@ extern "C" int cu_embed(float *out, const void *table, int fmt, size_t row_elems
     int gx = (d + 255) / 256;
     return cu_launch(k_embed, dim3(gx, T), dim3(256), 0, stream, out, table, fmt, row_elems, d, ids_dev, scale);
 }
-extern "C" int cu_kv_store(float *kc, float *vc, int n_slots, int Hkv, int hd, const float *k, const float *v,
+extern "C" int cu_kv_store(void *kc, void *vc, int kv16, int n_slots, int Hkv, int hd, const float *k, const float *v,
                            int T, int p0, const int *p0_dev, void *stream) {
     if (T <= 0) return 0;
     int gx = (Hkv * hd + 255) / 256;
-    return cu_launch(k_kv_store, dim3(gx, T), dim3(256), 0, stream, kc, vc, n_slots, Hkv, hd, k, v, T, p0, p0_dev);
+    return cu_launch(k_kv_store, dim3(gx, T), dim3(256), 0, stream, kc, vc, kv16, n_slots, Hkv, hd, k, v, T, p0,
+                     p0_dev);
+}
+extern "C" int cu_f32_to_f16(cu_half *dst, const float *src, size_t n, void *stream) {
+    return cu_launch(k_to_f16, dim3(flat_grid(n)), dim3(256), 0, stream, reinterpret_cast<__half *>(dst), src, n);
+}
+extern "C" int cu_f16_to_f32(float *dst, const cu_half *src, size_t n, void *stream) {
+    return cu_launch(k_from_f16, dim3(flat_grid(n)), dim3(256), 0, stream, dst, reinterpret_cast<const __half *>(src),
+                     n);
 }
 extern "C" int cu_argmax_lp(const float *x, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx,
                             float *out_lp, float *scratch, void *stream) {

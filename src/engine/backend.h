@@ -50,7 +50,9 @@ struct be {
     void (*scale)(be *b, float *y, float s, size_t n);
     void (*softcap)(be *b, float *y, float c, size_t n);
     void (*copy)(be *b, float *dst, const float *src, size_t n);
-    /* KV cache of one layer: float [n_slots, Hkv, hd] each; see cpu_ops.h for the contract */
+    /* KV cache of one layer: [n_slots, Hkv, hd] each (see cpu_ops.h for the contract), in the
+     * backend's cache format: float on the CPU, f16 on CUDA (allocated by kv_alloc when set; the
+     * float * is then an opaque handle, only KV ops read it) */
     void (*kv_store)(be *b, float *kc, float *vc, int n_slots, int Hkv, int hd, const float *k,
                      const float *v, int T, int p0);
     g4_status (*attention)(be *b, float *out, const float *q, int T, int Hq, int hd, const float *kc,
@@ -94,6 +96,8 @@ struct be {
                                   const ckpt_linear *w0, const ckpt_linear *w1, const ckpt_linear *w2, g4_error *err);
 
     /* ---- optional (NULL on the CPU) ---- */
+    /* a zero-filled KV cache buffer of n values in the backend's cache format (release frees it) */
+    float *(*kv_alloc)(be *b, size_t n);
     /* Batched decode: n one-token rows of different sessions. rows_table hands over the rows of
      * every layer (tab[l * n + i], n_layers x n, copied) once per forward; attention_rows(l) then
      * runs attn_prep + attention for all n rows of layer l in one launch per kernel (the forward
@@ -137,6 +141,11 @@ bool be_cuda_available(void);
 /* op tests: upload one Linear / float vector table that is not part of a checkpoint */
 g4_status be_cuda_upload_linear(be *b, const ckpt_linear *w, g4_error *err);
 g4_status be_cuda_upload_vec(be *b, const ckpt_vec *v, g4_error *err);
+/* op tests: a KV cache buffer (kv_alloc's format) holding host[0..n) / its values as floats */
+float *be_cuda_kv_upload(be *b, const float *host, size_t n);
+g4_status be_cuda_kv_to_host(be *b, float *host, const float *kv, size_t n, g4_error *err);
+/* op tests: the KV cache format of caches allocated from now on (f16 or float) */
+void be_cuda_set_kv_f16(be *b, bool on);
 /* op tests: T at and above which matmuls take the tensor-core (BF16 cuBLAS) path */
 void be_cuda_set_tc_min_t(be *b, int t);
 /* op tests: T at and above which attention takes the tensor-core kernel (attn_flash.cu) */

@@ -2,14 +2,14 @@
  * launchers of src/cuda/cuda_ops.h. Built with -DG4_HAVE_CUDA when nvcc is found; otherwise
  * be_cuda_create answers G4_ERR_UNSUPPORTED.
  *
- * Weights: every Linear of the decoder, the lm_head and the embedding table are uploaded
- * once into ONE device allocation (256-byte aligned regions), in the checkpoint's own
- * format: rows padded to whole 16-byte pieces when k needs it (gemv.cu), NVFP4 block
- * scales padded alike, FP8 row scales widened to float. A tied lm_head shares the
- * embedding's bytes. No BF16 copy of a quantized weight is kept (prefill dequantizes
+ * Weights: every Linear of the decoder, the lm_head, the embedding table and the media
+ * embedders' Linears are uploaded once into ONE device allocation (256-byte aligned
+ * regions), in the checkpoint's own format: rows padded to whole 16-byte pieces when k
+ * needs it (gemv.cu), NVFP4 block scales padded alike, FP8 row scales widened to float. A
+ * tied lm_head shares the embedding's bytes. No BF16 copy of a quantized weight is kept (prefill dequantizes
  * one weight at a time into a scratch). Weights are found by their host data pointer
  * (an open-addressing table). Small float vectors (norms, RoPE tables) live in one
- * arena allocation.
+ * arena allocation. KV caches: f16 by default (G4_CUDA_KV=f32: float), allocated by kv_alloc.
  * Decode path: no allocation, no synchronization except the logits copy; a one-token
  * step is captured into a CUDA graph per (session, workspace) and replayed with the new
  * position and token id written to a device step buffer that the kernels read.
@@ -40,6 +40,23 @@ g4_status be_cuda_upload_vec(be *b, const ckpt_vec *v, g4_error *err) {
     (void)b;
     (void)v;
     return G4_FAIL(err, G4_ERR_UNSUPPORTED, "no CUDA backend in this build");
+}
+float *be_cuda_kv_upload(be *b, const float *host, size_t n) {
+    (void)b;
+    (void)host;
+    (void)n;
+    return NULL;
+}
+g4_status be_cuda_kv_to_host(be *b, float *host, const float *kv, size_t n, g4_error *err) {
+    (void)b;
+    (void)host;
+    (void)kv;
+    (void)n;
+    return G4_FAIL(err, G4_ERR_UNSUPPORTED, "no CUDA backend in this build");
+}
+void be_cuda_set_kv_f16(be *b, bool on) {
+    (void)b;
+    (void)on;
 }
 void be_cuda_set_tc_min_t(be *b, int t) {
     (void)b;
@@ -104,6 +121,7 @@ typedef struct cu_ctx {
     int flash_min_t;            /* chunks of T >= this take the tensor-core attention (attn_flash.cu) */
     int w4_min_t;               /* products of w4_min_t <= T < tc_min_t rows: gemm_w4.cu (NVFP4), cuBLAS (BF16) */
     int fuse_res;               /* residual fused into the next NVFP4 GEMV (G4_CUDA_FUSE_RESIDUAL=0: off) */
+    int kv16;                   /* KV cache of f16 values (default) or float (G4_CUDA_KV=f32) */
     int sticky;                 /* first error of a void op (cudaError_t), 0 if none */
     /* batched decode rows (rows_table): [n_layers][n] on the device and a host copy (the ring
      * checks and the largest resident key count are done on the host per layer) */
@@ -603,15 +621,17 @@ static void cb_softcap(be *b, float *y, float cap, size_t n) { note(b, cu_softca
 static void cb_copy(be *b, float *dst, const float *src, size_t n) {
     if (dst != src) note(b, cu_memcpy_d2d(dst, src, n * sizeof(float), C(b)->stream));
 }
+/* KV caches are f16 (or float, c->kv16 = 0) behind the API's float pointers */
+static float *cb_kv_alloc(be *b, size_t n) { return cb_alloc(b, C(b)->kv16 ? (n + 1) / 2 : n); }
 static void cb_kv(be *b, float *kc, float *vc, int n_slots, int Hkv, int hd, const float *k, const float *v, int T,
                   int p0) {
-    note(b, cu_kv_store(kc, vc, n_slots, Hkv, hd, k, v, T, p0, p0_dev(b), C(b)->stream));
+    note(b, cu_kv_store(kc, vc, C(b)->kv16, n_slots, Hkv, hd, k, v, T, p0, p0_dev(b), C(b)->stream));
 }
 static void cb_attn_prep(be *b, float *q, float *k, float *v, int T, int Hq, int Hkv, int hd, const float *qn,
                          const float *kn, const float *inv_freq, int p0, float eps, bool k_eq_v, float *kc, float *vc,
                          int n_slots) {
-    note(b, cu_attn_prep(q, k, v, T, Hq, Hkv, hd, qn, kn, inv_freq, p0, p0_dev(b), eps, k_eq_v, kc, vc, n_slots,
-                         C(b)->stream));
+    note(b, cu_attn_prep(q, k, v, T, Hq, Hkv, hd, qn, kn, inv_freq, p0, p0_dev(b), eps, k_eq_v, kc, vc, C(b)->kv16,
+                         n_slots, C(b)->stream));
 }
 static void cb_residual(be *b, float *x, float *o, const float *w_post, float scalar, const float *w_next, float *xn,
                         size_t rows, int d, float eps) {
@@ -632,7 +652,7 @@ static g4_status cb_attn(be *b, float *out, const float *q, int T, int Hq, int h
         size_t need = cu_attention_flash_scratch(T, Hkv, hd, n_slots, p0, window, block_id != NULL);
         g4_status st = grow(b, &c->scr_kv, &c->scr_kv_bytes, need, err);
         if (st) return st;
-        return check(b, cu_attention_flash(out, q, T, Hq, hd, kc, vc, Hkv, n_slots, p0, window, block_id, scale,
+        return check(b, cu_attention_flash(out, q, T, Hq, hd, kc, vc, c->kv16, Hkv, n_slots, p0, window, block_id, scale,
                                            c->scr_kv, c->scr_kv_bytes, c->stream),
                      "flash attention", err);
     }
@@ -642,7 +662,7 @@ static g4_status cb_attn(be *b, float *out, const float *q, int T, int Hq, int h
         nk = p0 + T - res_lo;
         if (window > 0 && !block_id && window + T - 1 < nk) nk = window + T - 1;
     }
-    return check(b, cu_attention(out, q, T, Hq, hd, kc, vc, Hkv, n_slots, p0, p0_dev(b), window, block_id, scale, nk,
+    return check(b, cu_attention(out, q, T, Hq, hd, kc, vc, c->kv16, Hkv, n_slots, p0, p0_dev(b), window, block_id, scale, nk,
                                  c->ws, WS_FLOATS, c->sm_count, c->stream),
                  "attention", err);
 }
@@ -694,8 +714,8 @@ static g4_status cb_attention_rows(be *b, int layer, float *out, float *q, float
         if (nk > nk_max) nk_max = nk;
     }
     const cu_row *rows = c->d_rows + (size_t)layer * n;
-    note(b, cu_attn_prep_rows(q, k, v, n, rows, Hq, Hkv, hd, qn, kn, inv_freq, eps, k_eq_v, c->stream));
-    return check(b, cu_attention_rows(out, q, n, rows, Hq, hd, Hkv, window, scale, nk_max, c->ws, WS_FLOATS,
+    note(b, cu_attn_prep_rows(q, k, v, n, rows, c->kv16, Hq, Hkv, hd, qn, kn, inv_freq, eps, k_eq_v, c->stream));
+    return check(b, cu_attention_rows(out, q, n, rows, c->kv16, Hq, hd, Hkv, window, scale, nk_max, c->ws, WS_FLOATS,
                                       c->sm_count, c->stream),
                  "attention rows", err);
 }
@@ -810,6 +830,32 @@ bool be_cuda_available(void) {
     return cu_device_query(NULL, 0, &sm, NULL) == 0;
 }
 
+/* f32 staging on the device, converted there: the cache holds exactly the kernels' rounding */
+float *be_cuda_kv_upload(be *b, const float *host, size_t n) {
+    float *tmp = cb_alloc(b, n), *kv = cb_kv_alloc(b, n);
+    int rc = !tmp || !kv;
+    if (!rc) rc = cu_memcpy_h2d(tmp, host, n * sizeof(float), C(b)->stream);
+    if (!rc) rc = C(b)->kv16 ? cu_f32_to_f16((cu_half *)(void *)kv, tmp, n, C(b)->stream)
+                             : cu_memcpy_d2d(kv, tmp, n * sizeof(float), C(b)->stream);
+    if (!rc) rc = cu_sync(C(b)->stream);
+    cb_release(b, tmp);
+    if (rc) {
+        cb_release(b, kv);
+        return NULL;
+    }
+    return kv;
+}
+g4_status be_cuda_kv_to_host(be *b, float *host, const float *kv, size_t n, g4_error *err) {
+    float *tmp = cb_alloc(b, n);
+    if (!tmp) return G4_FAIL(err, G4_ERR_NOMEM, "cuda: out of device memory");
+    int rc = C(b)->kv16 ? cu_f16_to_f32(tmp, (const cu_half *)(const void *)kv, n, C(b)->stream)
+                        : cu_memcpy_d2d(tmp, kv, n * sizeof(float), C(b)->stream);
+    if (!rc) rc = cu_memcpy_d2h(host, tmp, n * sizeof(float), C(b)->stream);
+    cb_release(b, tmp);
+    return check(b, rc, "kv to host", err);
+}
+
+void be_cuda_set_kv_f16(be *b, bool on) { C(b)->kv16 = on; }
 void be_cuda_set_tc_min_t(be *b, int t) { C(b)->tc_min_t = t < 1 ? 1 : t; }
 void be_cuda_set_flash_min_t(be *b, int t) { C(b)->flash_min_t = t < 2 ? 2 : t; }
 void be_cuda_set_w4_min_t(be *b, int t) { C(b)->w4_min_t = t < 2 ? 2 : t; }
@@ -868,6 +914,14 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
     c->flash_min_t = env_int("G4_CUDA_FLASH_MIN_T", 128);
     c->w4_min_t = env_int("G4_CUDA_W4_MIN_T", 8);
     c->fuse_res = env_int("G4_CUDA_FUSE_RESIDUAL", 1);
+    {
+        const char *kv = getenv("G4_CUDA_KV");
+        if (kv && strcmp(kv, "f16") && strcmp(kv, "f32")) {
+            cb_free(b);
+            return G4_FAIL(err, G4_ERR_INVALID_ARG, "G4_CUDA_KV=%s: expected f16 or f32", kv);
+        }
+        c->kv16 = !kv || !strcmp(kv, "f16");
+    }
     cu_set_pdl(env_int("G4_CUDA_PDL", 1));
     g4_status st = G4_OK;
     if ((rc = cu_stream_create(&c->stream)) || (rc = cu_malloc((void **)&c->arena, ARENA_FLOATS * sizeof(float))) ||
@@ -879,7 +933,7 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
     if (ck) {
         /* every Linear of the decoder + lm_head + embedding, in one allocation */
         int nl = ck->cfg.text.n_layers;
-        size_t cap = (size_t)nl * 7 + 2, n = 0;
+        size_t cap = (size_t)nl * 7 + 5, n = 0;
         upl *us = calloc(cap, sizeof *us);
         if (!us) {
             st = G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
@@ -902,6 +956,13 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
         }
         bool tied = ck->lm_head.w == ck->embed.data;
         if (!tied && ck->lm_head.format != CKPT_NONE && upl_from_linear(&ck->lm_head, &us[n])) n++;
+        /* the vision / audio embedders' products (patch_dense, embedding_projection): ~50 MB for
+         * the 12B; one the GPU cannot take stays on the host (embed.c falls back to the CPU) */
+        const ckpt_linear *mm[3] = {ck->vision.present ? &ck->vision.patch_dense : NULL,
+                                    ck->vision.present ? &ck->vision.proj : NULL,
+                                    ck->audio.present ? &ck->audio.proj : NULL};
+        for (int i = 0; i < 3; i++)
+            if (mm[i] && mm[i]->format != CKPT_NONE && upl_from_linear(mm[i], &us[n])) n++;
         if (upl_from_vec(&ck->embed, (int64_t)ck->cfg.text.vocab, &us[n])) n++;
         else {
             free(us);
@@ -940,6 +1001,7 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
     b->softcap = cb_softcap;
     b->copy = cb_copy;
     b->kv_store = cb_kv;
+    b->kv_alloc = cb_kv_alloc;
     b->attention = cb_attn;
     b->weight_f32 = cb_weight_f32;
     b->set_rows = cb_set_rows;

@@ -252,8 +252,9 @@ g4_status g4_session_create(g4_engine *e, int max_context, g4_session **out, g4_
             if (ring < slots) slots = (int)ring;
         }
         s->n_slots[l] = slots;
-        s->kc[l] = b->alloc(b, (size_t)slots * nkv * hd);
-        s->vc[l] = b->alloc(b, (size_t)slots * nkv * hd);
+        float *(*kv_alloc)(be *, size_t) = b->kv_alloc ? b->kv_alloc : b->alloc;
+        s->kc[l] = kv_alloc(b, (size_t)slots * nkv * hd);
+        s->vc[l] = kv_alloc(b, (size_t)slots * nkv * hd);
         if (!s->kc[l] || !s->vc[l]) goto oom;
     }
     s->logits = calloc((size_t)tc->vocab, sizeof(float));

@@ -117,12 +117,14 @@ g4_status mm_embed_vision(g4_engine *e, const mm_patches *p, float *out, g4_erro
     float *ln2w = vec_f32(&v->patch_ln2_w), *ln2b = vec_f32(&v->patch_ln2_b);
     float *pnw = vec_f32(&v->pos_norm_w), *pnb = vec_f32(&v->pos_norm_b);
     float *dbias = vec_f32(&v->patch_dense.bias);
-    float *pe = vec_f32(&v->pos_embedding);
+    /* the position table ([S, 2, E], 34 MB as float for the 12B) is read row by row where a patch
+     * needs it: converting all of it cost ~45 ms per image (per frame of a video) */
+    const ckpt_vec *pe = &v->pos_embedding;
     int bt = p->n < MM_BATCH ? p->n : MM_BATCH;
     float *x = malloc((size_t)bt * P * sizeof *x);
     float *h = malloc((size_t)bt * E * sizeof *h);
     g4_status st = G4_OK;
-    if (!ln1w || !ln1b || !ln2w || !ln2b || !pnw || !pnb || !pe || !x || !h)
+    if (!ln1w || !ln1b || !ln2w || !ln2b || !pnw || !pnb || !x || !h)
         st = G4_FAIL(err, G4_ERR_NOMEM, "image: out of memory in the embedder");
     double eps_ln = vc->layer_norm_eps > 0 ? vc->layer_norm_eps : 1e-5;
     for (int r0 = 0; r0 < p->n && !st; r0 += bt) {
@@ -138,15 +140,16 @@ g4_status mm_embed_vision(g4_engine *e, const mm_patches *p, float *out, g4_erro
         layernorm(h, (size_t)T, E, ln2w, ln2b, eps_ln);
         for (int t = 0; t < T; t++) {
             float *u = h + (size_t)t * E;
-            const float *px = pe + ((size_t)p->pos[2 * (r0 + t)] * 2 + 0) * E;
-            const float *py = pe + ((size_t)p->pos[2 * (r0 + t) + 1] * 2 + 1) * E;
-            for (int i = 0; i < E; i++) u[i] = u[i] + (px[i] + py[i]);
+            const int64_t ox = ((int64_t)p->pos[2 * (r0 + t)] * 2 + 0) * E;
+            const int64_t oy = ((int64_t)p->pos[2 * (r0 + t) + 1] * 2 + 1) * E;
+            for (int i = 0; i < E; i++)
+                u[i] = u[i] + (ckpt_float_at(pe->data, pe->format, ox + i) + ckpt_float_at(pe->data, pe->format, oy + i));
         }
         layernorm(h, (size_t)T, E, pnw, pnb, eps_ln);
         cpu_rmsnorm(h, h, NULL, (size_t)T, E, (float)vc->rms_norm_eps);
         st = be_matmul_host(e->be, &v->proj, h, T, out + (size_t)r0 * D, err);
     }
-    free(ln1w); free(ln1b); free(ln2w); free(ln2b); free(pnw); free(pnb); free(dbias); free(pe);
+    free(ln1w); free(ln1b); free(ln2w); free(ln2b); free(pnw); free(pnb); free(dbias);
     free(x);
     free(h);
     if (st) g4_error_prefix(err, "image embedder");
