@@ -224,6 +224,12 @@ g4_status g4_batch_create(g4_engine *e, int max_rows, int max_items, g4_batch **
 void g4_batch_free(g4_batch *b);
 /* On error every item's session is reset to empty. */
 g4_status g4_batch_step(g4_batch *b, const g4_batch_item *items, int n_items, g4_error *err);
+/* After a successful step: for each item k, ids[k] = the greedy token of its last row (suppressed
+ * ids skipped, as g4_session_argmax) and logprobs[k] (may be NULL) its log-probability, in one
+ * device pass with nothing but the results copied to the host. G4_ERR_UNSUPPORTED on the CPU
+ * backend (use g4_session_argmax per item). */
+g4_status g4_batch_argmax(g4_batch *b, const int32_t *suppress, size_t n_suppress, int32_t *ids, float *logprobs,
+                          g4_error *err);
 size_t g4_session_length(const g4_session *s);          /* tokens held */
 int g4_session_max_context(const g4_session *s);
 

@@ -808,13 +808,41 @@ TEST(cuda_embed_argmax) {
     const int32_t sup[2] = {5, 123457};
     int32_t pick = -1;
     float lp = 0.f;
-    REQUIRE(g_cu->argmax(g_cu, dx.p, (size_t)n, sup, 2, &pick, &lp, &err) == G4_OK);
+    REQUIRE(g_cu->argmax(g_cu, dx.p, (size_t)n, 1, sup, 2, &pick, &lp, &err) == G4_OK);
     CHECK_EQ_INT(pick, 200000);
     double mx = -INFINITY, sum = 0;
     for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     for (int i = 0; i < n; i++) sum += exp((double)x[i] - mx);
     double want = x[200000] - (mx + log(sum));
     CHECK_MSG(fabs(lp - want) <= 1e-5 * (1 + fabs(want)), "argmax log-probability %.7g, host %.7g", lp, want);
+    /* many rows in one call (batched greedy steps): 37 rows of an odd length, each against the host */
+    {
+        const int R = 37, nn = 10007;
+        float *xr = rand_f((size_t)R * nn, 3.0f);
+        for (int r = 0; r < R; r++) xr[(size_t)r * nn + (r * 271) % nn] = 7.0f + r % 3;   /* a clear winner */
+        xr[5] = 100.0f;                                                                     /* row 0: suppressed */
+        dbuf dr = dnew((size_t)R * nn, xr);
+        int32_t rid[37];
+        float lps[37];
+        const int32_t sup5[1] = {5};
+        REQUIRE(g_cu->argmax(g_cu, dr.p, (size_t)nn, R, sup5, 1, rid, lps, &err) == G4_OK);
+        int bad_id = 0, bad_lp = 0;
+        for (int r = 0; r < R; r++) {
+            const float *w = xr + (size_t)r * nn;
+            int best = -1;
+            double m = -INFINITY, su = 0;
+            for (int i = 0; i < nn; i++) {
+                if (i != 5 && (best < 0 || w[i] > w[best])) best = i;
+                m = w[i] > m ? w[i] : m;
+            }
+            for (int i = 0; i < nn; i++) su += exp((double)w[i] - m);
+            bad_id += rid[r] != best;
+            bad_lp += fabs(lps[r] - (w[best] - (m + log(su)))) > 1e-5 * (1 + fabs(w[best] - (m + log(su))));
+        }
+        CHECK_MSG(!bad_id && !bad_lp, "argmax rows: %d wrong ids, %d wrong log-probabilities of %d", bad_id, bad_lp, R);
+        free(dget(dr, "argmax rows"));
+        free(xr);
+    }
     g_cu->release(g_cu, scratch);
     g_cu->release_i32(g_cu, out);
     free(dget(dx, "argmax x"));

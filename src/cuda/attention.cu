@@ -13,9 +13,9 @@
  *   global ones), so K/V are read once for them (hg blocks re-read them on global layers: L2).
  *   A split covers `ks` consecutive visible keys; each warp a contiguous quarter of them.
  *   Inside a warp, LPK lanes share a key (LPK = hd / 16 rounded up to a power of two: lane owns 16
- *   dims = two 16-byte loads of f16 K and two of V), so 32 / LPK keys are in work at once, U of them
- *   per lane group and iteration. Each lane group keeps its own running max / sum / 16-dim
- *   accumulator per query head (no cross-group traffic in the loop: a score's LPK partial dot
+ *   dims = two 16-byte loads of f16 K and two of V, kept packed until used), so 32 / LPK keys are
+ *   in work at once, U of them per lane group and iteration. Each lane group keeps its own
+ *   running max / sum / 16-dim accumulator per query head (no cross-group traffic in the loop: a score's LPK partial dot
  *   products meet by xor shuffles inside the group); the groups, then the warps (shared memory),
  *   are merged with log-sum-exp weights at the end.
  * A split writes (acc[hd], m, l) to the workspace [query][head][split][hd + 2] and
@@ -47,46 +47,41 @@ struct attn_args {
     float scale;
 };
 
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
-
-/* the 16 dims [d0, d0 + 16) of a cache row (KV = __half or float) as floats, dims >= hd as 0.
- * VEC: hd is a multiple of the 16-byte chunk (8 halves / 4 floats), so an aligned chunk is
- * wholly inside or outside the row: 16-byte loads */
-template <typename KV, bool VEC> __device__ __forceinline__ void ld16(float *f, const KV *row, int d0, int hd) {
-    constexpr int CH = 16 / sizeof(KV);   /* values per 16-byte chunk */
-    if (VEC) {
+/* The 16 dims [d0, d0 + 16) of a cache row (KV = __half or float), kept packed as loaded (f16:
+ * 8 registers, not 16 floats: the registers bound the loads a warp has in flight); dims >= hd
+ * read as 0. VEC: hd is a multiple of the 16-byte chunk (8 halves / 4 floats), so an aligned
+ * chunk is wholly inside or outside the row: 16-byte loads. */
+template <typename KV> struct row16 {
+    static constexpr int NU = 16 * sizeof(KV) / 16;   /* 16-byte chunks */
+    uint4 u[NU];
+    template <bool VEC> __device__ __forceinline__ void load(const KV *row, int d0, int hd) {
+        constexpr int CH = 16 / sizeof(KV);
+        if (VEC) {
 #pragma unroll
-        for (int c = 0; c < DPL / CH; c++) {
-            uint4 u = make_uint4(0, 0, 0, 0);
-            if (d0 + CH * c < hd) u = __ldg(reinterpret_cast<const uint4 *>(row + d0 + CH * c));
-            if (sizeof(KV) == 2) {
-                const __half2 *h2 = reinterpret_cast<const __half2 *>(&u);
+            for (int c = 0; c < NU; c++)
+                u[c] = d0 + CH * c < hd ? __ldg(reinterpret_cast<const uint4 *>(row + d0 + CH * c))
+                                        : make_uint4(0, 0, 0, 0);
+        } else {
+            KV *v = reinterpret_cast<KV *>(u);
 #pragma unroll
-                for (int i = 0; i < CH / 2; i++) {
-                    const float2 v = __half22float2(h2[i]);
-                    f[CH * c + 2 * i] = v.x;
-                    f[CH * c + 2 * i + 1] = v.y;
-                }
-            } else {
-                f[CH * c] = __uint_as_float(u.x);
-                f[CH * c + 1] = __uint_as_float(u.y);
-                f[CH * c + 2] = __uint_as_float(u.z);
-                f[CH * c + 3] = __uint_as_float(u.w);
-            }
+            for (int i = 0; i < 16; i++) v[i] = d0 + i < hd ? row[d0 + i] : KV(0.0f);
         }
-    } else {
-#pragma unroll
-        for (int i = 0; i < DPL; i++) f[i] = d0 + i < hd ? to_f(row[d0 + i]) : 0.0f;
     }
-}
+    /* dims 2i, 2i + 1 as floats */
+    __device__ __forceinline__ float2 pair(int i) const {
+        if (sizeof(KV) == 2) return __half22float2(reinterpret_cast<const __half2 *>(u)[i]);
+        const float *f = reinterpret_cast<const float *>(u);
+        return make_float2(f[2 * i], f[2 * i + 1]);
+    }
+};
 
 /* running (max, sum, acc) of one query head += the state (m2, l2, acc2) of another key set */
 __device__ __forceinline__ float lse_w(float m, float M) { return m == -INFINITY ? 0.0f : expf(m - M); }
 
-template <int GB, typename KV, bool VEC> __global__ void __launch_bounds__(NW * 32) k_attn(const attn_args a) {
+/* U keys per lane group and iteration (all their loads in flight together) */
+template <int GB, typename KV, bool VEC, int U>
+__global__ void __launch_bounds__(NW * 32, U == 4 ? 3 : 1) k_attn(const attn_args a) {
     extern __shared__ float sm[];   /* [NW][GB][hd + 2]: each warp's acc, m, l */
-    constexpr int U = 2;            /* keys per lane group and iteration */
     pdl_wait();
     const int hd = a.hd, GA = a.Hq / a.Hkv;
     const int s = blockIdx.x, h = blockIdx.y / a.hg, tz = blockIdx.z;
@@ -154,15 +149,15 @@ template <int GB, typename KV, bool VEC> __global__ void __launch_bounds__(NW * 
     /* the loop is uniform over the warp (shuffles inside): a group past w1 computes on zeros and
      * masks its score */
     for (int jb = w0; jb < w1; jb += kps * U) {
-        float kf[U][DPL], vf[U][DPL];
+        row16<KV> kr[U], vr[U];
         int jj[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             jj[u] = jb + u * kps + grp;
             const bool ok = jj[u] < w1;
             const size_t off = ok ? (size_t)(jj[u] % n_slots) * kvrow : 0;
-            ld16<KV, VEC>(kf[u], kh + off, ok ? d0 : hd, hd);
-            ld16<KV, VEC>(vf[u], vh + off, ok ? d0 : hd, hd);
+            kr[u].template load<VEC>(kh + off, ok ? d0 : hd, hd);
+            vr[u].template load<VEC>(vh + off, ok ? d0 : hd, hd);
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -173,7 +168,11 @@ template <int GB, typename KV, bool VEC> __global__ void __launch_bounds__(NW * 
             for (int g = 0; g < GB; g++) {
                 float d = 0.0f;
 #pragma unroll
-                for (int i = 0; i < DPL; i++) d = fmaf(qf[g][i], kf[u][i], d);
+                for (int i = 0; i < DPL / 2; i++) {
+                    const float2 k2 = kr[u].pair(i);
+                    d = fmaf(qf[g][2 * i], k2.x, d);
+                    d = fmaf(qf[g][2 * i + 1], k2.y, d);
+                }
                 for (int o = 1; o < lpk; o <<= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
                 if (!vis) continue;
                 const float sc = d * a.scale;
@@ -187,7 +186,11 @@ template <int GB, typename KV, bool VEC> __global__ void __launch_bounds__(NW * 
                 const float p = expf(sc - m[g]);
                 l[g] += p;
 #pragma unroll
-                for (int i = 0; i < DPL; i++) acc[g][i] = fmaf(p, vf[u][i], acc[g][i]);
+                for (int i = 0; i < DPL / 2; i++) {
+                    const float2 v2 = vr[u].pair(i);
+                    acc[g][2 * i] = fmaf(p, v2.x, acc[g][2 * i]);
+                    acc[g][2 * i + 1] = fmaf(p, v2.y, acc[g][2 * i + 1]);
+                }
             }
         }
     }
@@ -273,14 +276,17 @@ __global__ void k_attn_combine(float *out, const float *ws, int Hq, int hd, int 
     }
 }
 
+/* U: 4 keys per lane group in flight for the f16 cache with <= 2 heads per block (sliding
+ * layers: 4 x 64 bytes per lane; held to 168 registers = 3 blocks per SM), else 2 (registers) */
 template <int GB> int launch_gb(const attn_args &a, int kv16, int Tb, size_t smem, void *stream) {
     dim3 grid(a.nsplit, a.Hkv * a.hg, Tb);
+    constexpr int UH = GB <= 2 ? 4 : 2;
     if (kv16) {
-        if (a.hd % 8 == 0) return cu_launch(k_attn<GB, __half, true>, grid, dim3(NW * 32), smem, stream, a);
-        return cu_launch(k_attn<GB, __half, false>, grid, dim3(NW * 32), smem, stream, a);
+        if (a.hd % 8 == 0) return cu_launch(k_attn<GB, __half, true, UH>, grid, dim3(NW * 32), smem, stream, a);
+        return cu_launch(k_attn<GB, __half, false, 2>, grid, dim3(NW * 32), smem, stream, a);
     }
-    if (a.hd % 4 == 0) return cu_launch(k_attn<GB, float, true>, grid, dim3(NW * 32), smem, stream, a);
-    return cu_launch(k_attn<GB, float, false>, grid, dim3(NW * 32), smem, stream, a);
+    if (a.hd % 4 == 0) return cu_launch(k_attn<GB, float, true, 2>, grid, dim3(NW * 32), smem, stream, a);
+    return cu_launch(k_attn<GB, float, false, 2>, grid, dim3(NW * 32), smem, stream, a);
 }
 
 int env_int(const char *name, int dflt) {
@@ -299,13 +305,15 @@ int attn_run(attn_args a, int kv16, int T, int n_keys_max, float *out, size_t ws
     int GB = G0;
     while (GB > 4 || G0 % GB) GB--;
     const int hg = G0 / GB;
-    /* splits: enough blocks for bps per SM (G4_CUDA_ATTN_BPS, default 2), at most `kmax` keys per
-     * split (G4_CUDA_ATTN_SPLIT_KEYS, default 128: a warp walks its keys one group-step after
-     * the other, so long contexts need splits even with many rows), at least 16 keys each */
+    /* splits: enough blocks for bps per SM (G4_CUDA_ATTN_BPS, default 2; 4 and 8 measured slower
+     * at 1k), at most `kmax` keys per split (G4_CUDA_ATTN_SPLIT_KEYS, default 256: a warp walks its
+     * keys one group-step after the other, so long contexts need splits even with many rows; 64 /
+     * 128 / 256 / 1024 measured 23.0 / 21.0 / 20.3 / 20.6 ms for 64 rows x 600 keys), at least 16
+     * keys each */
     static int bps = -1, kmax = -1;
     if (bps < 0) {
         bps = env_int("G4_CUDA_ATTN_BPS", 2);
-        kmax = env_int("G4_CUDA_ATTN_SPLIT_KEYS", 128);
+        kmax = env_int("G4_CUDA_ATTN_SPLIT_KEYS", 256);
     }
     int want = (bps * sm_count + Hkv * hg * T - 1) / (Hkv * hg * T);
     const int min_split = (n_keys_max + kmax - 1) / kmax;

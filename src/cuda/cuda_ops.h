@@ -160,6 +160,10 @@ int cu_argmax_skip(const float *x, int n, const int32_t *skip_ids, int n_skip, i
  * the chosen token's log-probability, for logprobs without copying the row */
 int cu_argmax_lp(const float *x, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx, float *out_lp,
                  float *scratch, void *stream);
+/* the same for rows of x (row r at x + r * ld, n values): out_idx[r], out_lp[r] (may be NULL).
+ * scratch: 2048 floats per row. One launch pair for all rows (batched greedy decoding). */
+int cu_argmax_rows(const float *x, size_t ld, int rows, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx,
+                   float *out_lp, float *scratch, void *stream);
 
 /* ---- attention.cu: split-KV attention (cpu_attention's contract) ----
  * n_keys_max: an upper bound of the resident keys of any query of the call (sets the grid);

@@ -275,11 +275,13 @@ struct amax_skip {   /* ids left out of the argmax (generation_config suppress_t
     int n;
     int id[CU_ARGMAX_SKIP];
 };
-/* scratch: sv [512] | si [512] | lm [512] | ls [512] */
-__global__ void k_argmax1(const float *x, int n, float *scr, const amax_skip skip) {
+/* row blockIdx.y of x (stride ld); its scratch: sv [512] | si [512] | lm [512] | ls [512] */
+__global__ void k_argmax1(const float *x, size_t ld, int n, float *scr, const amax_skip skip) {
     __shared__ float bv[32], bm[32], bs[32];
     __shared__ int bi[32];
     pdl_wait();
+    x += blockIdx.y * ld;
+    scr += blockIdx.y * (size_t)2048;
     float v = -INFINITY, m = -INFINITY, sum = 0.f;
     int idx = 0x7fffffff;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
@@ -314,10 +316,13 @@ __global__ void k_argmax1(const float *x, int n, float *scr, const amax_skip ski
         }
     }
 }
-/* out[0] = index; with lp: lp[0] = x[index] - log-sum-exp of the row */
+/* row blockIdx.x: out[row] = index; with lp: lp[row] = x[index] - log-sum-exp of the row */
 __global__ void k_argmax2(const float *scr, int nb, int32_t *out, float *lp) {
     pdl_wait();
     int lane = threadIdx.x;
+    scr += blockIdx.x * (size_t)2048;
+    out += blockIdx.x;
+    if (lp) lp += blockIdx.x;
     float v = -INFINITY, m = -INFINITY, sum = 0.f;
     int idx = 0x7fffffff;
     for (int i = lane; i < nb; i += 32) {
@@ -422,18 +427,22 @@ extern "C" int cu_f16_to_f32(float *dst, const cu_half *src, size_t n, void *str
     return cu_launch(k_from_f16, dim3(flat_grid(n)), dim3(256), 0, stream, dst, reinterpret_cast<const __half *>(src),
                      n);
 }
-extern "C" int cu_argmax_lp(const float *x, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx,
-                            float *out_lp, float *scratch, void *stream) {
-    if (n_skip < 0 || n_skip > CU_ARGMAX_SKIP) return (int)cudaErrorInvalidValue;
+extern "C" int cu_argmax_rows(const float *x, size_t ld, int rows, int n, const int32_t *skip_ids, int n_skip,
+                              int32_t *out_idx, float *out_lp, float *scratch, void *stream) {
+    if (n_skip < 0 || n_skip > CU_ARGMAX_SKIP || rows < 1 || rows > 65535) return (int)cudaErrorInvalidValue;
     amax_skip skip = {};
     skip.n = n_skip;
     for (int j = 0; j < n_skip; j++) skip.id[j] = skip_ids[j];
     int nb = (n + 1023) / 1024;
     if (nb > 512) nb = 512;
     if (nb < 1) nb = 1;
-    int rc = cu_launch(k_argmax1, dim3(nb), dim3(1024), 0, stream, x, n, scratch, skip);
+    int rc = cu_launch(k_argmax1, dim3(nb, rows), dim3(1024), 0, stream, x, ld, n, scratch, skip);
     if (rc) return rc;
-    return cu_launch(k_argmax2, dim3(1), dim3(32), 0, stream, (const float *)scratch, nb, out_idx, out_lp);
+    return cu_launch(k_argmax2, dim3(rows), dim3(32), 0, stream, (const float *)scratch, nb, out_idx, out_lp);
+}
+extern "C" int cu_argmax_lp(const float *x, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx,
+                            float *out_lp, float *scratch, void *stream) {
+    return cu_argmax_rows(x, (size_t)n, 1, n, skip_ids, n_skip, out_idx, out_lp, scratch, stream);
 }
 extern "C" int cu_argmax_skip(const float *x, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx,
                               float *scratch, void *stream) {

@@ -118,11 +118,11 @@ struct be {
     /* wait for the queued work and report its errors (the forward's end: timing and errors stay
      * where they happened even when the logits stay on the device) */
     g4_status (*finish)(be *b, g4_error *err);
-    /* *out = the lowest index of the largest x[i] over i not in skip[0..n_skip) (greedy decoding
-     * without copying the logits to the host); lp (may be NULL): *lp = x[*out] - log(sum_i exp
-     * x[i]) over the whole row, its log-probability; G4_ERR_UNSUPPORTED when it cannot (n_skip
-     * too big) */
-    g4_status (*argmax)(be *b, const float *x, size_t n, const int32_t *skip, size_t n_skip, int32_t *out,
+    /* for each of `rows` rows of n values (row r at x + r n): out[r] = the lowest index of the
+     * largest x[i] over i not in skip[0..n_skip) (greedy decoding without copying the logits to
+     * the host); lp (may be NULL): lp[r] = x[out[r]] - log(sum_i exp x[i]) over the whole row, its
+     * log-probability; G4_ERR_UNSUPPORTED when it cannot (n_skip too big) */
+    g4_status (*argmax)(be *b, const float *x, size_t n, int rows, const int32_t *skip, size_t n_skip, int32_t *out,
                         float *lp, g4_error *err);
     /* device bytes held by the backend; *weights gets the bytes of uploaded weights */
     size_t (*mem_used)(be *b, size_t *weights);

@@ -565,21 +565,21 @@ static g4_status cb_finish(be *b, g4_error *err) { return check(b, cu_sync(C(b)-
 
 /* scratch: the attention workspace (free between forwards): 2048 floats of partials, then the
  * index and the log-probability */
-static g4_status cb_argmax(be *b, const float *x, size_t n, const int32_t *skip, size_t n_skip, int32_t *out,
+static g4_status cb_argmax(be *b, const float *x, size_t n, int rows, const int32_t *skip, size_t n_skip, int32_t *out,
                            float *lp, g4_error *err) {
     cu_ctx *c = C(b);
     if (n_skip > CU_ARGMAX_SKIP || n > (size_t)INT32_MAX)
         return G4_FAIL(err, G4_ERR_UNSUPPORTED, "cuda argmax: %zu suppressed ids (at most %d)", n_skip, CU_ARGMAX_SKIP);
-    int32_t *d_out = (int32_t *)(c->ws + 2048);   /* [0] index, [1] log-probability */
-    g4_status st = check(b, cu_argmax_lp(x, (int)n, skip, (int)n_skip, d_out, lp ? (float *)(d_out + 1) : NULL, c->ws,
-                                         c->stream),
+    /* scratch: 2048 floats per row, then the results [rows] indices | [rows] log-probabilities */
+    if (rows < 1 || (size_t)rows * 2050 > WS_FLOATS)
+        return G4_FAIL(err, G4_ERR_UNSUPPORTED, "cuda argmax: %d rows", rows);
+    int32_t *d_out = (int32_t *)(c->ws + (size_t)rows * 2048);
+    float *d_lp = (float *)(d_out + rows);
+    g4_status st = check(b, cu_argmax_rows(x, n, rows, (int)n, skip, (int)n_skip, d_out, lp ? d_lp : NULL, c->ws,
+                                           c->stream),
                          "argmax", err);
-    int32_t h[2];
-    if (!st) st = check(b, cu_memcpy_d2h(h, d_out, lp ? sizeof h : sizeof h[0], c->stream), "argmax result", err);
-    if (!st) {
-        *out = h[0];
-        if (lp) memcpy(lp, &h[1], sizeof *lp);
-    }
+    if (!st) st = check(b, cu_memcpy_d2h(out, d_out, (size_t)rows * sizeof *out, c->stream), "argmax result", err);
+    if (!st && lp) st = check(b, cu_memcpy_d2h(lp, d_lp, (size_t)rows * sizeof *lp, c->stream), "argmax lp", err);
     return st;
 }
 

@@ -442,7 +442,7 @@ g4_status g4_session_argmax_lp(g4_session *s, const int32_t *suppress, size_t n_
     be *b = s->e->be;
     if (s->n <= 0) return G4_FAIL(err, G4_ERR_INVALID_ARG, "argmax: the session holds no tokens");
     if (s->logits_dev && b->argmax) {
-        g4_status st = b->argmax(b, s->ws.logits, (size_t)V, suppress, n_suppress, id, logprob, err);
+        g4_status st = b->argmax(b, s->ws.logits, (size_t)V, 1, suppress, n_suppress, id, logprob, err);
         if (st != G4_ERR_UNSUPPORTED) return st;
     }
     const float *w = g4_session_logits(s);   /* host: as g4_sample at temperature 0 */
@@ -497,6 +497,7 @@ g4_status g4_batch_step(g4_batch *bt, const g4_batch_item *items, int n_items, g
     g4_engine *e = bt->e;
     be *b = e->be;
     size_t V = (size_t)e->ck->cfg.text.vocab;
+    bt->last_n = 0;
     if (n_items < 1 || n_items > bt->ws.groups)
         return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch step: %d items (capacity %d)", n_items, bt->ws.groups);
     eng_group g[n_items];
@@ -529,7 +530,17 @@ g4_status g4_batch_step(g4_batch *bt, const g4_batch_item *items, int n_items, g
     for (int i = 0; i < n_items && !st; i++) b->copy(b, g[i].s->ws.logits, bt->ws.logits + (size_t)i * V, V);
     if (!st && b->finish) st = b->finish(b, err);
     for (int i = 0; i < n_items; i++) g[i].s->logits_dev = !st;
+    bt->last_n = st ? 0 : n_items;
     if (st)
         for (int i = 0; i < n_items; i++) g[i].s->n = 0;
     return st;
+}
+
+g4_status g4_batch_argmax(g4_batch *bt, const int32_t *suppress, size_t n_suppress, int32_t *ids, float *logprobs,
+                          g4_error *err) {
+    be *b = bt->e->be;
+    if (!bt->last_n) return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch argmax: no step to read");
+    if (!b->argmax) return G4_FAIL(err, G4_ERR_UNSUPPORTED, "batch argmax: the %s backend has none", b->name);
+    return b->argmax(b, bt->ws.logits, (size_t)bt->e->ck->cfg.text.vocab, bt->last_n, suppress, n_suppress, ids,
+                     logprobs, err);
 }

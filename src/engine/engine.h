@@ -69,6 +69,7 @@ struct g4_session {
 struct g4_batch {
     g4_engine *e;
     eng_ws ws;
+    int last_n;   /* items of the last successful step (their logits are in ws.logits), else 0 */
 };
 
 /* One group of new rows: tokens[0..T) of session s at positions s->n .. s->n+T-1.

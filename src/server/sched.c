@@ -257,9 +257,13 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
     return true;
 }
 
-/* Sample the next token of q from its session's logits and publish it. Returns
- * false when q finished (and was freed). */
-static bool sample_seq(sched *s, seq *q) {
+/* Greedy without top logprobs: the token (and its log-probability) can come from the device. */
+static bool greedy_dev(const seq *q) { return g4_sampling_is_greedy(&q->sampling) && q->r->lp_stride <= 1; }
+
+/* Sample the next token of q from its session's logits and publish it. pre (may be NULL): the
+ * step's batched device argmax of q's row (pre[0] id, pre_lp its log-probability), used when q
+ * is greedy_dev. Returns false when q finished (and was freed). */
+static bool sample_seq(sched *s, seq *q, const int32_t *pre, float pre_lp) {
     srv_req *r = q->r;
     srv_choice *c = &r->choices[q->choice];
     /* greedy without top logprobs: the argmax (and the chosen token's log-probability when
@@ -270,8 +274,10 @@ static bool sample_seq(sched *s, seq *q) {
     int32_t id = 0;
     float lp1 = 0.f;
     g4_error aerr = {0};
-    if (!g4_sampling_is_greedy(&q->sampling) || r->lp_stride > 1 ||
-        g4_session_argmax_lp(ss, s->sup, s->n_sup, &id, r->lp_stride ? &lp1 : NULL, &aerr)) {
+    if (pre && greedy_dev(q)) {
+        id = *pre;
+        lp1 = pre_lp;
+    } else if (!greedy_dev(q) || g4_session_argmax_lp(ss, s->sup, s->n_sup, &id, r->lp_stride ? &lp1 : NULL, &aerr)) {
         logits = g4_session_logits(ss);
         g4_history h = {q->tok, q->n_prompt, q->tok + q->n_prompt, q->n_gen};
         id = g4_sample(&s->smp, logits, &q->sampling, &h, s->sup, s->n_sup, &q->rng);
@@ -533,7 +539,7 @@ static void step(sched *s) {
         seq *q = s->run[i];
         if (q->need_sample) {
             q->need_sample = false;
-            if (!sample_seq(s, q)) {
+            if (!sample_seq(s, q, NULL, 0.f)) {
                 remove_run(s, q);
                 continue;
             }
@@ -591,11 +597,22 @@ static void step(sched *s) {
         }
         return;
     }
-    /* 5. sample where a prompt is complete or a decode step ran */
+    /* 5. sample where a prompt is complete or a decode step ran; two or more greedy rows take
+     * their tokens from one device argmax over the step's logits (one launch pair and one copy,
+     * not one per row) */
+    int n_greedy = 0;
+    for (int k = 0; k < ni; k++) {
+        seq *q = s->item_seq[k];
+        n_greedy += g4_session_length(s->sess[q->slot]) >= q->n_prompt && greedy_dev(q);
+    }
+    int32_t gid[ni];
+    float glp[ni];
+    g4_error gerr = {0};
+    bool have_g = n_greedy >= 2 && g4_batch_argmax(s->batch, s->sup, s->n_sup, gid, glp, &gerr) == G4_OK;
     for (int k = 0; k < ni; k++) {
         seq *q = s->item_seq[k];
         if (g4_session_length(s->sess[q->slot]) < q->n_prompt) continue;   /* prefill continues */
-        if (!sample_seq(s, q)) remove_run(s, q);
+        if (!sample_seq(s, q, have_g ? &gid[k] : NULL, have_g ? glp[k] : 0.f)) remove_run(s, q);
     }
     metrics_set_load(s->m, (int)s->n_run, waiting, (double)s->n_run / s->o.max_num_seqs);
 }
