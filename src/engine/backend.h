@@ -33,8 +33,9 @@ struct be {
     void (*free)(be *b);
     float *(*alloc)(be *b, size_t n_floats);   /* zero-filled; NULL on failure */
     void (*release)(be *b, float *p);
-    /* copy n floats of a backend buffer to host memory */
+    /* copy n floats of a backend buffer to host memory, and of host memory into a backend buffer */
     g4_status (*to_host)(be *b, float *dst, const float *src, size_t n, g4_error *err);
+    g4_status (*to_dev)(be *b, float *dst, const float *src, size_t n, g4_error *err);
 
     /* y[T, w->n] = x[T, w->k] . W^T (dequantized on the fly) */
     g4_status (*matmul)(be *b, float *y, const float *x, int T, const ckpt_linear *w, g4_error *err);

@@ -158,7 +158,7 @@ g4_status be_cpu_create(int n_threads, be **out, g4_error *err) {
         return st;
     }
     *b = (be){.name = "cpu", .ctx = pool, .free = cpu_free, .alloc = cpu_alloc, .release = cpu_release,
-              .to_host = cpu_to_host, .matmul = cpu_mm, .embed = cpu_emb, .rmsnorm = cpu_rms,
+              .to_host = cpu_to_host, .to_dev = cpu_to_host, .matmul = cpu_mm, .embed = cpu_emb, .rmsnorm = cpu_rms,
               .rope = cpu_rope_op, .gelu_tanh_mul = cpu_gelu, .add = cpu_add_op, .scale = cpu_scale_op,
               .softcap = cpu_softcap_op, .copy = cpu_copy, .kv_store = cpu_kv, .attention = cpu_attn,
               .weight_f32 = cpu_weight_f32, .upload = cpu_upload, .mem_gbs = cpu_mem,

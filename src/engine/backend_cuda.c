@@ -362,6 +362,10 @@ static void cb_release(be *b, float *p) {
 static g4_status cb_to_host(be *b, float *dst, const float *src, size_t n, g4_error *err) {
     return check(b, cu_memcpy_d2h(dst, src, n * sizeof(float), C(b)->stream), "copy to host", err);
 }
+/* from pageable host memory: the source may be reused when this returns */
+static g4_status cb_to_dev(be *b, float *dst, const float *src, size_t n, g4_error *err) {
+    return check(b, cu_memcpy_h2d(dst, src, n * sizeof(float), C(b)->stream), "copy to device", err);
+}
 
 static g4_status grow(be *b, void **p, size_t *cap, size_t need, g4_error *err) {
     if (*cap >= need) return G4_OK;
@@ -991,6 +995,7 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
     b->alloc = cb_alloc;
     b->release = cb_release;
     b->to_host = cb_to_host;
+    b->to_dev = cb_to_dev;
     b->matmul = cb_matmul;
     b->embed = cb_embed;
     b->rmsnorm = cb_rms;

@@ -26,8 +26,8 @@
 
 #define MM_BATCH 1120
 
-static g4_status be_matmul_dev(be *b, const ckpt_linear *w, const float *x_host, int T, float *y_host,
-                               g4_error *err);
+static g4_status be_matmul_dev(be *b, mm_scratch *scr, const ckpt_linear *w, const float *x_host, int T,
+                               float *y_host, g4_error *err);
 
 static float *vec_f32(const ckpt_vec *v) {
     if (v->format == CKPT_NONE || v->numel <= 0) return NULL;
@@ -80,27 +80,42 @@ static g4_status host_matmul(const ckpt_linear *w, const float *x, int T, float 
 
 /* y_host[T, w->n] = x_host[T, w->k] . W^T on the engine's backend; when a non-CPU backend
  * cannot run it (weights not on the device), on the host CPU. */
-static g4_status be_matmul_host(be *b, const ckpt_linear *w, const float *x_host, int T, float *y_host, g4_error *err) {
+static g4_status be_matmul_host(be *b, mm_scratch *scr, const ckpt_linear *w, const float *x_host, int T,
+                                float *y_host, g4_error *err) {
     if (strcmp(b->name, "cpu")) {
-        g4_status st = be_matmul_dev(b, w, x_host, T, y_host, NULL);
+        g4_status st = be_matmul_dev(b, scr, w, x_host, T, y_host, NULL);
         return st ? host_matmul(w, x_host, T, y_host, err) : G4_OK;
     }
-    return be_matmul_dev(b, w, x_host, T, y_host, err);
+    return be_matmul_dev(b, scr, w, x_host, T, y_host, err);
 }
 
-static g4_status be_matmul_dev(be *b, const ckpt_linear *w, const float *x_host, int T, float *y_host, g4_error *err) {
-    float *x = b->upload(b, x_host, (size_t)T * (size_t)w->k);
-    float *y = b->alloc(b, (size_t)T * (size_t)w->n);
-    g4_status st = G4_OK;
-    if (!x || !y) st = G4_FAIL(err, G4_ERR_NOMEM, "embedder: out of device memory for %d rows", T);
-    if (!st) st = b->matmul(b, y, x, T, w, err);
-    if (!st) st = b->to_host(b, y_host, y, (size_t)T * (size_t)w->n, err);
-    if (x) b->release(b, x);
-    if (y) b->release(b, y);
+/* *p holds at least n floats (grown by a new allocation when it does not) */
+static bool ensure(be *b, float **p, size_t *cap, size_t n) {
+    if (*p && *cap >= n) return true;
+    if (*p) b->release(b, *p);
+    *p = b->alloc(b, n);
+    *cap = *p ? n : 0;
+    return *p != NULL;
+}
+
+void mm_scratch_free(g4_engine *e, mm_scratch *s) {
+    if (s->x) e->be->release(e->be, s->x);
+    if (s->y) e->be->release(e->be, s->y);
+    *s = (mm_scratch){0};
+}
+
+static g4_status be_matmul_dev(be *b, mm_scratch *scr, const ckpt_linear *w, const float *x_host, int T,
+                               float *y_host, g4_error *err) {
+    const size_t nx = (size_t)T * (size_t)w->k, ny = (size_t)T * (size_t)w->n;
+    if (!ensure(b, &scr->x, &scr->x_cap, nx) || !ensure(b, &scr->y, &scr->y_cap, ny))
+        return G4_FAIL(err, G4_ERR_NOMEM, "embedder: out of device memory for %d rows", T);
+    g4_status st = b->to_dev(b, scr->x, x_host, nx, err);
+    if (!st) st = b->matmul(b, scr->y, scr->x, T, w, err);
+    if (!st) st = b->to_host(b, y_host, scr->y, ny, err);
     return st;
 }
 
-g4_status mm_embed_vision(g4_engine *e, const mm_patches *p, float *out, g4_error *err) {
+g4_status mm_embed_vision(g4_engine *e, const mm_patches *p, float *out, mm_scratch *scr, g4_error *err) {
     const ckpt *ck = e->ck;
     const ckpt_vision *v = &ck->vision;
     const cfg_vision *vc = &ck->cfg.vision;
@@ -131,7 +146,7 @@ g4_status mm_embed_vision(g4_engine *e, const mm_patches *p, float *out, g4_erro
         int T = p->n - r0 < bt ? p->n - r0 : bt;
         memcpy(x, p->pix + (size_t)r0 * P, (size_t)T * P * sizeof *x);
         layernorm(x, (size_t)T, P, ln1w, ln1b, eps_ln);
-        if ((st = be_matmul_host(e->be, &v->patch_dense, x, T, h, err))) break;
+        if ((st = be_matmul_host(e->be, scr, &v->patch_dense, x, T, h, err))) break;
         for (int t = 0; t < T; t++) {
             float *u = h + (size_t)t * E;
             if (dbias)
@@ -147,7 +162,7 @@ g4_status mm_embed_vision(g4_engine *e, const mm_patches *p, float *out, g4_erro
         }
         layernorm(h, (size_t)T, E, pnw, pnb, eps_ln);
         cpu_rmsnorm(h, h, NULL, (size_t)T, E, (float)vc->rms_norm_eps);
-        st = be_matmul_host(e->be, &v->proj, h, T, out + (size_t)r0 * D, err);
+        st = be_matmul_host(e->be, scr, &v->proj, h, T, out + (size_t)r0 * D, err);
     }
     free(ln1w); free(ln1b); free(ln2w); free(ln2b); free(pnw); free(pnb); free(dbias);
     free(x);
@@ -156,7 +171,8 @@ g4_status mm_embed_vision(g4_engine *e, const mm_patches *p, float *out, g4_erro
     return st;
 }
 
-g4_status mm_embed_audio(g4_engine *e, const float *frames, size_t n, float *out, g4_error *err) {
+g4_status mm_embed_audio(g4_engine *e, const float *frames, size_t n, float *out, mm_scratch *scr,
+                         g4_error *err) {
     const ckpt *ck = e->ck;
     const cfg_audio *ac = &ck->cfg.audio;
     if (!ck->audio.present || !ac->present) return G4_FAIL(err, G4_ERR_UNSUPPORTED, "audio: the model has no audio embedder");
@@ -167,7 +183,7 @@ g4_status mm_embed_audio(g4_engine *e, const float *frames, size_t n, float *out
     for (size_t r0 = 0; r0 < n && !st; r0 += MM_BATCH) {
         int T = (int)(n - r0 < MM_BATCH ? n - r0 : MM_BATCH);
         cpu_rmsnorm(x, frames + r0 * F, NULL, (size_t)T, F, (float)ac->rms_norm_eps);
-        st = be_matmul_host(e->be, &ck->audio.proj, x, T, out + r0 * D, err);
+        st = be_matmul_host(e->be, scr, &ck->audio.proj, x, T, out + r0 * D, err);
     }
     free(x);
     if (st) g4_error_prefix(err, "audio embedder");

@@ -495,17 +495,19 @@ g4_status g4_mm_prompt_embed(g4_engine *e, const g4_mm_inputs *in, float **rows,
     if (!r) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory for %zu soft tokens", in->n_rows);
     g4_status st = G4_OK;
     size_t off = 0;
+    mm_scratch scr = {0};
     for (size_t i = 0; i < in->n && !st; i++) {
         const mm_item *it = &in->it[i];
         if (it->audio) {
-            st = mm_embed_audio(e, it->frames, it->nf, r + off * d, err);
+            st = mm_embed_audio(e, it->frames, it->nf, r + off * d, &scr, err);
             off += it->nf;
         } else {
-            st = mm_embed_vision(e, &it->p, r + off * d, err);
+            st = mm_embed_vision(e, &it->p, r + off * d, &scr, err);
             off += (size_t)it->p.n;
         }
         if (st) g4_error_prefix(err, "%s", it->label);
     }
+    mm_scratch_free(e, &scr);
     if (st) {
         free(r);
         return st;

@@ -30,10 +30,18 @@ g4_status mm_image_patches(const mimg *img, int patch, int k, int budget, mm_pat
 g4_status mm_audio_frames(const float *x, size_t n, int F, float **out, size_t *n_frames, g4_error *err);
 
 struct g4_engine;
+/* Backend buffers of the embedders' products, kept across the media items of a prompt (a GPU
+ * allocation per product cost ~1 ms each: most of a video's embedding time). Zero-init. */
+typedef struct mm_scratch {
+    float *x, *y;
+    size_t x_cap, y_cap;   /* floats */
+} mm_scratch;
+void mm_scratch_free(struct g4_engine *e, mm_scratch *s);
 /* Soft tokens of patches: out float [p->n, hidden] (caller-allocated). */
-g4_status mm_embed_vision(struct g4_engine *e, const mm_patches *p, float *out, g4_error *err);
+g4_status mm_embed_vision(struct g4_engine *e, const mm_patches *p, float *out, mm_scratch *scr, g4_error *err);
 /* Soft tokens of audio frames [n, F]: out float [n, hidden]. */
-g4_status mm_embed_audio(struct g4_engine *e, const float *frames, size_t n, float *out, g4_error *err);
+g4_status mm_embed_audio(struct g4_engine *e, const float *frames, size_t n, float *out, mm_scratch *scr,
+                         g4_error *err);
 /* Video timestamp "MM:SS" of seconds s (Python f"{int(s // 60):02d}:{int(s % 60):02d}"). */
 void mm_timestamp(double s, char buf[32]);
 
