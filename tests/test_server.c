@@ -186,3 +186,85 @@ TEST(openai_parse_media_parts) {
     CHECK_EQ_INT(r.n_media, 0);
     oai_request_free(&r);
 }
+
+/* The streamed text is brought up to date incrementally (gen_text.h): at every step it must equal
+ * the decode of all ids so far. Random sequences mixing ordinary pieces, byte-fallback pieces that
+ * form valid, cut and invalid UTF-8 runs, special tokens and unknown ids; the tiny fixture's
+ * tokenizer and the real 262k Gemma one (skipped without ../shared). */
+static void textstream_equivalence(g4_tokenizer *tok, const char *name) {
+    const int32_t V = g4_tokenizer_vocab_size(tok);
+    int32_t bytes[256];
+    int nb = 0;
+    for (int b = 0; b < 256; b++) {
+        char piece[8];
+        snprintf(piece, sizeof piece, "<0x%02X>", b);
+        bytes[b] = g4_token_id(tok, piece);
+        nb += bytes[b] >= 0;
+    }
+    const int32_t sp[] = {g4_token_id(tok, "<bos>"), g4_token_id(tok, "<eos>"), g4_token_id(tok, "<start_of_turn>")};
+    uint64_t rs = 0x9E3779B97F4A7C15ull;
+    int fails = 0, steps = 0;
+    for (int seq = 0; seq < 40 && !fails; seq++) {
+        enum { N = 160 };
+        int32_t ids[N];
+        for (int i = 0; i < N; i++) {
+            rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+            unsigned r = (unsigned)(rs >> 33) % 100;
+            const char *euro = "\xE2\x82\xAC";
+            if (r < 55 || !nb) ids[i] = (int32_t)((rs >> 8) % (uint64_t)V);
+            else if (r < 75 && i + 3 <= N) {   /* a whole 3-byte character, sometimes cut short */
+                int m = (rs >> 20) % 4 ? 3 : 1 + (int)((rs >> 24) % 2);
+                for (int j = 0; j < m; j++) ids[i + j] = bytes[(unsigned char)euro[j]];
+                i += m - 1;
+            } else if (r < 85) ids[i] = bytes[0x80 + (rs >> 40) % 64];   /* a stray continuation byte */
+            else if (r < 90) ids[i] = bytes[(rs >> 40) % 128];           /* ASCII byte */
+            else if (r < 97) ids[i] = sp[(rs >> 40) % 3];
+            else ids[i] = V + 5;                                          /* unknown: skipped */
+            if (ids[i] < 0) ids[i] = 1;
+        }
+        g4_textstream ts;
+        g4_textstream_init(&ts, tok, NULL, 0);
+        g4_error err = {0};
+        for (size_t n = 1; n <= N && !fails; n++) {
+            const char *d;
+            size_t dl;
+            bool stopped;
+            REQUIRE(g4_textstream_update(&ts, ids, n, n == N, &d, &dl, &stopped, NULL, &err) == G4_OK);
+            char *full = NULL;
+            size_t fl = 0;
+            REQUIRE(g4_detokenize(tok, ids, n, G4_DETOKENIZE_SKIP_SPECIAL, &full, &fl, &err) == G4_OK);
+            if (fl != ts.len || memcmp(full, ts.text, fl)) {
+                fails++;
+                if (getenv("G4_TEST_VERBOSE")) {
+                    fprintf(stderr, "step %zu ids:", n);
+                    for (size_t j = n > 8 ? n - 8 : 0; j < n; j++) fprintf(stderr, " %d", ids[j]);
+                    fprintf(stderr, "\nwhole [%zu]: ", fl);
+                    for (size_t j = fl > 24 ? fl - 24 : 0; j < fl; j++) fprintf(stderr, "%02x", (unsigned char)full[j]);
+                    fprintf(stderr, "\nincr  [%zu]: ", ts.len);
+                    for (size_t j = ts.len > 24 ? ts.len - 24 : 0; j < ts.len; j++) fprintf(stderr, "%02x", (unsigned char)ts.text[j]);
+                    fprintf(stderr, "\n");
+                }
+            }
+            steps++;
+            free(full);
+        }
+        CHECK_MSG(!fails, "%s: sequence %d: incremental text differs from the whole decode", name, seq);
+        g4_textstream_free(&ts);
+    }
+    printf("     %s: %d steps, incremental text = whole decode\n", name, steps);
+}
+
+TEST(textstream_incremental_equals_whole_decode) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/models/tiny-a", t_fixtures());
+    g4_tokenizer *tok = NULL;
+    g4_error err = {0};
+    REQUIRE(g4_tokenizer_load(p, &tok, &err) == G4_OK);
+    textstream_equivalence(tok, "tiny-a");
+    g4_tokenizer_free(tok);
+    if (!t_shared()) SKIP("../shared not present: the real tokenizer part");
+    snprintf(p, sizeof p, "%s/data/gemma3-tokenizer/tokenizer.json", t_shared());
+    REQUIRE(g4_tokenizer_load(p, &tok, &err) == G4_OK);
+    textstream_equivalence(tok, "gemma3 262k");
+    g4_tokenizer_free(tok);
+}

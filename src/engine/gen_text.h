@@ -1,12 +1,19 @@
 /* gen_text.h - streaming detokenization with stop strings (shared by g4_generate
  * and the server's scheduler).
  *
- * After each new token the generated ids are detokenized as a whole and the new
+ * After each new token the text of all generated ids is brought up to date and the new
  * suffix is released, except
  *   - a tail that could still become a stop string (longest stop length - 1 bytes),
  *   - a tail of U+FFFD that may be an incomplete byte-fallback character;
  * both are released by a final update. A stop string ends generation and neither
- * it nor anything after it is released (vLLM's default). */
+ * it nor anything after it is released (vLLM's default).
+ *
+ * Bringing the text up to date costs O(new tokens), not O(all): ids[0..anchor) are known to
+ * decode to text[0..anchor_len) (the text there ended clean, no U+FFFD), and the rest is the
+ * decode of a window that starts at a plain token c0 < anchor (tok_decode_plain: no byte run
+ * crosses it, the decoders' first-token rules hit it in both decodes) minus the window's decode
+ * up to the anchor; when that is not a prefix of it (a byte run turned invalid) or the
+ * tokenizer's decoders are not local, the whole sequence is decoded again. */
 #ifndef G4_GEN_TEXT_H
 #define G4_GEN_TEXT_H
 
@@ -22,8 +29,9 @@ typedef struct g4_textstream {
     unsigned detok_flags;       /* G4_DETOKENIZE_SKIP_SPECIAL by default */
     size_t emitted;             /* bytes of the decoded text already released */
     size_t max_stop;
-    char *text;                 /* latest full decode */
-    size_t len;
+    char *text;                 /* the decode of all ids so far */
+    size_t len, cap;
+    size_t anchor, anchor_len;  /* ids[0..anchor) decode to text[0..anchor_len) */
 } g4_textstream;
 
 void g4_textstream_init(g4_textstream *ts, const g4_tokenizer *tok, const char *const *stop, size_t n_stop);

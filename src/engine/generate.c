@@ -1,9 +1,8 @@
 /* generate.c - the sampling loop shared by `g4 run` and the server, and the
  * streaming detokenizer with stop strings (gen_text.h) the server reuses.
  *
- * Text streaming: after each token the generated ids are detokenized as a whole
- * (the tokenizer's decode is linear and cheap next to a forward step) and the new
- * suffix is released, except
+ * Text streaming: after each token the text of the generated ids is brought up to date
+ * (incrementally, see gen_text.h) and the new suffix is released, except
  *   - a tail that could still become a stop string (longest stop length - 1 bytes),
  *   - a tail of U+FFFD that may be an incomplete byte-fallback character;
  * both are released at the end. A stop string ends generation and neither it nor
@@ -11,6 +10,7 @@
 #include "engine/engine.h"
 #include "engine/gen_text.h"
 #include "engine/sample.h"
+#include "text/tokenizer.h"
 #include "base/status.h"
 
 #include <stdlib.h>
@@ -45,6 +45,67 @@ void g4_textstream_init(g4_textstream *ts, const g4_tokenizer *tok, const char *
 void g4_textstream_free(g4_textstream *ts) {
     free(ts->text);
     ts->text = NULL;
+    ts->len = ts->cap = ts->anchor = ts->anchor_len = 0;
+}
+
+/* ts->text = the decode of ids[0..n) (gen_text.h: incremental from the anchor when it can be) */
+static g4_status text_update(g4_textstream *ts, const int32_t *ids, size_t n, g4_error *err) {
+    const g4_tokenizer *t = ts->tok;
+    const unsigned fl = ts->detok_flags;
+    size_t a = ts->anchor, c0 = 0;
+    if (a > 0 && a <= n && tok_decode_local(t)) {
+        /* the window starts at the last plain token before the anchor (at most 64 back) */
+        size_t k = a;
+        while (k > 0 && a - k < 64 && !tok_decode_plain(t, ids[k - 1], fl)) k--;
+        if (k > 0 && tok_decode_plain(t, ids[k - 1], fl)) c0 = k - 1;
+    }
+    char *w = NULL, *c = NULL;
+    size_t wl = 0, cl = 0;
+    g4_status st;
+    if (c0 > 0) {
+        if ((st = g4_detokenize(t, ids + c0, a - c0, fl, &c, &cl, err))) return st;
+        if ((st = g4_detokenize(t, ids + c0, n - c0, fl, &w, &wl, err))) {
+            free(c);
+            return st;
+        }
+        if (wl >= cl && !memcmp(w, c, cl) && ts->anchor_len <= ts->len) {
+            size_t need = ts->anchor_len + (wl - cl) + 1;
+            if (need > ts->cap) {
+                size_t cap = ts->cap ? ts->cap : 256;
+                while (cap < need) cap *= 2;
+                char *p = realloc(ts->text, cap);
+                if (!p) {
+                    free(c);
+                    free(w);
+                    return G4_FAIL(err, G4_ERR_NOMEM, "detokenize: out of memory");
+                }
+                ts->text = p;
+                ts->cap = cap;
+            }
+            memcpy(ts->text + ts->anchor_len, w + cl, wl - cl);
+            ts->len = ts->anchor_len + (wl - cl);
+            ts->text[ts->len] = 0;
+        } else {
+            c0 = 0;
+        }
+        free(c);
+        free(w);
+    }
+    if (c0 == 0) {   /* the whole sequence; the old anchor's text may have changed (a byte run) */
+        if ((st = g4_detokenize(t, ids, n, fl, &w, &wl, err))) return st;
+        free(ts->text);
+        ts->text = w;
+        ts->len = wl;
+        ts->cap = wl + 1;
+        ts->anchor = ts->anchor_len = 0;
+    }
+    /* the anchor moves to a clean end (a later byte may still turn a run invalid: the prefix
+     * check above then falls back to the whole decode) */
+    if (!(ts->len >= 3 && !memcmp(ts->text + ts->len - 3, "\xEF\xBF\xBD", 3))) {
+        ts->anchor = n;
+        ts->anchor_len = ts->len;
+    }
+    return G4_OK;
 }
 
 g4_status g4_textstream_update(g4_textstream *ts, const int32_t *out, size_t n, bool final, const char **delta,
@@ -52,10 +113,7 @@ g4_status g4_textstream_update(g4_textstream *ts, const int32_t *out, size_t n, 
     *delta = "";
     *dlen = 0;
     *stopped = false;
-    free(ts->text);
-    ts->text = NULL;
-    ts->len = 0;
-    g4_status st = g4_detokenize(ts->tok, out, n, ts->detok_flags, &ts->text, &ts->len, err);
+    g4_status st = text_update(ts, out, n, err);
     if (st) return st;
     size_t from = ts->emitted > ts->max_stop ? ts->emitted - ts->max_stop : 0;
     size_t cut = ts->len;

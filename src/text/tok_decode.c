@@ -176,3 +176,22 @@ g4_status g4_detokenize(const g4_tokenizer *t, const int32_t *ids, size_t n, uns
     *len = total;
     return G4_OK;
 }
+
+bool tok_decode_local(const g4_tokenizer *t) {
+    if (!t->has_decoder) return true;   /* pieces joined by spaces */
+    for (int k = 0; k < t->n_dec; k++) {
+        const tok_op *op = &t->dec[k];
+        switch (op->kind) {
+        case OP_REPLACE: case OP_BYTEFALLBACK: case OP_FUSE: case OP_METASPACE: break;
+        case OP_STRIP: if (op->stop) return false; break;
+        default: return false;
+        }
+    }
+    return true;
+}
+
+bool tok_decode_plain(const g4_tokenizer *t, int32_t id, unsigned flags) {
+    if (id < 0 || id >= t->n_vocab || !(t->flags[id] & TOKF_PRESENT)) return false;
+    if ((flags & G4_DETOKENIZE_SKIP_SPECIAL) && (t->flags[id] & TOKF_SPECIAL)) return false;
+    return tok_piece_byte(tok_str(t, t->piece_off[id]), t->piece_len[id]) < 0;
+}

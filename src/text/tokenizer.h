@@ -123,6 +123,13 @@ int32_t tok_trie_child(const tok_trie *tr, int32_t node, unsigned char c);
 g4_status tok_normalize(const g4_tokenizer *t, const char *s, size_t n, char **out, size_t *out_len);
 /* Byte value of a "<0xHH>" token string per HF's ByteFallback decoder, else -1. */
 int tok_piece_byte(const char *p, size_t n);
+/* Incremental decoding (gen_text.h): true when every decoder op acts on its own items or on the
+ * start of the text only (Replace, ByteFallback, Fuse, Metaspace, Strip of leading content), so
+ * that a window decode that starts at a plain token differs from the whole decode only at its
+ * start. plain: id is decoded under flags (present, not a skipped special token) and is not a
+ * byte-fallback piece (a byte run never starts before it). */
+bool tok_decode_local(const g4_tokenizer *t);
+bool tok_decode_plain(const g4_tokenizer *t, int32_t id, unsigned flags);
 static inline const char *tok_str(const g4_tokenizer *t, uint32_t off) { return t->arena + off; }
 
 #endif
