@@ -249,30 +249,40 @@ __global__ void __launch_bounds__(NW * 32, U == 4 ? 3 : 1) k_attn(const attn_arg
     }
 }
 
-__global__ void k_attn_combine(float *out, const float *ws, int Hq, int hd, int nsplit, int t_off, const cu_row *rows) {
+/* one block per (query head, query): the splits' log-sum-exp weights exp(m_s - M) once into shared
+ * memory (not once per output dim), then every output dim is a weighted sum of the partials over
+ * independent loads. The arithmetic (terms, order, the division by L) is the per-dim loop's. */
+__global__ void __launch_bounds__(128) k_attn_combine(float *out, const float *ws, int Hq, int hd, int nsplit,
+                                                      int t_off, const cu_row *rows) {
+    __shared__ float wsp[256], lsp[256];   /* nsplit <= 256 (attn_run) */
+    __shared__ float red[4];
     pdl_wait();
     const int hq = blockIdx.x, tz = blockIdx.y;
     const int st = hd + 2;
     const float *base = ws + ((size_t)tz * Hq + hq) * nsplit * st;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float M = -INFINITY;
-    for (int s = 0; s < nsplit; s++) M = fmaxf(M, base[(size_t)s * st + hd]);
-    float L = 0.0f;
-    for (int s = 0; s < nsplit; s++) {
-        float m = base[(size_t)s * st + hd];
-        if (m != -INFINITY) L += base[(size_t)s * st + hd + 1] * expf(m - M);
+    for (int s = threadIdx.x; s < nsplit; s += blockDim.x) M = fmaxf(M, base[(size_t)s * st + hd]);
+    M = warp_max(M);
+    if (lane == 0) red[warp] = M;
+    __syncthreads();
+    M = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
+    for (int s = threadIdx.x; s < nsplit; s += blockDim.x) {
+        const float m = base[(size_t)s * st + hd];
+        wsp[s] = m == -INFINITY ? 0.0f : expf(m - M);
+        lsp[s] = base[(size_t)s * st + hd + 1];
     }
+    __syncthreads();
+    float L = 0.0f;   /* in split order, as every thread needs it */
+    for (int s = 0; s < nsplit; s++)
+        if (wsp[s] != 0.0f) L += lsp[s] * wsp[s];
     const int orow = rows ? rows[t_off + tz].row : t_off + tz;
     float *o = out + ((size_t)orow * Hq + hq) * hd;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float v = 0.0f;
-        if (L > 0.0f) {
-            for (int s = 0; s < nsplit; s++) {
-                float m = base[(size_t)s * st + hd];
-                if (m != -INFINITY) v += base[(size_t)s * st + d] * expf(m - M);
-            }
-            v /= L;
-        }
-        o[d] = v;
+#pragma unroll 8
+        for (int s = 0; s < nsplit; s++) v += base[(size_t)s * st + d] * wsp[s];
+        o[d] = L > 0.0f ? v / L : 0.0f;
     }
 }
 
