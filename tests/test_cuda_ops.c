@@ -64,17 +64,13 @@ static dbuf dnew(size_t n, const float *init) {
     free(h);
     return d;
 }
-/* copy back; check guards; returns host copy of the n values */
-static float *dget(dbuf d, const char *what) {
-    float *h = malloc((d.n + 2 * G) * sizeof(float));
-    g4_error err = {0};
-    g4_status st = g_cu->to_host(g_cu, h, d.base, d.n + 2 * G, &err);
-    CHECK_MSG(st == G4_OK, "%s: to_host: %s", what, err.msg);
+/* h: the host copy of a buffer [G | n | G] whose guards hold guard0 + i % 7: check them, return
+ * the n values (malloc'd), release the device buffer */
+static float *take_inner(dbuf d, float *h, float guard0, const char *what) {
     bool ok = true;
     for (size_t i = 0; i < G; i++) {
-        if (h[i] != (float)(i % 7) + 1234.5f) ok = false;
         size_t j = G + d.n + i;
-        if (h[j] != (float)(j % 7) + 1234.5f) ok = false;
+        if (h[i] != (float)(i % 7) + guard0 || h[j] != (float)(j % 7) + guard0) ok = false;
     }
     CHECK_MSG(ok, "%s: guard region overwritten", what);
     float *r = malloc(d.n * sizeof(float) + 4);
@@ -82,6 +78,14 @@ static float *dget(dbuf d, const char *what) {
     free(h);
     g_cu->release(g_cu, d.base);
     return r;
+}
+/* copy back; check guards; returns host copy of the n values */
+static float *dget(dbuf d, const char *what) {
+    float *h = malloc((d.n + 2 * G) * sizeof(float));
+    g4_error err = {0};
+    g4_status st = g_cu->to_host(g_cu, h, d.base, d.n + 2 * G, &err);
+    CHECK_MSG(st == G4_OK, "%s: to_host: %s", what, err.msg);
+    return take_inner(d, h, 1234.5f, what);
 }
 /* KV caches: the same guard layout in the cache's format, f16 (default) or float (guard values are
  * small integers, exact in f16) */
@@ -105,15 +109,7 @@ static float *kvget(dbuf d, const char *what) {
     g4_error err = {0};
     g4_status st = be_cuda_kv_to_host(g_cu, h, d.base, d.n + 2 * G, &err);
     CHECK_MSG(st == G4_OK, "%s: kv to host: %s", what, err.msg);
-    bool ok = true;
-    for (size_t i = 0; i < G; i++)
-        if (h[i] != (float)(i % 7) + 100.0f || h[G + d.n + i] != (float)((G + d.n + i) % 7) + 100.0f) ok = false;
-    CHECK_MSG(ok, "%s: guard region overwritten", what);
-    float *r = malloc(d.n * sizeof(float) + 4);
-    memcpy(r, h + G, d.n * sizeof(float));
-    free(h);
-    g_cu->release(g_cu, d.base);
-    return r;
+    return take_inner(d, h, 100.0f, what);
 }
 /* x[0..n) rounded to f16 as the device rounds (so CPU references see the cache's values) */
 static void kv_round(float *x, size_t n) {

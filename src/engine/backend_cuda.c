@@ -482,20 +482,20 @@ static g4_status cb_matmul3(be *b, float *y0, float *y1, float *y2, const float 
     bool one_path = true;
     for (int i = 1; i < n; i++) one_path = one_path && path_of(C(b), T, cw[i]) == p0;
     if (W.same && one_path && p0 == P_GEMV) return check(b, cu_gemv(x, T, cw, ys, n, 0, C(b)->stream), "gemv", err);
+    /* x is converted again only when a product's path or width differs from the last converted one */
+    const cu_weight *prepared = NULL;
+    int prepared_path = P_GEMV;
     for (int i = 0; i < n && !st; i++) {
         const int p = path_of(C(b), T, cw[i]);
         if (p == P_GEMV) {
             st = check(b, cu_gemv(x, T, &cw[i], &ys[i], 1, 0, C(b)->stream), "gemv", err);
             continue;
         }
-        /* x is converted again only when this product's path or width differs from the last one's */
-        bool again = true;
-        for (int j = i - 1; j >= 0 && again; j--) {
-            if (path_of(C(b), T, cw[j]) == P_GEMV) continue;
-            again = path_of(C(b), T, cw[j]) != p || cw[j]->k != cw[i]->k || cw[j]->kp != cw[i]->kp;
-            break;
+        if (!prepared || prepared_path != p || prepared->k != cw[i]->k || prepared->kp != cw[i]->kp) {
+            st = prep_x(b, p, x, T, cw[i], err);
+            prepared = cw[i];
+            prepared_path = p;
         }
-        if (again) st = prep_x(b, p, x, T, cw[i], err);
         if (!st) st = product(b, p, ys[i], T, cw[i], err);
     }
     return st;
