@@ -17,6 +17,7 @@
 #include "engine/engine.h"
 #include "base/status.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/threadpool.h"
 #include "model/codec.h"
 
 #include <math.h>
@@ -101,6 +102,7 @@ static bool ensure(be *b, float **p, size_t *cap, size_t n) {
 void mm_scratch_free(g4_engine *e, mm_scratch *s) {
     if (s->x) e->be->release(e->be, s->x);
     if (s->y) e->be->release(e->be, s->y);
+    tp_free(s->pool);
     *s = (mm_scratch){0};
 }
 
@@ -113,6 +115,71 @@ static g4_status be_matmul_dev(be *b, mm_scratch *scr, const ckpt_linear *w, con
     if (!st) st = b->matmul(b, scr->y, scr->x, T, w, err);
     if (!st) st = b->to_host(b, y_host, scr->y, ny, err);
     return st;
+}
+
+/* value i of a checkpoint vector (the BF16 case inline: the position table is read per element) */
+static inline float vec_at(const ckpt_vec *v, int64_t i) {
+    if (v->format == CKPT_BF16) {
+        uint16_t b;
+        memcpy(&b, (const unsigned char *)v->data + i * 2, 2);
+        uint32_t u = (uint32_t)b << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    return ckpt_float_at(v->data, v->format, i);
+}
+
+/* The host passes of the vision embedder, over rows in parallel (each row's arithmetic is the
+ * same whatever the split). phase 0: x = LayerNorm(patch) for the rows of the batch at r0;
+ * phase 1: h += bias -> LayerNorm -> + position rows (read where a patch needs them: converting
+ * the whole [S, 2, E] table cost ~45 ms per image / video frame) -> LayerNorm -> RMSNorm. */
+enum { VIS_ROWS = 8 };
+typedef struct vis_rows {
+    const mm_patches *p;
+    float *x, *h;
+    int r0, T, P, E, phase;
+    const float *ln1w, *ln1b, *ln2w, *ln2b, *pnw, *pnb, *dbias;
+    const ckpt_vec *pe;
+    double eps;
+    float rms_eps;
+} vis_rows;
+
+static void vis_task(void *ctx, int task, int thread) {
+    (void)thread;
+    const vis_rows *c = ctx;
+    const int t0 = task * VIS_ROWS, t1 = t0 + VIS_ROWS < c->T ? t0 + VIS_ROWS : c->T;
+    const int P = c->P, E = c->E;
+    if (c->phase == 0) {
+        float *x = c->x + (size_t)t0 * P;
+        memcpy(x, c->p->pix + (size_t)(c->r0 + t0) * P, (size_t)(t1 - t0) * P * sizeof *x);
+        layernorm(x, (size_t)(t1 - t0), P, c->ln1w, c->ln1b, c->eps);
+        return;
+    }
+    float *h = c->h + (size_t)t0 * E;
+    for (int t = t0; t < t1; t++) {
+        float *u = c->h + (size_t)t * E;
+        if (c->dbias)
+            for (int i = 0; i < E; i++) u[i] += c->dbias[i];
+    }
+    layernorm(h, (size_t)(t1 - t0), E, c->ln2w, c->ln2b, c->eps);
+    for (int t = t0; t < t1; t++) {
+        float *u = c->h + (size_t)t * E;
+        const int64_t ox = ((int64_t)c->p->pos[2 * (c->r0 + t)] * 2 + 0) * E;
+        const int64_t oy = ((int64_t)c->p->pos[2 * (c->r0 + t) + 1] * 2 + 1) * E;
+        for (int i = 0; i < E; i++) u[i] = u[i] + (vec_at(c->pe, ox + i) + vec_at(c->pe, oy + i));
+    }
+    layernorm(h, (size_t)(t1 - t0), E, c->pnw, c->pnb, c->eps);
+    cpu_rmsnorm(h, h, NULL, (size_t)(t1 - t0), E, c->rms_eps);
+}
+
+/* the scratch's host pool (created on first use, up to 16 threads; NULL: the calling thread) */
+static tp_pool *host_pool(mm_scratch *scr) {
+    if (!scr->pool) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        if (tp_create(nc > 16 ? 16 : nc > 0 ? (int)nc : 1, &scr->pool, NULL)) scr->pool = NULL;
+    }
+    return scr->pool;
 }
 
 g4_status mm_embed_vision(g4_engine *e, const mm_patches *p, float *out, mm_scratch *scr, g4_error *err) {
@@ -132,37 +199,25 @@ g4_status mm_embed_vision(g4_engine *e, const mm_patches *p, float *out, mm_scra
     float *ln2w = vec_f32(&v->patch_ln2_w), *ln2b = vec_f32(&v->patch_ln2_b);
     float *pnw = vec_f32(&v->pos_norm_w), *pnb = vec_f32(&v->pos_norm_b);
     float *dbias = vec_f32(&v->patch_dense.bias);
-    /* the position table ([S, 2, E], 34 MB as float for the 12B) is read row by row where a patch
-     * needs it: converting all of it cost ~45 ms per image (per frame of a video) */
-    const ckpt_vec *pe = &v->pos_embedding;
     int bt = p->n < MM_BATCH ? p->n : MM_BATCH;
     float *x = malloc((size_t)bt * P * sizeof *x);
     float *h = malloc((size_t)bt * E * sizeof *h);
     g4_status st = G4_OK;
     if (!ln1w || !ln1b || !ln2w || !ln2b || !pnw || !pnb || !x || !h)
         st = G4_FAIL(err, G4_ERR_NOMEM, "image: out of memory in the embedder");
-    double eps_ln = vc->layer_norm_eps > 0 ? vc->layer_norm_eps : 1e-5;
+    vis_rows c = {.p = p, .x = x, .h = h, .P = P, .E = E, .ln1w = ln1w, .ln1b = ln1b, .ln2w = ln2w, .ln2b = ln2b,
+                  .pnw = pnw, .pnb = pnb, .dbias = dbias, .pe = &v->pos_embedding,
+                  .eps = vc->layer_norm_eps > 0 ? vc->layer_norm_eps : 1e-5, .rms_eps = (float)vc->rms_norm_eps};
+    tp_pool *pool = host_pool(scr);
     for (int r0 = 0; r0 < p->n && !st; r0 += bt) {
-        int T = p->n - r0 < bt ? p->n - r0 : bt;
-        memcpy(x, p->pix + (size_t)r0 * P, (size_t)T * P * sizeof *x);
-        layernorm(x, (size_t)T, P, ln1w, ln1b, eps_ln);
-        if ((st = be_matmul_host(e->be, scr, &v->patch_dense, x, T, h, err))) break;
-        for (int t = 0; t < T; t++) {
-            float *u = h + (size_t)t * E;
-            if (dbias)
-                for (int i = 0; i < E; i++) u[i] += dbias[i];
-        }
-        layernorm(h, (size_t)T, E, ln2w, ln2b, eps_ln);
-        for (int t = 0; t < T; t++) {
-            float *u = h + (size_t)t * E;
-            const int64_t ox = ((int64_t)p->pos[2 * (r0 + t)] * 2 + 0) * E;
-            const int64_t oy = ((int64_t)p->pos[2 * (r0 + t) + 1] * 2 + 1) * E;
-            for (int i = 0; i < E; i++)
-                u[i] = u[i] + (ckpt_float_at(pe->data, pe->format, ox + i) + ckpt_float_at(pe->data, pe->format, oy + i));
-        }
-        layernorm(h, (size_t)T, E, pnw, pnb, eps_ln);
-        cpu_rmsnorm(h, h, NULL, (size_t)T, E, (float)vc->rms_norm_eps);
-        st = be_matmul_host(e->be, scr, &v->proj, h, T, out + (size_t)r0 * D, err);
+        c.r0 = r0;
+        c.T = p->n - r0 < bt ? p->n - r0 : bt;
+        c.phase = 0;
+        tp_run(pool, (c.T + VIS_ROWS - 1) / VIS_ROWS, vis_task, &c);
+        if ((st = be_matmul_host(e->be, scr, &v->patch_dense, x, c.T, h, err))) break;
+        c.phase = 1;
+        tp_run(pool, (c.T + VIS_ROWS - 1) / VIS_ROWS, vis_task, &c);
+        st = be_matmul_host(e->be, scr, &v->proj, h, c.T, out + (size_t)r0 * D, err);
     }
     free(ln1w); free(ln1b); free(ln2w); free(ln2b); free(pnw); free(pnb); free(dbias);
     free(x);
