@@ -57,6 +57,11 @@ int cu_mem_info(size_t *free_b, size_t *total_b);
 void cu_set_pdl(int on);
 /* Device-to-device copy bandwidth in GB/s (bytes read + bytes written, best of reps). */
 double cu_copy_gbs(size_t bytes, int reps);
+/* events for the phase profiler (G4_CUDA_PROFILE) */
+int cu_event_create(void **ev);
+void cu_event_destroy(void *ev);
+int cu_event_record(void *ev, void *stream);
+int cu_event_ms(float *ms, void *from, void *to);   /* both complete */
 
 /* CUDA graphs of a stream. */
 int cu_capture_begin(void *stream);

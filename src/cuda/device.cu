@@ -109,6 +109,15 @@ extern "C" int cu_sync(void *stream) {
 }
 extern "C" void cu_set_pdl(int on) { g_cu_pdl = on; }
 
+extern "C" int cu_event_create(void **ev) { return (int)cudaEventCreate((cudaEvent_t *)ev); }
+extern "C" void cu_event_destroy(void *ev) {
+    if (ev) cudaEventDestroy((cudaEvent_t)ev);
+}
+extern "C" int cu_event_record(void *ev, void *stream) { return (int)cudaEventRecord((cudaEvent_t)ev, (cudaStream_t)stream); }
+extern "C" int cu_event_ms(float *ms, void *from, void *to) {
+    return (int)cudaEventElapsedTime(ms, (cudaEvent_t)from, (cudaEvent_t)to);
+}
+
 extern "C" double cu_copy_gbs(size_t bytes, int reps) {
     void *a = NULL, *b = NULL;
     if (cudaMalloc(&a, bytes) || cudaMalloc(&b, bytes)) {

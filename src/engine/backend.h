@@ -125,6 +125,9 @@ struct be {
      * log-probability; G4_ERR_UNSUPPORTED when it cannot (n_skip too big) */
     g4_status (*argmax)(be *b, const float *x, size_t n, int rows, const int32_t *skip, size_t n_skip, int32_t *out,
                         float *lp, g4_error *err);
+    /* phase profiler (NULL unless enabled, G4_CUDA_PROFILE=1): the work queued from now on, until
+     * the next mark or finish, is timed as phase `name` of a forward over `rows` rows */
+    void (*mark)(be *b, const char *name, int rows);
     /* device bytes held by the backend; *weights gets the bytes of uploaded weights */
     size_t (*mem_used)(be *b, size_t *weights);
 };

@@ -128,6 +128,15 @@ typedef struct cu_ctx {
     cu_row *d_rows, *h_rows;
     size_t d_rows_bytes;
     int rows_n, rows_layers;
+    /* phase profiler (G4_CUDA_PROFILE=1, graphs off): an event per mark since the last finish,
+     * free events, and the totals per (phase, row class) printed when the backend is freed */
+    int prof;
+    struct pmark { void *ev; const char *name; int cls; } *pm;
+    size_t pm_n, pm_cap;
+    void **evs;
+    size_t evs_n, evs_cap;
+    struct ptotal { const char *name; int cls; double ms; long n; } pt[48];
+    int pt_n;
 } cu_ctx;
 
 static cu_ctx *C(be *b) { return (cu_ctx *)b->ctx; }
@@ -312,11 +321,17 @@ static bool upl_from_vec(const ckpt_vec *v, int64_t rows, upl *u) {
 }
 
 /* ---- basic ops ---- */
+static void prof_print(cu_ctx *c);
 static void cb_free(be *b) {
     if (!b) return;
     cu_ctx *c = C(b);
     if (c) {
         if (c->stream) cu_sync(c->stream);
+        prof_print(c);
+        for (size_t i = 0; i < c->pm_n; i++) cu_event_destroy(c->pm[i].ev);
+        for (size_t i = 0; i < c->evs_n; i++) cu_event_destroy(c->evs[i]);
+        free(c->pm);
+        free(c->evs);
         for (int i = 0; i < N_GRAPHS; i++) cu_graph_destroy(c->graphs[i].exec);
         for (size_t i = 0; i < c->n_extra; i++) cu_free(c->extra[i]);
         free(c->extra);
@@ -565,7 +580,83 @@ static g4_status cb_residual_matmul3(be *b, float *x, float *o, const float *w_p
     return cb_matmul3(b, y0, y1, y2, xn, (int)rows, w0, w1, w2, err);
 }
 
-static g4_status cb_finish(be *b, g4_error *err) { return check(b, cu_sync(C(b)->stream), "forward", err); }
+static const char *const prof_cls[3] = {"T = 1", "1 < T < 128", "T >= 128"};
+
+static void *prof_event(cu_ctx *c) {
+    if (c->evs_n) return c->evs[--c->evs_n];
+    void *ev = NULL;
+    return cu_event_create(&ev) ? NULL : ev;
+}
+static void prof_put_event(cu_ctx *c, void *ev) {
+    if (c->evs_n == c->evs_cap) {
+        size_t cap = c->evs_cap ? 2 * c->evs_cap : 256;
+        void **p = realloc(c->evs, cap * sizeof *p);
+        if (!p) {
+            cu_event_destroy(ev);
+            return;
+        }
+        c->evs = p;
+        c->evs_cap = cap;
+    }
+    c->evs[c->evs_n++] = ev;
+}
+static void cb_mark(be *b, const char *name, int rows) {
+    cu_ctx *c = C(b);
+    if (c->capturing) return;
+    if (c->pm_n == c->pm_cap) {
+        size_t cap = c->pm_cap ? 2 * c->pm_cap : 512;
+        struct pmark *p = realloc(c->pm, cap * sizeof *p);
+        if (!p) return;
+        c->pm = p;
+        c->pm_cap = cap;
+    }
+    void *ev = prof_event(c);
+    if (!ev || cu_event_record(ev, c->stream)) return;
+    c->pm[c->pm_n++] = (struct pmark){ev, name, rows <= 1 ? 0 : rows < 128 ? 1 : 2};
+}
+/* after the stream is idle: the time from each mark to the next (the last one to `end`) */
+static void prof_account(cu_ctx *c, void *end) {
+    for (size_t i = 0; i < c->pm_n; i++) {
+        float ms = 0.f;
+        if (cu_event_ms(&ms, c->pm[i].ev, i + 1 < c->pm_n ? c->pm[i + 1].ev : end)) ms = 0.f;
+        int k = 0;
+        while (k < c->pt_n && (strcmp(c->pt[k].name, c->pm[i].name) || c->pt[k].cls != c->pm[i].cls)) k++;
+        if (k == c->pt_n && c->pt_n < (int)(sizeof c->pt / sizeof c->pt[0]))
+            c->pt[c->pt_n++] = (struct ptotal){c->pm[i].name, c->pm[i].cls, 0, 0};
+        if (k < c->pt_n) {
+            c->pt[k].ms += ms;
+            c->pt[k].n++;
+        }
+        prof_put_event(c, c->pm[i].ev);
+    }
+    c->pm_n = 0;
+}
+static void prof_print(cu_ctx *c) {
+    if (!c->pt_n) return;
+    fprintf(stderr, "g4 CUDA phase profile (events between phase marks, graphs off):\n");
+    for (int cls = 0; cls < 3; cls++) {
+        double tot = 0;
+        for (int k = 0; k < c->pt_n; k++) tot += c->pt[k].cls == cls ? c->pt[k].ms : 0;
+        if (tot <= 0) continue;
+        fprintf(stderr, "  forwards of %s rows: %.1f ms\n", prof_cls[cls], tot);
+        for (int k = 0; k < c->pt_n; k++)
+            if (c->pt[k].cls == cls)
+                fprintf(stderr, "    %-32s %10.2f ms %5.1f %%  %8ld x %8.1f us\n", c->pt[k].name, c->pt[k].ms,
+                        100.0 * c->pt[k].ms / tot, c->pt[k].n, 1e3 * c->pt[k].ms / (double)c->pt[k].n);
+    }
+}
+
+static g4_status cb_finish(be *b, g4_error *err) {
+    cu_ctx *c = C(b);
+    void *end = c->pm_n ? prof_event(c) : NULL;
+    if (end) cu_event_record(end, c->stream);
+    g4_status st = check(b, cu_sync(c->stream), "forward", err);
+    if (end) {
+        prof_account(c, end);
+        prof_put_event(c, end);
+    }
+    return st;
+}
 
 /* scratch: the attention workspace (free between forwards): 2048 floats of partials, then the
  * index and the log-probability */
@@ -918,6 +1009,8 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
     c->flash_min_t = env_int("G4_CUDA_FLASH_MIN_T", 128);
     c->w4_min_t = env_int("G4_CUDA_W4_MIN_T", 8);
     c->fuse_res = env_int("G4_CUDA_FUSE_RESIDUAL", 1);
+    c->prof = env_int("G4_CUDA_PROFILE", 0) == 1;
+    if (c->prof) c->use_graph = 0;   /* each phase queued eagerly, so that its events bound it */
     {
         const char *kv = getenv("G4_CUDA_KV");
         if (kv && strcmp(kv, "f16") && strcmp(kv, "f32")) {
@@ -1029,6 +1122,7 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
     b->graph_end = cb_graph_end;
     b->forget = cb_forget;
     b->mem_used = cb_mem_used;
+    if (c->prof) b->mark = cb_mark;
     if (name) snprintf(name, name_len, "cuda (%s)", dev);
     *out = b;
     return G4_OK;

@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* phase boundaries for the backend's profiler (G4_CUDA_PROFILE=1), nothing otherwise */
+#define MARK(b, name, rows) do { if ((b)->mark) (b)->mark((b), (name), (rows)); } while (0)
+
 /* batched: the one-token groups' attention runs through be->attention_rows (table uploaded by
  * eng_forward); the other groups (prefill chunks) run one by one */
 static g4_status layer_forward(g4_engine *e, eng_ws *w, const eng_group *g, int ng, const int *row0, int R, int l,
@@ -37,6 +40,7 @@ static g4_status layer_forward(g4_engine *e, eng_ws *w, const eng_group *g, int 
      * previous layer's post-FFN residual is pending (w->o = its down projection): x = (x + rms(o))
      * * layer_scalar, xn = rms(x; input_norm), fused with this layer's q/k/v products. */
     const bool kv = L->geo.k_eq_v;
+    MARK(b, "qkv (+ residual)", R);
     if (l == 0)
         st = b->matmul3(b, w->q, w->k, kv ? NULL : w->v, w->xn, R, &L->q_proj, &L->k_proj, kv ? NULL : &L->v_proj, err);
     else
@@ -45,6 +49,7 @@ static g4_status layer_forward(g4_engine *e, eng_ws *w, const eng_group *g, int 
                                  &L->k_proj, kv ? NULL : &L->v_proj, err);
     if (st) return st;
     int window = L->geo.type == CFG_SLIDING ? L->geo.window : 0;
+    MARK(b, window ? "attention (sliding)" : "attention (global)", R);
     if (batched && (st = b->attention_rows(b, l, w->att, w->q, w->k, w->v, nh, nkv, hd, EL->q_norm, EL->k_norm,
                                            EL->inv_freq, eps, kv, window, 1.0f, err)))
         return st;
@@ -59,12 +64,15 @@ static g4_status layer_forward(g4_engine *e, eng_ws *w, const eng_group *g, int 
                                s->n_slots[l], p0, window, s->has_blocks ? s->block_dev : NULL, 1.0f, err)))
             return st;
     }
+    MARK(b, "o", R);
     if ((st = b->matmul(b, w->o, w->att, R, &L->o_proj, err))) return st;
+    MARK(b, "gate/up + GeGLU (+ residual)", R);
     if ((st = b->residual_geglu(b, w->x, w->o, EL->post_attn_norm, 1.0f, EL->pre_ffn_norm, w->xn, (size_t)R, d, eps,
                                 w->gate, w->up, &L->gate_proj, &L->up_proj, err)))
         return st;
     /* the post-FFN residual (x = (x + rms(o)) * layer_scalar) is left pending in w->o: the next
      * layer fuses it with its q/k/v products, forward() applies the last one with the final norm */
+    MARK(b, "down", R);
     return b->matmul(b, w->o, w->gate, R, &L->down_proj, err);
 }
 
@@ -170,6 +178,7 @@ g4_status eng_forward(g4_engine *e, eng_ws *w, eng_group *g, int ng, float *all_
     int gmode = 0;
     if (!st && b->graph_begin && ng == 1 && R == 1 && !all_out && !g[0].mm && !g[0].s->has_blocks)
         st = b->graph_begin(b, g[0].s, w, ids, 1, g[0].s->n, &gmode, err);
+    if (gmode != 1) MARK(b, "embed + norm", R);
     if (!st && gmode != 1) st = b->embed(b, w->x, &e->ck->embed, V, d, ids, R, e->embed_scale, err);
     /* soft tokens overwrite the placeholder rows (not scaled by sqrt(d)) */
     for (int i = 0; i < ng && !st && gmode != 1; i++) {
@@ -186,6 +195,7 @@ g4_status eng_forward(g4_engine *e, eng_ws *w, eng_group *g, int ng, float *all_
     if (!st && gmode == 0) st = rows_table(e, g, ng, row0, &batched, err);
     for (int l = 0; l < tc->n_layers && !st && gmode != 1; l++)
         if ((st = layer_forward(e, w, g, ng, row0, R, l, batched, err))) g4_error_prefix(err, "layer %d", l);
+    if (gmode != 1) MARK(b, "final norm + lm_head", R);
     if (!st && gmode != 1) {
         const int last = tc->n_layers - 1;
         b->residual(b, w->x, w->o, e->layers[last].post_ffn_norm, e->ck->layers[last].layer_scalar, e->final_norm,
