@@ -136,7 +136,8 @@ static inline float vec_at(const ckpt_vec *v, int64_t i) {
  * the whole [S, 2, E] table cost ~45 ms per image / video frame) -> LayerNorm -> RMSNorm. */
 enum { VIS_ROWS = 8 };
 typedef struct vis_rows {
-    const mm_patches *p;
+    const float *const *src;     /* [rows] each row's patch values (P) */
+    const int32_t *const *pos;   /* [rows] each row's (x, y) */
     float *x, *h;
     int r0, T, P, E, phase;
     const float *ln1w, *ln1b, *ln2w, *ln2b, *pnw, *pnb, *dbias;
@@ -152,7 +153,7 @@ static void vis_task(void *ctx, int task, int thread) {
     const int P = c->P, E = c->E;
     if (c->phase == 0) {
         float *x = c->x + (size_t)t0 * P;
-        memcpy(x, c->p->pix + (size_t)(c->r0 + t0) * P, (size_t)(t1 - t0) * P * sizeof *x);
+        for (int t = t0; t < t1; t++) memcpy(c->x + (size_t)t * P, c->src[c->r0 + t], (size_t)P * sizeof *x);
         layernorm(x, (size_t)(t1 - t0), P, c->ln1w, c->ln1b, c->eps);
         return;
     }
@@ -165,8 +166,8 @@ static void vis_task(void *ctx, int task, int thread) {
     layernorm(h, (size_t)(t1 - t0), E, c->ln2w, c->ln2b, c->eps);
     for (int t = t0; t < t1; t++) {
         float *u = c->h + (size_t)t * E;
-        const int64_t ox = ((int64_t)c->p->pos[2 * (c->r0 + t)] * 2 + 0) * E;
-        const int64_t oy = ((int64_t)c->p->pos[2 * (c->r0 + t) + 1] * 2 + 1) * E;
+        const int64_t ox = ((int64_t)c->pos[c->r0 + t][0] * 2 + 0) * E;
+        const int64_t oy = ((int64_t)c->pos[c->r0 + t][1] * 2 + 1) * E;
         for (int i = 0; i < E; i++) u[i] = u[i] + (vec_at(c->pe, ox + i) + vec_at(c->pe, oy + i));
     }
     layernorm(h, (size_t)(t1 - t0), E, c->pnw, c->pnb, c->eps);
@@ -182,36 +183,52 @@ static tp_pool *host_pool(mm_scratch *scr) {
     return scr->pool;
 }
 
-g4_status mm_embed_vision(g4_engine *e, const mm_patches *p, float *out, mm_scratch *scr, g4_error *err) {
+g4_status mm_embed_vision(g4_engine *e, const mm_patches *const *ps, int np, float *out, mm_scratch *scr,
+                          g4_error *err) {
     const ckpt *ck = e->ck;
     const ckpt_vision *v = &ck->vision;
     const cfg_vision *vc = &ck->cfg.vision;
     if (!v->present || !vc->present) return G4_FAIL(err, G4_ERR_UNSUPPORTED, "image: the model has no vision embedder");
     int P = (int)vc->patch_dim, E = (int)vc->mm_embed_dim, D = (int)ck->cfg.text.hidden, S = (int)vc->mm_posemb_size;
-    if (p->dim != P)
-        return G4_FAIL(err, G4_ERR_INTERNAL, "image: patches of %d values, the embedder takes %d", p->dim, P);
-    for (int i = 0; i < p->n; i++)
-        if (p->pos[2 * i] < 0 || p->pos[2 * i] >= S || p->pos[2 * i + 1] < 0 || p->pos[2 * i + 1] >= S)
-            return G4_FAIL(err, G4_ERR_INVALID_ARG,
-                           "image: patch position (%d, %d) outside the position table of %d (image too elongated)",
-                           p->pos[2 * i], p->pos[2 * i + 1], S);
+    int n = 0;
+    for (int k = 0; k < np; k++) {
+        const mm_patches *p = ps[k];
+        if (p->dim != P)
+            return G4_FAIL(err, G4_ERR_INTERNAL, "image: patches of %d values, the embedder takes %d", p->dim, P);
+        for (int i = 0; i < p->n; i++)
+            if (p->pos[2 * i] < 0 || p->pos[2 * i] >= S || p->pos[2 * i + 1] < 0 || p->pos[2 * i + 1] >= S)
+                return G4_FAIL(err, G4_ERR_INVALID_ARG,
+                               "image: patch position (%d, %d) outside the position table of %d (image too elongated)",
+                               p->pos[2 * i], p->pos[2 * i + 1], S);
+        n += p->n;
+    }
+    if (!n) return G4_OK;
     float *ln1w = vec_f32(&v->patch_ln1_w), *ln1b = vec_f32(&v->patch_ln1_b);
     float *ln2w = vec_f32(&v->patch_ln2_w), *ln2b = vec_f32(&v->patch_ln2_b);
     float *pnw = vec_f32(&v->pos_norm_w), *pnb = vec_f32(&v->pos_norm_b);
     float *dbias = vec_f32(&v->patch_dense.bias);
-    int bt = p->n < MM_BATCH ? p->n : MM_BATCH;
+    int bt = n < MM_BATCH ? n : MM_BATCH;
     float *x = malloc((size_t)bt * P * sizeof *x);
     float *h = malloc((size_t)bt * E * sizeof *h);
+    const float **src = malloc((size_t)n * sizeof *src);
+    const int32_t **pos = malloc((size_t)n * sizeof *pos);
     g4_status st = G4_OK;
-    if (!ln1w || !ln1b || !ln2w || !ln2b || !pnw || !pnb || !x || !h)
+    if (!ln1w || !ln1b || !ln2w || !ln2b || !pnw || !pnb || !x || !h || !src || !pos)
         st = G4_FAIL(err, G4_ERR_NOMEM, "image: out of memory in the embedder");
-    vis_rows c = {.p = p, .x = x, .h = h, .P = P, .E = E, .ln1w = ln1w, .ln1b = ln1b, .ln2w = ln2w, .ln2b = ln2b,
-                  .pnw = pnw, .pnb = pnb, .dbias = dbias, .pe = &v->pos_embedding,
+    /* the rows of all items in order (frames of a video, consecutive images): one batch of
+     * products for many of them */
+    for (int k = 0, r = 0; k < np && !st; k++)
+        for (int i = 0; i < ps[k]->n; i++, r++) {
+            src[r] = ps[k]->pix + (size_t)i * P;
+            pos[r] = ps[k]->pos + 2 * i;
+        }
+    vis_rows c = {.src = src, .pos = pos, .x = x, .h = h, .P = P, .E = E, .ln1w = ln1w, .ln1b = ln1b, .ln2w = ln2w,
+                  .ln2b = ln2b, .pnw = pnw, .pnb = pnb, .dbias = dbias, .pe = &v->pos_embedding,
                   .eps = vc->layer_norm_eps > 0 ? vc->layer_norm_eps : 1e-5, .rms_eps = (float)vc->rms_norm_eps};
     tp_pool *pool = host_pool(scr);
-    for (int r0 = 0; r0 < p->n && !st; r0 += bt) {
+    for (int r0 = 0; r0 < n && !st; r0 += bt) {
         c.r0 = r0;
-        c.T = p->n - r0 < bt ? p->n - r0 : bt;
+        c.T = n - r0 < bt ? n - r0 : bt;
         c.phase = 0;
         tp_run(pool, (c.T + VIS_ROWS - 1) / VIS_ROWS, vis_task, &c);
         if ((st = be_matmul_host(e->be, scr, &v->patch_dense, x, c.T, h, err))) break;
@@ -222,6 +239,8 @@ g4_status mm_embed_vision(g4_engine *e, const mm_patches *p, float *out, mm_scra
     free(ln1w); free(ln1b); free(ln2w); free(ln2b); free(pnw); free(pnb); free(dbias);
     free(x);
     free(h);
+    free(src);
+    free(pos);
     if (st) g4_error_prefix(err, "image embedder");
     return st;
 }

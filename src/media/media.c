@@ -496,17 +496,30 @@ g4_status g4_mm_prompt_embed(g4_engine *e, const g4_mm_inputs *in, float **rows,
     g4_status st = G4_OK;
     size_t off = 0;
     mm_scratch scr = {0};
-    for (size_t i = 0; i < in->n && !st; i++) {
+    const mm_patches **ps = malloc((in->n ? in->n : 1) * sizeof *ps);
+    if (!ps) st = G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < in->n && !st;) {
         const mm_item *it = &in->it[i];
         if (it->audio) {
             st = mm_embed_audio(e, it->frames, it->nf, r + off * d, &scr, err);
             off += it->nf;
-        } else {
-            st = mm_embed_vision(e, &it->p, r + off * d, &scr, err);
-            off += (size_t)it->p.n;
+            if (st) g4_error_prefix(err, "%s", it->label);
+            i++;
+            continue;
         }
-        if (st) g4_error_prefix(err, "%s", it->label);
+        /* a run of images / video frames: embedded together */
+        size_t j = i, nrow = 0;
+        while (j < in->n && !in->it[j].audio) {
+            ps[j - i] = &in->it[j].p;
+            nrow += (size_t)in->it[j].p.n;
+            j++;
+        }
+        st = mm_embed_vision(e, ps, (int)(j - i), r + off * d, &scr, err);
+        if (st) g4_error_prefix(err, j - i > 1 ? "%s .. %s" : "%s", it->label, in->it[j - 1].label);
+        off += nrow;
+        i = j;
     }
+    free(ps);
     mm_scratch_free(e, &scr);
     if (st) {
         free(r);

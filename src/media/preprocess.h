@@ -39,8 +39,10 @@ typedef struct mm_scratch {
     struct tp_pool *pool;  /* host threads for the embedders' norms (made on first use) */
 } mm_scratch;
 void mm_scratch_free(struct g4_engine *e, mm_scratch *s);
-/* Soft tokens of patches: out float [p->n, hidden] (caller-allocated). */
-g4_status mm_embed_vision(struct g4_engine *e, const mm_patches *p, float *out, mm_scratch *scr, g4_error *err);
+/* Soft tokens of the patches of np images (video frames) in order: out float [sum of n, hidden]
+ * (caller-allocated); their rows share the embedder's batches. */
+g4_status mm_embed_vision(struct g4_engine *e, const mm_patches *const *ps, int np, float *out, mm_scratch *scr,
+                          g4_error *err);
 /* Soft tokens of audio frames [n, F]: out float [n, hidden]. */
 g4_status mm_embed_audio(struct g4_engine *e, const float *frames, size_t n, float *out, mm_scratch *scr,
                          g4_error *err);
