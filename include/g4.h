@@ -140,9 +140,16 @@ typedef struct g4_session g4_session;
 
 typedef enum g4_device { G4_DEVICE_AUTO = 0, G4_DEVICE_CPU = 1, G4_DEVICE_CUDA = 2 } g4_device;
 
+/* KV cache format. AUTO: f16 on CUDA (the environment's G4_CUDA_KV=f16|f32 may choose), float32 on
+ * the CPU; F16 with the CPU backend is refused (G4_ERR_UNSUPPORTED). */
+typedef enum g4_kv_dtype { G4_KV_AUTO = 0, G4_KV_F16 = 1, G4_KV_F32 = 2 } g4_kv_dtype;
+/* "auto", "float16" / "f16" / "half", "float32" / "f32" / "float" -> *out; false otherwise */
+bool g4_kv_dtype_parse(const char *s, g4_kv_dtype *out);
+
 typedef struct g4_engine_options {
     int n_threads;          /* CPU threads; <= 0: all cores */
     g4_device device;       /* AUTO: CUDA when built with it and a GPU is present, else CPU */
+    g4_kv_dtype kv_cache_dtype;
     int max_context;        /* default context limit of new sessions; <= 0: the model's
                                max_position_embeddings capped at 8192 */
     bool no_tokenizer;      /* do not load tokenizer.json (ids-only use) */
@@ -157,6 +164,7 @@ const g4_tokenizer *g4_engine_tokenizer(const g4_engine *e);
 int32_t g4_engine_vocab(const g4_engine *e);
 int g4_engine_max_context(const g4_engine *e);           /* default context of new sessions */
 const char *g4_engine_device_name(const g4_engine *e);   /* "cpu", "cuda (NVIDIA H200)" */
+const char *g4_engine_kv_cache_dtype(const g4_engine *e);   /* "float16" or "float32" */
 /* Bytes the decoder reads per generated token (weights of every Linear + lm_head + norms). */
 size_t g4_engine_bytes_per_token(const g4_engine *e);
 /* Measure the memory ceiling of the engine's device now (CPU: all-thread read

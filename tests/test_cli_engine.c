@@ -87,6 +87,8 @@ TEST(cli_run_text_and_errors) {
         "run %s/models/tiny-a --tokens 2 --ctx 99999999",            /* context over the model's limit */
         "run %s/models/tiny-a --tokens 2 --temperature -1",          /* bad value */
         "logits %s/models/tiny-a --tokens 2,3",                      /* missing --npy */
+        "run %s/models/tiny-a --tokens 2 --kv-cache-dtype fp8",      /* unknown KV cache dtype */
+        "run %s/models/tiny-a --tokens 2 --device cpu --kv-cache-dtype float16",   /* f16 cache needs CUDA */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char c[512];
@@ -106,6 +108,12 @@ TEST(cli_bench_json) {
     const char *keys[] = {"\"decode_tok_s\"", "\"ceiling_gbs\"", "\"ratio_to_ceiling\"", "\"ttft_s\"",
                           "\"bytes_per_token\"", "\"device\""};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) CHECK_MSG(strstr(out, keys[i]), "%s missing: %s", keys[i], out);
+    /* the KV cache format: float32 on the CPU, whether asked for or by default */
+    CHECK_MSG(strstr(out, "\"kv_cache_dtype\": \"float32\""), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen 2 --threads 2 --device cpu "
+             "--kv-cache-dtype float32", t_g4_bin(), t_fixtures());
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "\"kv_cache_dtype\": \"float32\""), "%s", out);
 }
 
 /* --baseline: the transformers baseline in the same run, here a stand-in script (the real one,
@@ -140,4 +148,13 @@ TEST(cli_bench_baseline) {
              t_tmpdir(), t_g4_bin(), t_fixtures());
     CHECK_EQ_INT(t_run(cmd, out, sizeof out), 1);
     CHECK_MSG(strstr(out, "\"baseline_error\": ") && strstr(out, "\"decode_tok_s\""), "%s", out);
+}
+
+TEST(kv_cache_dtype_names) {
+    g4_kv_dtype d = G4_KV_F32;
+    CHECK(g4_kv_dtype_parse("auto", &d) && d == G4_KV_AUTO);
+    CHECK(g4_kv_dtype_parse("half", &d) && d == G4_KV_F16);
+    CHECK(g4_kv_dtype_parse("float16", &d) && d == G4_KV_F16);
+    CHECK(g4_kv_dtype_parse("f32", &d) && d == G4_KV_F32);
+    CHECK(!g4_kv_dtype_parse("fp8", &d) && !g4_kv_dtype_parse("", &d) && !g4_kv_dtype_parse(NULL, &d));
 }

@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* gate: check the logits against tol; full: also greedy and cached decode vs prefill (fp32 paths) */
 static void cuda_parity_x(const char *name, double tol, bool gate, bool full, int chunk) {
@@ -170,4 +171,27 @@ TEST(cuda_parity_tiny_wc_flash) {
     unsetenv("G4_CUDA_FLASH_MIN_T");
     unsetenv("G4_CUDA_W4_MIN_T");
     unsetenv("G4_CUDA_TC_MIN_T");
+}
+
+/* the engine option picks the KV cache format, over G4_CUDA_KV */
+TEST(cuda_kv_cache_dtype_option) {
+    NEED_GPU();
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/models/tiny-a", t_fixtures());
+    g4_error err = {0};
+    const struct { g4_kv_dtype opt; const char *env, *want; } cases[] = {
+        {G4_KV_AUTO, NULL, "float16"}, {G4_KV_F32, NULL, "float32"}, {G4_KV_F16, "f32", "float16"},
+        {G4_KV_AUTO, "f32", "float32"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].env) setenv("G4_CUDA_KV", cases[i].env, 1);
+        g4_engine_options o = {.device = G4_DEVICE_CUDA, .no_tokenizer = true, .kv_cache_dtype = cases[i].opt};
+        g4_engine *e = NULL;
+        g4_status st = g4_engine_open(dir, &o, &e, &err);
+        if (cases[i].env) unsetenv("G4_CUDA_KV");
+        CHECK_MSG(st == G4_OK, "case %zu: %s", i, err.msg);
+        if (st) continue;
+        CHECK_MSG(!strcmp(g4_engine_kv_cache_dtype(e), cases[i].want), "case %zu: %s, want %s", i,
+                  g4_engine_kv_cache_dtype(e), cases[i].want);
+        g4_engine_free(e);
+    }
 }

@@ -80,6 +80,8 @@ int args_parse(args *a, int argc, char **argv, const char *cmd) {
             float f;
             ok = parse_float(v, 0.001f, 36000, &f);
             a->media_opt.audio_max_seconds = f;
+        } else if (!strcmp(o, "--kv-cache-dtype") && v) {
+            ok = g4_kv_dtype_parse(v, &a->kv_dtype);
         } else if (!strcmp(o, "--device") && v) {
             if (!strcmp(v, "cpu")) a->device = G4_DEVICE_CPU;
             else if (!strcmp(v, "cuda")) a->device = G4_DEVICE_CUDA;

@@ -27,7 +27,8 @@ int bench_media(args *a) {
     static const char *kname[] = {"", "image", "audio", "video"};
     g4_error err = {0};
     g4_engine *e = NULL;
-    g4_engine_options eo = {.n_threads = a->threads, .device = a->device, .max_context = a->ctx > 0 ? a->ctx : 8192};
+    g4_engine_options eo = {.n_threads = a->threads, .device = a->device, .kv_cache_dtype = a->kv_dtype,
+                            .max_context = a->ctx > 0 ? a->ctx : 8192};
     g4_status st = g4_engine_open(a->model, &eo, &e, &err);
     if (st) {
         fprintf(stderr, "g4 bench: %s: %s\n", g4_status_name(st), err.msg);

@@ -51,7 +51,8 @@ int cmd_bench(int argc, char **argv) {
     g4_error err = {0};
     g4_engine *e = NULL;
     int ctx = a.ctx > 0 ? a.ctx : a.bench_prompt + a.bench_gen + 1;
-    g4_engine_options eo = {.n_threads = a.threads, .device = a.device, .max_context = ctx, .no_tokenizer = true};
+    g4_engine_options eo = {.n_threads = a.threads, .device = a.device, .kv_cache_dtype = a.kv_dtype, .max_context = ctx,
+                            .no_tokenizer = true};
     g4_status st = g4_engine_open(a.model, &eo, &e, &err);
     if (st) {
         fprintf(stderr, "g4 bench: %s: %s\n", g4_status_name(st), err.msg);
@@ -99,6 +100,7 @@ int cmd_bench(int argc, char **argv) {
     size_t dev_w = 0, dev_used = g4_engine_device_mem(e, &dev_w), wbytes = g4_engine_weight_bytes(e);
     char dev[256];
     snprintf(dev, sizeof dev, "%s", g4_engine_device_name(e));
+    const char *kvd = g4_engine_kv_cache_dtype(e);   /* a string literal: outlives the engine */
     g4_session_free(s);
     g4_engine_free(e);   /* before the baseline: its model needs the device memory */
     free(ids);
@@ -113,9 +115,10 @@ int cmd_bench(int argc, char **argv) {
         printf("{\"model\": \"%s\", \"device\": \"%s\", \"machine\": \"%s\", \"weight_bytes\": %zu, "
                "\"bytes_per_token\": %.0f, \"ceiling_gbs\": %.2f, \"prompt_tokens\": %d, \"prefill_tok_s\": %.2f, "
                "\"ttft_s\": %.4f, \"decode_tokens\": %zu, \"decode_tok_s\": %.3f, \"decode_gbs\": %.2f, "
-               "\"ratio_to_ceiling\": %.3f, \"reps\": %d, \"device_weight_bytes\": %zu, \"device_mem_used\": %zu",
+               "\"ratio_to_ceiling\": %.3f, \"reps\": %d, \"device_weight_bytes\": %zu, \"device_mem_used\": %zu, "
+               "\"kv_cache_dtype\": \"%s\"",
                a.model, dev, un.machine, wbytes, bpt, mem, a.bench_prompt, pre_tps, best_prefill, n_gen, dec_tps,
-               dec_gbs, mem > 0 ? dec_gbs / mem : 0, a.bench_reps, dev_w, dev_used);
+               dec_gbs, mem > 0 ? dec_gbs / mem : 0, a.bench_reps, dev_w, dev_used, kvd);
         if (a.bench_baseline && !brc)
             printf(", \"baseline\": {\"engine\": \"%s\", \"ttft_s\": %.4f, \"decode_tok_s\": %.3f}, "
                    "\"decode_x_baseline\": %.2f, \"ttft_x_baseline\": %.2f",
@@ -124,10 +127,10 @@ int cmd_bench(int argc, char **argv) {
             printf(", \"baseline_error\": \"%s\"", berr);
         printf("}\n");
     } else {
-        printf("model            %s\ndevice           %s\nweights          %.3f GB, %.3f GB read per token\n"
+        printf("model            %s\ndevice           %s (KV cache %s)\nweights          %.3f GB, %.3f GB read per token\n"
                "ceiling          %.2f GB/s (measured now)\nprefill          %d tokens: %.1f tok/s, TTFT %.4f s\n"
                "decode           %zu tokens: %.2f tok/s = %.2f GB/s = %.1f%% of the ceiling\n",
-               a.model, dev, wbytes / 1e9, bpt / 1e9, mem, a.bench_prompt, pre_tps, best_prefill, n_gen, dec_tps,
+               a.model, dev, kvd, wbytes / 1e9, bpt / 1e9, mem, a.bench_prompt, pre_tps, best_prefill, n_gen, dec_tps,
                dec_gbs, mem > 0 ? 100 * dec_gbs / mem : 0);
         if (dev_used) printf("device memory    %.3f GB weights, %.3f GB in use\n", dev_w / 1e9, dev_used / 1e9);
         if (a.bench_baseline && !brc)

@@ -148,8 +148,9 @@ g4_status be_cuda_upload_vec(be *b, const ckpt_vec *v, g4_error *err);
 /* op tests: a KV cache buffer (kv_alloc's format) holding host[0..n) / its values as floats */
 float *be_cuda_kv_upload(be *b, const float *host, size_t n);
 g4_status be_cuda_kv_to_host(be *b, float *host, const float *kv, size_t n, g4_error *err);
-/* op tests: the KV cache format of caches allocated from now on (f16 or float) */
+/* the KV cache format of caches allocated from now on (f16 or float; engine options, op tests) */
 void be_cuda_set_kv_f16(be *b, bool on);
+bool be_cuda_kv_f16(const be *b);
 /* op tests: T at and above which matmuls take the tensor-core (BF16 cuBLAS) path */
 void be_cuda_set_tc_min_t(be *b, int t);
 /* op tests: T at and above which attention takes the tensor-core kernel (attn_flash.cu) */

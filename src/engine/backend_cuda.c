@@ -58,6 +58,10 @@ void be_cuda_set_kv_f16(be *b, bool on) {
     (void)b;
     (void)on;
 }
+bool be_cuda_kv_f16(const be *b) {
+    (void)b;
+    return false;
+}
 void be_cuda_set_tc_min_t(be *b, int t) {
     (void)b;
     (void)t;
@@ -951,6 +955,7 @@ g4_status be_cuda_kv_to_host(be *b, float *host, const float *kv, size_t n, g4_e
 }
 
 void be_cuda_set_kv_f16(be *b, bool on) { C(b)->kv16 = on; }
+bool be_cuda_kv_f16(const be *b) { return ((const cu_ctx *)b->ctx)->kv16 != 0; }
 void be_cuda_set_tc_min_t(be *b, int t) { C(b)->tc_min_t = t < 1 ? 1 : t; }
 void be_cuda_set_flash_min_t(be *b, int t) { C(b)->flash_min_t = t < 2 ? 2 : t; }
 void be_cuda_set_w4_min_t(be *b, int t) { C(b)->w4_min_t = t < 2 ? 2 : t; }

@@ -93,8 +93,14 @@ g4_status g4_engine_open(const char *model_dir, const g4_engine_options *opt, g4
     }
     /* AUTO: CUDA when this build has it and a device is present, else the CPU */
     bool cuda = o.device == G4_DEVICE_CUDA || (o.device == G4_DEVICE_AUTO && be_cuda_available());
+    if (!cuda && o.kv_cache_dtype == G4_KV_F16) {
+        st = G4_FAIL(err, G4_ERR_UNSUPPORTED, "KV cache dtype float16: the CPU backend keeps a float32 KV cache "
+                                              "(float16 needs the CUDA backend)");
+        goto fail;
+    }
     if (cuda) {
         if ((st = be_cuda_create(e->ck, &e->be, e->device_name, sizeof e->device_name, err))) goto fail;
+        if (o.kv_cache_dtype != G4_KV_AUTO) be_cuda_set_kv_f16(e->be, o.kv_cache_dtype == G4_KV_F16);
     } else {
         int threads = o.n_threads > 0 ? o.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
         if (threads < 1) threads = 1;
@@ -170,6 +176,18 @@ size_t g4_engine_device_mem(const g4_engine *e, size_t *weights) {
     return e->be->mem_used ? e->be->mem_used(e->be, weights) : 0;
 }
 const char *g4_engine_device_name(const g4_engine *e) { return e->device_name; }
+const char *g4_engine_kv_cache_dtype(const g4_engine *e) {
+    return strcmp(e->be->name, "cuda") == 0 && be_cuda_kv_f16(e->be) ? "float16" : "float32";
+}
+
+bool g4_kv_dtype_parse(const char *s, g4_kv_dtype *out) {
+    if (!s) return false;
+    if (!strcmp(s, "auto")) *out = G4_KV_AUTO;
+    else if (!strcmp(s, "float16") || !strcmp(s, "f16") || !strcmp(s, "half")) *out = G4_KV_F16;
+    else if (!strcmp(s, "float32") || !strcmp(s, "f32") || !strcmp(s, "float")) *out = G4_KV_F32;
+    else return false;
+    return true;
+}
 size_t g4_engine_bytes_per_token(const g4_engine *e) { return e->ck->stats.bytes_per_token; }
 
 size_t g4_engine_eos(const g4_engine *e, const int32_t **ids) {

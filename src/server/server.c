@@ -132,7 +132,8 @@ static void send_error(conn *c, int status, const char *msg, const char *param) 
 static void *loader(void *arg) {
     server *S = arg;
     g4_error err = {0};
-    g4_engine_options eo = {.n_threads = S->o.threads, .device = S->o.device, .max_context = S->o.max_model_len};
+    g4_engine_options eo = {.n_threads = S->o.threads, .device = S->o.device, .kv_cache_dtype = S->o.kv_cache_dtype,
+                            .max_context = S->o.max_model_len};
     g4_status st = g4_engine_open(S->o.model, &eo, &S->e, &err);
     if (!st && !g4_engine_tokenizer(S->e))
         st = G4_FAIL(&err, G4_ERR_TOKENIZER, "%s: no tokenizer.json: the server needs one", S->o.model);

@@ -19,6 +19,7 @@ typedef struct srv_opts {
     const char *api_key;        /* NULL: no auth */
     const char *served_name;    /* NULL: the model path */
     g4_device device;
+    g4_kv_dtype kv_cache_dtype;
     int threads;
     size_t max_body;            /* request body cap (default 32 MiB) */
     int max_conns;              /* concurrent connections (default 1024) */

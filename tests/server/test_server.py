@@ -337,3 +337,20 @@ def test_lm_eval_local_completions_loglikelihood(server, tmp_path):
     assert results, p.stdout[-2000:]
     acc = json.loads(results[0].read_text())["results"]["g4_tiny_ll"]["acc,none"]
     assert 0.0 <= acc <= 1.0
+
+
+def test_kv_cache_dtype_flag():
+    """--kv-cache-dtype: a bad name is a usage error; float16 on the CPU backend is refused at start,
+    with a message, not a crash; float32 serves."""
+    from conftest import G4, MODEL, Server
+    p = subprocess.run([G4, "serve", MODEL, "--kv-cache-dtype", "fp8"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "--kv-cache-dtype" in p.stderr
+    p = subprocess.run([G4, "serve", MODEL, "--device", "cpu", "--kv-cache-dtype", "float16", "--port", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "float32 KV cache" in (p.stdout + p.stderr)
+    s = Server("--device", "cpu", "--kv-cache-dtype", "float32")
+    try:
+        with urllib.request.urlopen(s.url + "/health", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        s.stop()
