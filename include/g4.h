@@ -238,6 +238,9 @@ g4_status g4_batch_step(g4_batch *b, const g4_batch_item *items, int n_items, g4
  * backend (use g4_session_argmax per item). */
 g4_status g4_batch_argmax(g4_batch *b, const int32_t *suppress, size_t n_suppress, int32_t *ids, float *logprobs,
                           g4_error *err);
+/* After a successful step: the logits of every item's last row on the host, [n_items][vocab] in item
+ * order (one copy for the step; valid until the next step or g4_batch_free); NULL on error. */
+const float *g4_batch_logits(g4_batch *b, g4_error *err);
 size_t g4_session_length(const g4_session *s);          /* tokens held */
 int g4_session_max_context(const g4_session *s);
 

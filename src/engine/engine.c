@@ -508,6 +508,7 @@ g4_status g4_batch_create(g4_engine *e, int max_rows, int max_items, g4_batch **
 void g4_batch_free(g4_batch *bt) {
     if (!bt) return;
     eng_ws_free(bt->e, &bt->ws);
+    free(bt->host_logits);
     free(bt);
 }
 
@@ -516,6 +517,7 @@ g4_status g4_batch_step(g4_batch *bt, const g4_batch_item *items, int n_items, g
     be *b = e->be;
     size_t V = (size_t)e->ck->cfg.text.vocab;
     bt->last_n = 0;
+    bt->host_ok = false;
     if (n_items < 1 || n_items > bt->ws.groups)
         return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch step: %d items (capacity %d)", n_items, bt->ws.groups);
     eng_group g[n_items];
@@ -552,6 +554,28 @@ g4_status g4_batch_step(g4_batch *bt, const g4_batch_item *items, int n_items, g
     if (st)
         for (int i = 0; i < n_items; i++) g[i].s->n = 0;
     return st;
+}
+
+const float *g4_batch_logits(g4_batch *bt, g4_error *err) {
+    if (!bt->last_n) {
+        G4_FAIL(err, G4_ERR_INVALID_ARG, "batch logits: no step to read");
+        return NULL;
+    }
+    if (bt->host_ok) return bt->host_logits;
+    be *b = bt->e->be;
+    const size_t n = (size_t)bt->last_n * (size_t)bt->e->ck->cfg.text.vocab;
+    if (n > bt->host_cap) {
+        float *p = realloc(bt->host_logits, n * sizeof *p);
+        if (!p) {
+            G4_FAIL(err, G4_ERR_NOMEM, "out of memory for %d rows of logits", bt->last_n);
+            return NULL;
+        }
+        bt->host_logits = p;
+        bt->host_cap = n;
+    }
+    if (b->to_host(b, bt->host_logits, bt->ws.logits, n, err)) return NULL;
+    bt->host_ok = true;
+    return bt->host_logits;
 }
 
 g4_status g4_batch_argmax(g4_batch *bt, const int32_t *suppress, size_t n_suppress, int32_t *ids, float *logprobs,

@@ -70,6 +70,9 @@ struct g4_batch {
     g4_engine *e;
     eng_ws ws;
     int last_n;   /* items of the last successful step (their logits are in ws.logits), else 0 */
+    float *host_logits;   /* g4_batch_logits: [last_n][vocab] copy, grown on demand */
+    size_t host_cap;      /* floats */
+    bool host_ok;         /* host_logits holds the last step's rows */
 };
 
 /* One group of new rows: tokens[0..T) of session s at positions s->n .. s->n+T-1.

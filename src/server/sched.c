@@ -9,6 +9,7 @@
 #include "engine/engine.h"
 #include "engine/gen_text.h"
 #include "engine/sample.h"
+#include "cpu/threadpool.h"
 #include "base/status.h"
 
 #include <math.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 double srv_now(void) {
     struct timespec ts;
@@ -112,6 +114,9 @@ struct sched {
     g4_batch_item *items;
     seq **item_seq;
     g4_sampler smp;
+    tp_pool *pool;              /* host draws of a step in parallel, one sampler scratch per thread */
+    g4_sampler *smps;
+    int n_smp;
     int V;
     const int32_t *eos, *sup;
     size_t n_eos, n_sup;
@@ -262,8 +267,9 @@ static bool greedy_dev(const seq *q) { return g4_sampling_is_greedy(&q->sampling
 
 /* Sample the next token of q from its session's logits and publish it. pre (may be NULL): the
  * step's batched device argmax of q's row (pre[0] id, pre_lp its log-probability), used when q
- * is greedy_dev. Returns false when q finished (and was freed). */
-static bool sample_seq(sched *s, seq *q, const int32_t *pre, float pre_lp) {
+ * is greedy_dev; hpick / row (may be NULL): the step's host draw for q and q's logits row, used
+ * when it is not. Returns false when q finished (and was freed). */
+static bool sample_seq(sched *s, seq *q, const int32_t *pre, float pre_lp, const int32_t *hpick, const float *row) {
     srv_req *r = q->r;
     srv_choice *c = &r->choices[q->choice];
     /* greedy without top logprobs: the argmax (and the chosen token's log-probability when
@@ -277,6 +283,9 @@ static bool sample_seq(sched *s, seq *q, const int32_t *pre, float pre_lp) {
     if (pre && greedy_dev(q)) {
         id = *pre;
         lp1 = pre_lp;
+    } else if (hpick && row && !greedy_dev(q)) {
+        id = *hpick;
+        logits = row;
     } else if (!greedy_dev(q) || g4_session_argmax_lp(ss, s->sup, s->n_sup, &id, r->lp_stride ? &lp1 : NULL, &aerr)) {
         logits = g4_session_logits(ss);
         g4_history h = {q->tok, q->n_prompt, q->tok + q->n_prompt, q->n_gen};
@@ -495,6 +504,25 @@ static void remove_run(sched *s, seq *q) {
         }
 }
 
+/* the host draws of a step (step 5), one task per row */
+typedef struct host_draws {
+    sched *s;
+    const float *L;      /* [items][V] */
+    size_t V;
+    const int32_t *k;    /* [n] item index of each draw */
+    int32_t *id;         /* [items] the drawn tokens */
+    int n;
+} host_draws;
+
+static void host_draw(void *ctx, int task, int thread) {
+    const host_draws *d = ctx;
+    const int k = d->k[task];
+    seq *q = d->s->item_seq[k];
+    g4_history h = {q->tok, q->n_prompt, q->tok + q->n_prompt, q->n_gen};
+    d->id[k] = g4_sample(&d->s->smps[thread], d->L + (size_t)k * d->V, &q->sampling, &h, d->s->sup, d->s->n_sup,
+                         &q->rng);
+}
+
 static void step(sched *s) {
     /* 1. cancelled requests */
     for (size_t i = 0; i < s->n_run;) {
@@ -539,7 +567,7 @@ static void step(sched *s) {
         seq *q = s->run[i];
         if (q->need_sample) {
             q->need_sample = false;
-            if (!sample_seq(s, q, NULL, 0.f)) {
+            if (!sample_seq(s, q, NULL, 0.f, NULL, NULL)) {
                 remove_run(s, q);
                 continue;
             }
@@ -609,10 +637,26 @@ static void step(sched *s) {
     float glp[ni];
     g4_error gerr = {0};
     bool have_g = n_greedy >= 2 && g4_batch_argmax(s->batch, s->sup, s->n_sup, gid, glp, &gerr) == G4_OK;
+    /* the other rows (temperature, penalties, top logprobs) draw on the host: the step's logits in
+     * one copy, the draws in parallel - each sequence has its own generator, so the tokens are
+     * those of one draw after the other */
+    host_draws hd = {.s = s, .V = (size_t)s->V};
+    int32_t hid[ni], hk[ni];
+    for (int k = 0; k < ni; k++) {
+        seq *q = s->item_seq[k];
+        if (g4_session_length(s->sess[q->slot]) >= q->n_prompt && !greedy_dev(q)) hk[hd.n++] = k;
+    }
+    if (hd.n && (hd.L = g4_batch_logits(s->batch, &gerr))) {
+        hd.k = hk;
+        hd.id = hid;
+        tp_run(s->pool, hd.n, host_draw, &hd);
+    }
     for (int k = 0; k < ni; k++) {
         seq *q = s->item_seq[k];
         if (g4_session_length(s->sess[q->slot]) < q->n_prompt) continue;   /* prefill continues */
-        if (!sample_seq(s, q, have_g ? &gid[k] : NULL, have_g ? glp[k] : 0.f)) remove_run(s, q);
+        const float *row = hd.L ? hd.L + (size_t)k * hd.V : NULL;
+        if (!sample_seq(s, q, have_g ? &gid[k] : NULL, have_g ? glp[k] : 0.f, row ? &hid[k] : NULL, row))
+            remove_run(s, q);
     }
     metrics_set_load(s->m, (int)s->n_run, waiting, (double)s->n_run / s->o.max_num_seqs);
 }
@@ -711,6 +755,15 @@ g4_status sched_create(g4_engine *e, const sched_opts *o, srv_metrics *m, sched 
         st = G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
         goto fail;
     }
+    /* host draws in parallel: up to 8 threads (each sampler scratch is ~13 bytes per vocab entry) */
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    s->n_smp = nc > 8 ? 8 : nc > 1 ? (int)nc : 1;
+    s->smps = calloc((size_t)s->n_smp, sizeof *s->smps);
+    if (!s->smps) st = G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < s->n_smp && !st; i++)
+        if (g4_sampler_init(&s->smps[i], s->V)) st = G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    if (!st && s->n_smp > 1 && tp_create(s->n_smp, &s->pool, err)) st = G4_ERR_NOMEM;
+    if (st) goto fail;
     for (int i = 0; i < N && !st; i++) st = g4_session_create(e, o->max_model_len, &s->sess[i], err);
     int rows = o->token_budget > e->max_chunk ? o->token_budget : e->max_chunk;
     if (!st) st = g4_batch_create(e, N + rows, N, &s->batch, err);
@@ -764,6 +817,9 @@ void sched_free(sched *s) {
     for (int i = 0; s->sess && i < s->o.max_num_seqs; i++) g4_session_free(s->sess[i]);
     g4_batch_free(s->batch);
     g4_sampler_free(&s->smp);
+    tp_free(s->pool);
+    for (int i = 0; s->smps && i < s->n_smp; i++) g4_sampler_free(&s->smps[i]);
+    free(s->smps);
     free(s->sess);
     free(s->busy);
     free(s->last_used);

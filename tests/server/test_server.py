@@ -277,6 +277,28 @@ def test_32_concurrent_greedy_streams_equal_sequential(server):
     assert len(set(seq)) > 1
 
 
+def test_16_concurrent_seeded_sampled_streams_equal_sequential(server):
+    """Sampled rows of a step draw on the host in parallel, each from its own seeded generator: the
+    same tokens as the requests one at a time (temperature, top-p, a repetition penalty, and one
+    with top logprobs)."""
+    cl = client(server)
+    reqs = [dict(messages=[{"role": "user", "content": f"Story {i}"}], temperature=0.7 + 0.05 * i, top_p=0.95,
+                 seed=100 + i, repetition_penalty=1.1 if i % 3 == 0 else 1.0) for i in range(16)]
+    reqs[5].update(logprobs=True, top_logprobs=3)
+
+    def run(kw):
+        r = cl.chat.completions.create(model="tiny", max_tokens=20, extra_body={"repetition_penalty":
+                                       kw.get("repetition_penalty", 1.0)},
+                                       **{k: v for k, v in kw.items() if k != "repetition_penalty"})
+        return r.choices[0].message.content
+
+    seq = [run(kw) for kw in reqs]
+    with cf.ThreadPoolExecutor(16) as ex:
+        par = list(ex.map(run, reqs))
+    assert par == seq
+    assert len(set(seq)) > 1
+
+
 def test_api_key_and_queue_full():
     s = Server("--api-key", "sekret", "--max-num-seqs", "1", "--max-queue", "1", "--max-model-len", "2048")
     try:
