@@ -5,7 +5,7 @@ Standard library only (runs on machines without network access). For each
 concurrency level N it keeps N streams busy (N x --rounds requests in all), each
 a streamed /v1/completions request with a --prompt-len token-id prompt (random
 ids, distinct per request so prefix reuse does not flatter the numbers) and
---gen output tokens (ignore_eos, greedy), and reports
+--gen output tokens (ignore_eos; greedy, or sampled with --temperature / --top-p), and reports
   agg_decode_tok_s   generated tokens / wall time of the level
   ttft_p50_s/p99_s   time to the first streamed token
   itl_mean_s         mean inter-token gap within a stream
@@ -115,8 +115,10 @@ async def run_level(args, n, vocab_hi, rng):
     async def worker(w):
         for r in range(args.rounds):
             prompt = [rng.randrange(args.id_lo, vocab_hi) for _ in range(args.prompt_len)]
-            body = {"model": args.model, "prompt": prompt, "max_tokens": args.gen, "temperature": 0,
-                    "ignore_eos": True, "stream": True, "logprobs": 0}
+            body = {"model": args.model, "prompt": prompt, "max_tokens": args.gen,
+                    "temperature": args.temperature, "ignore_eos": True, "stream": True, "logprobs": 0}
+            if args.temperature > 0:   # sampled traffic: the host draws of the scheduler
+                body.update(top_p=args.top_p, seed=args.seed * 100003 + w * 1009 + r)
             res = await one_request(host, port, path, body, headers)
             results.append(res)
             if r:
@@ -164,6 +166,8 @@ def main():
     ap.add_argument("--id-lo", type=int, default=1000, help="prompt ids are drawn from [id-lo, vocab)")
     ap.add_argument("--vocab", type=int, default=None, help="default: 262144 (Gemma), or 512 for tiny models")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--temperature", type=float, default=0.0, help="> 0: sampled requests (seeded, with --top-p)")
+    ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--card", default=None, help="GPU name for the report (default: nvidia-smi)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args()
@@ -177,7 +181,8 @@ def main():
     if args.id_lo >= vocab:
         args.id_lo = 3
     rng = random.Random(args.seed)
-    report = {"url": args.url, "model": args.model, "card": card_name(args), "levels": []}
+    report = {"url": args.url, "model": args.model, "card": card_name(args), "temperature": args.temperature,
+              "levels": []}
     for n in [int(x) for x in args.concurrency.split(",") if x]:
         lvl = asyncio.run(run_level(args, n, vocab, rng))
         report["levels"].append(lvl)
