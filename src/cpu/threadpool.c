@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -166,6 +167,12 @@ void tp_free(tp_pool *p) {
 }
 
 int tp_threads(const tp_pool *p) { return p ? p->n : 1; }
+
+int tp_cores(int cap) {
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    if (nc < 1) nc = 1;
+    return nc < cap ? (int)nc : cap;
+}
 
 void tp_run(tp_pool *p, int n_tasks, tp_fn fn, void *ctx) {
     if (n_tasks <= 0) return;

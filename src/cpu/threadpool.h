@@ -21,6 +21,8 @@ typedef void (*tp_fn)(void *ctx, int task, int thread);
 g4_status tp_create(int n_threads, tp_pool **out, g4_error *err);
 /* Stops and joins the workers. NULL is a no-op. */
 void tp_free(tp_pool *pool);
+/* The online cores, at least 1 and at most cap: a pool's default size. */
+int tp_cores(int cap);
 /* Total threads (1 for NULL). */
 int tp_threads(const tp_pool *pool);
 /* Parallel-for; blocks until every task has finished. n_tasks <= 0 does nothing. */

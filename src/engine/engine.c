@@ -1,15 +1,16 @@
 /* engine.c - g4_engine and g4_session (see g4.h and engine.h). */
 #include "engine/engine.h"
+#include "engine/sample.h"
 #include "base/status.h"
 #include "cpu/cpu_ops.h"
 #include "model/codec.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #define G4_CHUNK_CPU 128
 #define G4_CHUNK_CUDA 1024
@@ -102,8 +103,7 @@ g4_status g4_engine_open(const char *model_dir, const g4_engine_options *opt, g4
         if ((st = be_cuda_create(e->ck, &e->be, e->device_name, sizeof e->device_name, err))) goto fail;
         if (o.kv_cache_dtype != G4_KV_AUTO) be_cuda_set_kv_f16(e->be, o.kv_cache_dtype == G4_KV_F16);
     } else {
-        int threads = o.n_threads > 0 ? o.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-        if (threads < 1) threads = 1;
+        const int threads = o.n_threads > 0 ? o.n_threads : tp_cores(INT_MAX);
         if ((st = be_cpu_create(threads, &e->be, err))) goto fail;
         snprintf(e->device_name, sizeof e->device_name, "cpu (%d threads, %s)", threads, cpu_isa_name(cpu_isa_active()));
     }
@@ -471,12 +471,7 @@ g4_status g4_session_argmax_lp(g4_session *s, const int32_t *suppress, size_t n_
         if (!skip && (best < 0 || w[i] > w[best])) best = i;
     }
     *id = best < 0 ? 0 : best;
-    if (logprob) {   /* log-softmax over the whole row, in double */
-        double mx = -INFINITY, sum = 0;
-        for (int i = 0; i < V; i++) if (w[i] > mx) mx = w[i];
-        for (int i = 0; i < V; i++) sum += exp((double)w[i] - mx);
-        *logprob = (float)(w[*id] - (mx + log(sum)));
-    }
+    if (logprob) *logprob = (float)(w[*id] - g4_log_sum_exp(w, (size_t)V));   /* log-softmax, in double */
     return G4_OK;
 }
 

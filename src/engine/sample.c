@@ -150,6 +150,13 @@ static int sort_more(int32_t *idx, int m, int done, const float *vals) {
     return m;
 }
 
+double g4_log_sum_exp(const float *x, size_t n) {
+    double mx = -INFINITY, sum = 0;
+    for (size_t i = 0; i < n; i++) if (x[i] > mx) mx = x[i];
+    for (size_t i = 0; i < n; i++) sum += exp((double)x[i] - mx);
+    return mx + log(sum);
+}
+
 bool g4_sampling_is_greedy(const g4_sampling *p) {
     return p->temperature <= 0 && (p->repetition_penalty <= 0 || p->repetition_penalty == 1.0f) &&
            p->frequency_penalty == 0 && p->presence_penalty == 0;

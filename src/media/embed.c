@@ -20,10 +20,10 @@
 #include "cpu/threadpool.h"
 #include "model/codec.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define MM_BATCH 1120
 
@@ -59,8 +59,7 @@ static void layernorm(float *x, size_t rows, int n, const float *w, const float 
  * the embedders' weights). */
 static g4_status host_matmul(const ckpt_linear *w, const float *x, int T, float *y, g4_error *err) {
     tp_pool *pool = NULL;
-    long nc = sysconf(_SC_NPROCESSORS_ONLN);
-    if (tp_create(nc > 0 ? (int)nc : 1, &pool, NULL)) pool = NULL;
+    if (tp_create(tp_cores(INT_MAX), &pool, NULL)) pool = NULL;
     int N = (int)w->n, K = (int)w->k;
     g4_status st;
     switch (w->format) {
@@ -176,10 +175,7 @@ static void vis_task(void *ctx, int task, int thread) {
 
 /* the scratch's host pool (created on first use, up to 16 threads; NULL: the calling thread) */
 static tp_pool *host_pool(mm_scratch *scr) {
-    if (!scr->pool) {
-        long nc = sysconf(_SC_NPROCESSORS_ONLN);
-        if (tp_create(nc > 16 ? 16 : nc > 0 ? (int)nc : 1, &scr->pool, NULL)) scr->pool = NULL;
-    }
+    if (!scr->pool && tp_create(tp_cores(16), &scr->pool, NULL)) scr->pool = NULL;
     return scr->pool;
 }
 

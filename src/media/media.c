@@ -369,8 +369,8 @@ static g4_status video_patches(const g4_media *m, mm_item *it, int n, int patch,
     }
     frames_job j = {m, it, n, patch, k, budget, st, fe};
     tp_pool *pool = NULL;
-    long nc = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n > 1 && nc > 1 && tp_create(nc > 16 ? 16 : (int)nc, &pool, NULL)) pool = NULL;
+    const int nt = tp_cores(16);
+    if (n > 1 && nt > 1 && tp_create(nt, &pool, NULL)) pool = NULL;
     tp_run(pool, n, frame_task, &j);
     tp_free(pool);
     g4_status r = G4_OK;

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 double srv_now(void) {
     struct timespec ts;
@@ -228,11 +227,7 @@ static void finish_seq(sched *s, seq *q, g4_finish f, const char *fail_msg) {
 
 /* log-softmax entries for one logits row: chosen id first, then `top` best ids */
 static void logprob_entries(const float *l, int V, int32_t chosen, int top, srv_lp *out) {
-    double mx = -INFINITY;
-    for (int i = 0; i < V; i++) if (l[i] > mx) mx = l[i];
-    double sum = 0;
-    for (int i = 0; i < V; i++) sum += exp((double)l[i] - mx);
-    double lse = mx + log(sum);
+    const double lse = g4_log_sum_exp(l, (size_t)V);
     out[0].id = chosen;
     out[0].lp = (float)(l[chosen] - lse);
     /* top-k by insertion (k <= 20) */
@@ -625,27 +620,23 @@ static void step(sched *s) {
         }
         return;
     }
-    /* 5. sample where a prompt is complete or a decode step ran; two or more greedy rows take
-     * their tokens from one device argmax over the step's logits (one launch pair and one copy,
-     * not one per row) */
+    /* 5. sample where a prompt is complete or a decode step ran. Two or more greedy rows take their
+     * tokens from one device argmax over the step's logits (one launch pair and one copy, not one
+     * per row); the other rows (temperature, penalties, top logprobs) draw on the host: the step's
+     * logits in one copy, the draws in parallel - each sequence has its own generator, so the
+     * tokens are those of one draw after the other */
+    host_draws hd = {.s = s, .V = (size_t)s->V};
+    int32_t gid[ni], hid[ni], hk[ni];
+    float glp[ni];
     int n_greedy = 0;
     for (int k = 0; k < ni; k++) {
         seq *q = s->item_seq[k];
-        n_greedy += g4_session_length(s->sess[q->slot]) >= q->n_prompt && greedy_dev(q);
+        if (g4_session_length(s->sess[q->slot]) < q->n_prompt) continue;
+        if (greedy_dev(q)) n_greedy++;
+        else hk[hd.n++] = k;
     }
-    int32_t gid[ni];
-    float glp[ni];
     g4_error gerr = {0};
     bool have_g = n_greedy >= 2 && g4_batch_argmax(s->batch, s->sup, s->n_sup, gid, glp, &gerr) == G4_OK;
-    /* the other rows (temperature, penalties, top logprobs) draw on the host: the step's logits in
-     * one copy, the draws in parallel - each sequence has its own generator, so the tokens are
-     * those of one draw after the other */
-    host_draws hd = {.s = s, .V = (size_t)s->V};
-    int32_t hid[ni], hk[ni];
-    for (int k = 0; k < ni; k++) {
-        seq *q = s->item_seq[k];
-        if (g4_session_length(s->sess[q->slot]) >= q->n_prompt && !greedy_dev(q)) hk[hd.n++] = k;
-    }
     if (hd.n && (hd.L = g4_batch_logits(s->batch, &gerr))) {
         hd.k = hk;
         hd.id = hid;
@@ -756,8 +747,7 @@ g4_status sched_create(g4_engine *e, const sched_opts *o, srv_metrics *m, sched 
         goto fail;
     }
     /* host draws in parallel: up to 8 threads (each sampler scratch is ~13 bytes per vocab entry) */
-    long nc = sysconf(_SC_NPROCESSORS_ONLN);
-    s->n_smp = nc > 8 ? 8 : nc > 1 ? (int)nc : 1;
+    s->n_smp = tp_cores(8);
     s->smps = calloc((size_t)s->n_smp, sizeof *s->smps);
     if (!s->smps) st = G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
     for (int i = 0; i < s->n_smp && !st; i++)
