@@ -8,8 +8,11 @@
  * step g4_batch_argmax, one device pass for all rows, as the server does for greedy requests;
  * else g4_session_argmax per session) plus g4_batch_step, which ends synchronised - is reported
  * as a median, with the
- * single-session decode (g4_session_sync, the CUDA-graph path) as the B = 1 baseline. One
- * JSON line per B. */
+ * single-session decode (g4_session_sync, the CUDA-graph path) as the B = 1 baseline. After
+ * the steps, the pick alone for the B rows of the last step is timed (medians of 7): the batched
+ * argmax (argmax_ms), device draws (g4_batch_sample) at temperature 1 / top-p 0.95 and at 0.5 /
+ * top-k 50 (sample_t1_ms, sample_t05_ms), and the host's way: the rows' copy (host_copy_ms, once)
+ * and g4_sample on one thread (host_sample_t1_ms). One JSON line per B. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 #include <time.h>
 
 #include "g4.h"
+#include "engine/sample.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -106,11 +110,46 @@ int main(int argc, char **argv) {
             if (g4_batch_step(bt, it, B, &err)) { fprintf(stderr, "bench_batch: %s\n", err.msg); return 1; }
             t[s] = now_s() - t0;
         }
-        free(ids);
         qsort(t, (size_t)S, sizeof *t, cmp_d);
+        const double step_med = t[S / 2], step_min = t[0];
+        double pk[4] = {-1, -1, -1, -1}, copy_ms = -1;   /* argmax, sample T=1, sample T=0.5, host T=1 */
+        g4_sampling sp[3];
+        for (int k = 0; k < 3; k++) g4_sampling_default(&sp[k]);
+        sp[0].temperature = 1.0f, sp[0].top_p = 0.95f;
+        sp[1].temperature = 0.5f, sp[1].top_k = 50;
+        sp[2] = sp[0];
+        g4_draw *dd = calloc((size_t)B, sizeof *dd);
+        g4_sampler hs;
+        bool hs_ok = g4_sampler_init(&hs, V) == 0;
+        for (int m = 0; m < 4; m++) {
+            double tm[7];
+            int ok = 1;
+            for (int rep = 0; rep < 7 && ok; rep++) {
+                for (int i = 0; i < B; i++)
+                    dd[i] = (g4_draw){.sampling = &sp[m ? m - 1 : 0], .u = (rep * 37 + i * 11) % 100 / 100.0};
+                double t0 = now_s();
+                if (m == 0) ok = g4_batch_argmax(bt, NULL, 0, ids, NULL, &err) == G4_OK;
+                else if (m < 3) ok = g4_batch_sample(bt, dd, NULL, 0, ids, NULL, &err) == G4_OK;
+                else {   /* the rows' copy is made once per step: timed on its own at rep 0 */
+                    const float *L = g4_batch_logits(bt, &err);
+                    if (rep == 0) copy_ms = (now_s() - t0) * 1e3, t0 = now_s();
+                    ok = L && hs_ok;
+                    for (int i = 0; i < B && ok; i++) ids[i] = g4_sample_u(&hs, L + (size_t)i * V, &sp[2], NULL, NULL, 0, dd[i].u);
+                }
+                tm[rep] = now_s() - t0;
+            }
+            if (ok) {
+                qsort(tm, 7, sizeof *tm, cmp_d);
+                pk[m] = tm[3] * 1e3;
+            }
+        }
+        if (hs_ok) g4_sampler_free(&hs);
+        free(dd);
+        free(ids);
         printf("{\"device\": \"%s\", \"ctx\": %d, \"batch\": %d, \"step_ms_median\": %.3f, \"step_ms_min\": %.3f, "
-               "\"agg_tok_s\": %.1f%s", g4_engine_device_name(e), ctx, B, t[S / 2] * 1e3, t[0] * 1e3, B / t[S / 2],
-               B == 1 ? "" : "}\n");
+               "\"agg_tok_s\": %.1f, \"argmax_ms\": %.3f, \"sample_t1_ms\": %.3f, \"sample_t05_ms\": %.3f, "
+               "\"host_copy_ms\": %.3f, \"host_sample_t1_ms\": %.3f%s", g4_engine_device_name(e), ctx, B,
+               step_med * 1e3, step_min * 1e3, B / step_med, pk[0], pk[1], pk[2], copy_ms, pk[3], B == 1 ? "" : "}\n");
         if (B == 1) printf(", \"single_session_step_ms\": %.3f}\n", single * 1e3);
         fflush(stdout);
     }

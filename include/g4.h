@@ -261,6 +261,25 @@ typedef struct g4_sampling {
 } g4_sampling;
 void g4_sampling_default(g4_sampling *s);   /* greedy, everything off, seed 0 */
 
+/* Draws on the device, after a step: only the token (and its log-probability) reaches the host,
+ * never the vocab-sized row. The rule (temperature, min-p, top-k, top-p, penalties; src/engine/
+ * sample_det.h) is the host sampler's: the same logits and uniform give the same token. One item: */
+typedef struct g4_draw {
+    const g4_sampling *sampling;        /* NULL: no draw for this item (its id is -1) */
+    const int32_t *prompt, *output;     /* the penalties' history */
+    size_t n_prompt, n_output;
+    double u;                           /* the draw's uniform in [0, 1): the next of the sequence's
+                                           generator when temperature > 0 (unused otherwise) */
+    bool logprob;                       /* also the drawn token's raw log-probability */
+} g4_draw;
+/* ids[k] for each item of the last g4_batch_step (d[k]), logprobs[k] (may be NULL) where asked.
+ * G4_ERR_UNSUPPORTED where the backend draws on the host (CPU): use the host sampler. */
+g4_status g4_batch_sample(g4_batch *b, const g4_draw *d, const int32_t *suppress, size_t n_suppress, int32_t *ids,
+                          float *logprobs, g4_error *err);
+/* the same for a session's last token (G4_ERR_UNSUPPORTED also when its logits are on the host) */
+g4_status g4_session_sample(g4_session *s, const g4_draw *d, const int32_t *suppress, size_t n_suppress, int32_t *id,
+                            float *logprob, g4_error *err);
+
 typedef struct g4_gen_params {
     g4_sampling sampling;
     int max_tokens;             /* <= 0: until the context is full */

@@ -165,39 +165,43 @@ static int cmp_ref(const void *a, const void *b, void *ctx) {
     if (v[x] < v[y]) return 1;
     return x < y ? -1 : x > y;
 }
-static int32_t ref_draw(const float *logits, int n, const g4_sampling *p, float *w, int32_t *idx, g4_rng *rng) {
+/* the rule of sample_det.h spelled out with a full sort: candidates (finite logits) by e descending,
+ * ties by lower id; min-p, top-k = the first k, integer masses, top-p, the draw */
+static int32_t ref_draw_u(const float *logits, int n, const g4_sampling *p, float *w, int32_t *idx, double u) {
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = logits[i] > mx ? logits[i] : mx;
     int m = 0;
     const float inv_t = 1.0f / p->temperature;
     for (int i = 0; i < n; i++) {
-        w[i] = expf((logits[i] - mx) * inv_t);
+        if (!(logits[i] > -INFINITY)) continue;
+        w[i] = g4d_exp((logits[i] - mx) * inv_t);
+        if (p->min_p > 0 && w[i] < p->min_p) continue;
         idx[m++] = i;
     }
-    if (p->min_p > 0) {
-        int k = 0;
-        for (int i = 0; i < m; i++) if (w[idx[i]] >= p->min_p) idx[k++] = idx[i];
-        m = k;
-    }
-    double total = 0;
-    for (int i = 0; i < m; i++) total += w[idx[i]];
     qsort_r(idx, (size_t)m, sizeof *idx, cmp_ref, w);
+    if (p->top_k > 0 && p->top_k < m) m = p->top_k;
+    uint64_t total = 0;
+    for (int i = 0; i < m; i++) total += g4d_mass(w[idx[i]]);
     if (p->top_p > 0 && p->top_p < 1) {
-        double acc = 0, lim = p->top_p * total;
+        uint64_t acc = 0, lim = (uint64_t)ceil((double)p->top_p * (double)total);
         int k = 0;
         while (k < m) {
-            acc += w[idx[k++]];
+            acc += g4d_mass(w[idx[k++]]);
             if (acc >= lim) break;
         }
         m = k;
         total = acc;
     }
-    double r = g4_rng_uniform(rng) * total, acc = 0;
+    uint64_t r = (uint64_t)(u * (double)total), acc = 0;
+    if (r >= total) r = total - 1;
     for (int i = 0; i < m; i++) {
-        acc += w[idx[i]];
-        if (r < acc) return idx[i];
+        acc += g4d_mass(w[idx[i]]);
+        if (acc > r) return idx[i];
     }
-    return idx[m - 1];
+    return -1;
+}
+static int32_t ref_draw(const float *logits, int n, const g4_sampling *p, float *w, int32_t *idx, g4_rng *rng) {
+    return ref_draw_u(logits, n, p, w, idx, g4_rng_uniform(rng));
 }
 
 TEST(sample_lazy_sort_equals_full_sort) {
@@ -207,7 +211,8 @@ TEST(sample_lazy_sort_equals_full_sort) {
     g4_sampler s;
     REQUIRE(g4_sampler_init(&s, N) == 0);
     const g4_sampling cfg[] = {{.temperature = 1.0f}, {.temperature = 0.7f, .top_p = 0.9f},
-                               {.temperature = 1.3f, .min_p = 0.02f}, {.temperature = 0.5f, .top_p = 0.99f}};
+                               {.temperature = 1.3f, .min_p = 0.02f}, {.temperature = 0.5f, .top_p = 0.99f},
+                               {.temperature = 1.0f, .top_k = 700, .top_p = 0.95f}};
     uint64_t x = 12345;
     int mismatches = 0, draws = 0, tail = 0;
     for (int shape = 0; shape < 3; shape++) {
@@ -215,6 +220,7 @@ TEST(sample_lazy_sort_equals_full_sort) {
             x = x * 6364136223846793005ull + 1442695040888963407ull;
             float u = (float)((x >> 40) & 0xFFFFFF) / 16777216.0f;
             l[i] = shape == 0 ? 2.0f * u : shape == 1 ? 12.0f * u * u * u * u : 6.0f * u + (i % 997 == 0 ? 9.0f : 0.0f);
+            if (shape == 0) l[i] = floorf(l[i] * 64) / 64;   /* many ties: top-k and the draw cut through them */
         }
         for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
             g4_rng r1, r2;
@@ -232,4 +238,63 @@ TEST(sample_lazy_sort_equals_full_sort) {
     printf("     %d draws identical to the full sort (%d from the tail)\n", draws, tail);
     g4_sampler_free(&s);
     free(l), free(w), free(idx);
+}
+
+/* sample_det.h's exp against libm's in double: accuracy (the draw's probabilities) and the exact
+ * points the rule relies on (e = 1 at the max, 0 for -inf, the mass scale) */
+TEST(sample_det_exp_and_mass) {
+    double worst = 0;
+    for (int i = 0; i < 800000; i++) {
+        const float x = -80.0f * (float)i / 800000.0f;
+        const double want = exp((double)x), got = g4d_exp(x);
+        const double rel = fabs(got - want) / want;
+        worst = rel > worst ? rel : worst;
+    }
+    CHECK_MSG(worst < 5e-7, "exp relative error %.3g", worst);
+    CHECK(g4d_exp(0.0f) == 1.0f);
+    CHECK(g4d_exp(-INFINITY) == 0.0f && g4d_exp(NAN) == 0.0f && g4d_exp(-90.0f) == 0.0f);
+    CHECK_EQ_INT((long long)g4d_mass(1.0f), 1LL << 24);
+    CHECK_EQ_INT((long long)g4d_mass(0x1p-26f), 0);
+    CHECK_EQ_INT((long long)g4d_mass(0.5f), 1LL << 23);
+    printf("     exp over (-80, 0]: worst relative error %.3g\n", worst);
+}
+
+/* ties: the order is by lower id, so top-k through a tie keeps the lowest ids and a flat row draws
+ * by position; the penalty list holds each touched id once */
+TEST(sample_ties_and_penalty_list) {
+    enum { N = 50 };
+    float l[N];
+    for (int i = 0; i < N; i++) l[i] = i == 7 ? 1.0f : 0.5f;
+    g4_sampler s;
+    REQUIRE(g4_sampler_init(&s, N) == 0);
+    g4_sampling p;
+    g4_sampling_default(&p);
+    p.temperature = 1.0f;
+    p.top_k = 3;   /* 7, then the two lowest ids at 0.5: 0 and 1 */
+    int seen[N] = {0};
+    g4_rng r;
+    g4_rng_seed(&r, 5);
+    for (int i = 0; i < 3000; i++) seen[g4_sample(&s, l, &p, NULL, NULL, 0, &r)]++;
+    CHECK(seen[7] > 0 && seen[0] > 0 && seen[1] > 0);
+    CHECK_EQ_INT(seen[7] + seen[0] + seen[1], 3000);
+    /* u walks the order: the first token (7) covers [0, m7 / total) */
+    p.top_k = 0;
+    CHECK_EQ_INT(g4_sample_u(&s, l, &p, NULL, NULL, 0, 0.0), 7);
+    CHECK_EQ_INT(g4_sample_u(&s, l, &p, NULL, NULL, 0, 0.999999999), N - 1);
+    int32_t prompt[] = {3, 3, 9}, out[] = {9, 4, 4, 4};
+    g4_history h = {prompt, 3, out, 4};
+    g4_pen pen[7];
+    p.repetition_penalty = 1.3f;
+    p.frequency_penalty = 0.25f;
+    size_t k = g4_penalty_list(&s, &p, &h, pen);
+    CHECK_EQ_INT((int)k, 3);   /* 3 (prompt), 9 (both), 4 (output) */
+    CHECK(pen[0].id == 3 && pen[0].count == 0 && pen[0].seen == 1);
+    CHECK(pen[1].id == 9 && pen[1].count == 1 && pen[1].seen == 1);
+    CHECK(pen[2].id == 4 && pen[2].count == 3 && pen[2].seen == 1);
+    p.repetition_penalty = 1.0f;   /* frequency only: the output's ids */
+    k = g4_penalty_list(&s, &p, &h, pen);
+    CHECK(k == 2 && pen[0].id == 9 && pen[1].id == 4 && pen[1].count == 3 && pen[0].seen == 0);
+    p.frequency_penalty = 0;
+    CHECK_EQ_INT((int)g4_penalty_list(&s, &p, &h, pen), 0);
+    g4_sampler_free(&s);
 }

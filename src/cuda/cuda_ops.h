@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "engine/sample_det.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -169,6 +170,16 @@ int cu_argmax_lp(const float *x, int n, const int32_t *skip_ids, int n_skip, int
  * scratch: 2048 floats per row. One launch pair for all rows (batched greedy decoding). */
 int cu_argmax_rows(const float *x, size_t ld, int rows, int n, const int32_t *skip_ids, int n_skip, int32_t *out_idx,
                    float *out_lp, float *scratch, void *stream);
+
+/* ---- sample.cu: token draws (engine/sample_det.h's rule; g4_sample_u's token for the same row
+ * and uniform) ----
+ * rows of x (row r at x + r ld, n values): draws_dev[r] (device) its settings and pen_dev its
+ * penalty entries, skip_dev[0..n_skip) (device) ids never drawn; out[r] the token (-1: a skipped
+ * row, or no cut found - cannot happen), lp[r] (may be NULL) its raw log-probability when the
+ * row asks. Scratch: work [rows][ldw >= n] floats, list [rows][n] 64-bit words. n < 2^20. */
+int cu_sample_rows(const float *x, size_t ld, int rows, int n, const g4_draw_row *draws_dev, const g4_pen *pen_dev,
+                   const int32_t *skip_dev, int n_skip, float *work, size_t ldw, void *list, int32_t *out, float *lp,
+                   void *stream);
 
 /* ---- attention.cu: split-KV attention (cpu_attention's contract) ----
  * n_keys_max: an upper bound of the resident keys of any query of the call (sets the grid);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include "g4.h"
 #include "model/checkpoint.h"
+#include "engine/sample_det.h"
 
 /* One decode row of a batched step (attention_rows): the row of the stacked q/k/v/out buffers, its
  * session's cache of one layer, its position and the session's block ids (or NULL). */
@@ -125,6 +126,13 @@ struct be {
      * log-probability; G4_ERR_UNSUPPORTED when it cannot (n_skip too big) */
     g4_status (*argmax)(be *b, const float *x, size_t n, int rows, const int32_t *skip, size_t n_skip, int32_t *out,
                         float *lp, g4_error *err);
+    /* token draws on the device for `rows` rows of n logits (row r at x + r n) by the rule of
+     * sample_det.h - sample.h's g4_sample_u gives the same token for the same row and uniform:
+     * d[r] the row's settings (G4D_SKIP: none, out[r] = -1), pen[0..n_pen) the penalty entries the
+     * rows index, skip[0..n_skip) ids never drawn; lp (may be NULL): lp[r] the drawn token's raw
+     * log-probability for rows with G4D_LOGPROB. G4_ERR_UNSUPPORTED when it cannot (n >= 2^20) */
+    g4_status (*sample)(be *b, const float *x, size_t n, int rows, const g4_draw_row *d, const g4_pen *pen,
+                        size_t n_pen, const int32_t *skip, size_t n_skip, int32_t *out, float *lp, g4_error *err);
     /* phase profiler (NULL unless enabled, G4_CUDA_PROFILE=1): the work queued from now on, until
      * the next mark or finish, is timed as phase `name` of a forward over `rows` rows */
     void (*mark)(be *b, const char *name, int rows);

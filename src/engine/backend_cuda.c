@@ -115,6 +115,9 @@ typedef struct cu_ctx {
     int *d_step;                /* [0] = position, [1] = token id of a graph step */
     int32_t *d_ids;
     size_t d_ids_cap;
+    /* token draws (cb_sample): inputs and results, and the per-row scratch (work rows, lists) */
+    void *smp_io, *smp_scr;
+    size_t smp_io_bytes, smp_scr_bytes;
     /* product / prefill scratch: BF16 weight and x (cuBLAS), f16 x + row scales and split-K
      * partials (gemm_w4), f16 K/V (flash attention) */
     void *scr_w, *scr_x, *scr_x16, *scr_p, *scr_kv;
@@ -344,6 +347,8 @@ static void cb_free(be *b) {
         cu_free(c->ws);
         cu_free(c->d_step);
         cu_free(c->d_ids);
+        cu_free(c->smp_io);
+        cu_free(c->smp_scr);
         cu_free(c->scr_w);
         cu_free(c->scr_x);
         cu_free(c->scr_kv);
@@ -679,6 +684,48 @@ static g4_status cb_argmax(be *b, const float *x, size_t n, int rows, const int3
                          "argmax", err);
     if (!st) st = check(b, cu_memcpy_d2h(out, d_out, (size_t)rows * sizeof *out, c->stream), "argmax result", err);
     if (!st && lp) st = check(b, cu_memcpy_d2h(lp, d_lp, (size_t)rows * sizeof *lp, c->stream), "argmax lp", err);
+    return st;
+}
+
+/* device io: [rows] draws | [n_pen] entries | [n_skip] ids | [rows] ids | [rows] lps, each at a
+ * 256-byte boundary; scratch: SMP_CHUNK rows of (work floats + list words) reused by each launch
+ * of up to SMP_CHUNK rows (64 rows: 192 MB at Gemma's 262,144-entry vocabulary) */
+#define SMP_CHUNK 64
+static g4_status cb_sample(be *b, const float *x, size_t n, int rows, const g4_draw_row *d, const g4_pen *pen,
+                           size_t n_pen, const int32_t *skip, size_t n_skip, int32_t *out, float *lp, g4_error *err) {
+    cu_ctx *c = C(b);
+    if (n < 1 || n > G4D_MAX_VOCAB)
+        return G4_FAIL(err, G4_ERR_UNSUPPORTED, "cuda sample: a vocabulary of %zu (at most %d)", n, G4D_MAX_VOCAB);
+    if (rows < 1) return G4_FAIL(err, G4_ERR_INVALID_ARG, "cuda sample: %d rows", rows);
+    const size_t o_pen = ALIGN_UP((size_t)rows * sizeof *d, 256), o_skip = o_pen + ALIGN_UP(n_pen * sizeof *pen + 1, 256),
+                 o_out = o_skip + ALIGN_UP(n_skip * sizeof *skip + 1, 256),
+                 o_lp = o_out + ALIGN_UP((size_t)rows * sizeof *out, 256), io = o_lp + (size_t)rows * sizeof(float);
+    const size_t ldw = ALIGN_UP(n, 64), chunk = rows < SMP_CHUNK ? (size_t)rows : SMP_CHUNK;
+    const size_t scr = chunk * (ldw * sizeof(float) + n * sizeof(uint64_t));
+    g4_status st = grow(b, &c->smp_io, &c->smp_io_bytes, io, err);
+    if (!st) st = grow(b, &c->smp_scr, &c->smp_scr_bytes, scr, err);
+    if (st) return st;
+    uint8_t *h = malloc(o_out);
+    if (!h) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    memcpy(h, d, (size_t)rows * sizeof *d);
+    if (n_pen) memcpy(h + o_pen, pen, n_pen * sizeof *pen);
+    if (n_skip) memcpy(h + o_skip, skip, n_skip * sizeof *skip);
+    uint8_t *io_d = c->smp_io;
+    st = check(b, cu_memcpy_h2d(io_d, h, o_out, c->stream), "sample inputs", err);
+    free(h);
+    float *work = c->smp_scr;
+    void *list = (uint8_t *)c->smp_scr + chunk * ldw * sizeof(float);
+    for (int r0 = 0; r0 < rows && !st; r0 += (int)chunk) {
+        const int nr = rows - r0 < (int)chunk ? rows - r0 : (int)chunk;
+        st = check(b,
+                   cu_sample_rows(x + (size_t)r0 * n, n, nr, (int)n, (const g4_draw_row *)io_d + r0,
+                                  (const g4_pen *)(io_d + o_pen), (const int32_t *)(io_d + o_skip), (int)n_skip, work,
+                                  ldw, list, (int32_t *)(io_d + o_out) + r0, lp ? (float *)(io_d + o_lp) + r0 : NULL,
+                                  c->stream),
+                   "sample", err);
+    }
+    if (!st) st = check(b, cu_memcpy_d2h(out, io_d + o_out, (size_t)rows * sizeof *out, c->stream), "sample result", err);
+    if (!st && lp) st = check(b, cu_memcpy_d2h(lp, io_d + o_lp, (size_t)rows * sizeof *lp, c->stream), "sample lp", err);
     return st;
 }
 
@@ -1119,6 +1166,7 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
     b->residual = cb_residual;
     b->residual_geglu = cb_residual_geglu;
     b->argmax = cb_argmax;
+    b->sample = cb_sample;
     b->finish = cb_finish;
     b->residual_matmul3 = cb_residual_matmul3;
     b->rows_table = cb_rows_table;

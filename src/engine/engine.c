@@ -161,6 +161,8 @@ void g4_engine_free(g4_engine *e) {
         b->free(b);
     }
     free(e->layers);
+    if (e->pen_smp) g4_sampler_free(e->pen_smp);
+    free(e->pen_smp);
     g4_tokenizer_free(e->tok);
     ckpt_close(e->ck);
     free(e);
@@ -549,6 +551,75 @@ g4_status g4_batch_step(g4_batch *bt, const g4_batch_item *items, int n_items, g
     if (st)
         for (int i = 0; i < n_items; i++) g[i].s->n = 0;
     return st;
+}
+
+/* Draws for `rows` device rows x (vocab each) by the backend's sampler: the rows' settings and
+ * penalty lists built here (sample_det.h), ids[k] = -1 for items without a draw. */
+static g4_status draw_rows(g4_engine *e, const float *x, int rows, const g4_draw *d, const int32_t *suppress,
+                           size_t n_suppress, int32_t *ids, float *logprobs, g4_error *err) {
+    be *b = e->be;
+    const int V = e->ck->cfg.text.vocab;
+    if (!b->sample) return G4_FAIL(err, G4_ERR_UNSUPPORTED, "sample: the %s backend draws on the host", b->name);
+    size_t n_hist = 0;
+    bool any = false;
+    for (int k = 0; k < rows; k++) {
+        if (!d[k].sampling) continue;
+        any = true;
+        const g4_sampling *p = d[k].sampling;
+        if (p->repetition_penalty != 1.0f || p->frequency_penalty != 0 || p->presence_penalty != 0)
+            n_hist += d[k].n_prompt + d[k].n_output;
+    }
+    if (!any) {
+        for (int k = 0; k < rows; k++) ids[k] = -1;
+        return G4_OK;
+    }
+    if (n_hist && !e->pen_smp) {
+        e->pen_smp = malloc(sizeof *e->pen_smp);
+        if (!e->pen_smp || g4_sampler_init(e->pen_smp, V)) {
+            free(e->pen_smp);
+            e->pen_smp = NULL;
+            return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+        }
+    }
+    g4_draw_row *dr = malloc((size_t)rows * sizeof *dr);
+    g4_pen *pen = n_hist ? malloc(n_hist * sizeof *pen) : NULL;
+    if (!dr || (n_hist && !pen)) {
+        free(dr), free(pen);
+        return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    }
+    size_t n_pen = 0;
+    for (int k = 0; k < rows; k++) {
+        const g4_sampling *p = d[k].sampling;
+        dr[k] = (g4_draw_row){.flags = G4D_SKIP};
+        if (!p) continue;
+        g4_history h = {d[k].prompt, d[k].n_prompt, d[k].output, d[k].n_output};
+        const size_t np = pen ? g4_penalty_list(e->pen_smp, p, &h, pen + n_pen) : 0;
+        dr[k] = (g4_draw_row){.u = d[k].u, .inv_t = p->temperature > 0 ? 1.0f / p->temperature : 0.f,
+                              .min_p = p->min_p, .top_p = p->top_p, .rep = p->repetition_penalty,
+                              .freq = p->frequency_penalty, .pres = p->presence_penalty, .top_k = p->top_k,
+                              .pen_off = (int32_t)n_pen, .pen_n = (int32_t)np,
+                              .flags = d[k].logprob && logprobs ? G4D_LOGPROB : 0};
+        n_pen += np;
+    }
+    g4_status st = b->sample(b, x, (size_t)V, rows, dr, pen, n_pen, suppress, n_suppress, ids, logprobs, err);
+    for (int k = 0; k < rows && !st; k++)
+        if (d[k].sampling && (ids[k] < 0 || ids[k] >= V))
+            st = G4_FAIL(err, G4_ERR_INTERNAL, "sample: the device draw of item %d found no token", k);
+    free(dr), free(pen);
+    return st;
+}
+
+g4_status g4_batch_sample(g4_batch *bt, const g4_draw *d, const int32_t *suppress, size_t n_suppress, int32_t *ids,
+                          float *logprobs, g4_error *err) {
+    if (!bt->last_n) return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch sample: no step to read");
+    return draw_rows(bt->e, bt->ws.logits, bt->last_n, d, suppress, n_suppress, ids, logprobs, err);
+}
+
+g4_status g4_session_sample(g4_session *s, const g4_draw *d, const int32_t *suppress, size_t n_suppress, int32_t *id,
+                            float *logprob, g4_error *err) {
+    if (s->n <= 0) return G4_FAIL(err, G4_ERR_INVALID_ARG, "sample: the session holds no tokens");
+    if (!s->logits_dev) return G4_FAIL(err, G4_ERR_UNSUPPORTED, "sample: the logits are on the host");
+    return draw_rows(s->e, s->ws.logits, 1, d, suppress, n_suppress, id, logprob, err);
 }
 
 const float *g4_batch_logits(g4_batch *bt, g4_error *err) {

@@ -43,6 +43,7 @@ struct g4_engine {
     int max_chunk;                      /* largest group: >= chunk and >= the largest media block */
     size_t q_max, kv_max, ff_max;       /* per-row widths of the workspace buffers */
     char device_name[300];
+    struct g4_sampler *pen_smp;         /* device draws: the penalty lists' scratch (lazy) */
 };
 
 typedef struct eng_ws {

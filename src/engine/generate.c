@@ -178,16 +178,22 @@ g4_status g4_generate(g4_session *s, const int32_t *prompt, size_t n, const g4_g
     r.prefill_s = t1 - t0;
     size_t len = n;
     /* greedy without penalties: the argmax (on the device when the backend has one: no copy of
-     * the vocab-sized logits row per token); else the sampler on the host copy */
+     * the vocab-sized logits row per token); else a draw, on the device too when it can */
     const g4_sampling *sp = &p->sampling;
     const bool greedy = g4_sampling_is_greedy(sp);
     while (!st) {
         int32_t id = 0;
         if (greedy) {
             if ((st = g4_session_argmax(s, sup, n_sup, &id, err))) break;
-        } else {
-            g4_history h = {seq, n, seq + n, len - n};
-            id = g4_sample(&smp, g4_session_logits(s), sp, &h, sup, n_sup, &rng);
+        } else {   /* one uniform per draw, on the device when it can (the same token as the host's) */
+            const double u = sp->temperature > 0 ? g4_rng_uniform(&rng) : 0.0;
+            const g4_draw d = {.sampling = sp, .prompt = seq, .n_prompt = n, .output = seq + n, .n_output = len - n,
+                               .u = u};
+            g4_error derr = {0};
+            if (g4_session_sample(s, &d, sup, n_sup, &id, NULL, &derr)) {
+                g4_history h = {seq, n, seq + n, len - n};
+                id = g4_sample_u(&smp, g4_session_logits(s), sp, &h, sup, n_sup, u);
+            }
         }
         bool is_eos = false;
         for (size_t i = 0; i < n_eos && !p->ignore_eos; i++) is_eos |= id == eos[i];

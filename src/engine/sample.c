@@ -43,9 +43,10 @@ int g4_sampler_init(g4_sampler *s, int n_vocab) {
     s->n_vocab = n_vocab;
     s->work = malloc((size_t)n_vocab * sizeof *s->work);
     s->idx = malloc((size_t)n_vocab * sizeof *s->idx);
+    s->tie = malloc((size_t)n_vocab * sizeof *s->tie);
     s->count = calloc((size_t)n_vocab, sizeof *s->count);
     s->seen = calloc((size_t)n_vocab, 1);
-    if (!s->work || !s->idx || !s->count || !s->seen) {
+    if (!s->work || !s->idx || !s->tie || !s->count || !s->seen) {
         g4_sampler_free(s);
         return -1;
     }
@@ -55,50 +56,51 @@ int g4_sampler_init(g4_sampler *s, int n_vocab) {
 void g4_sampler_free(g4_sampler *s) {
     free(s->work);
     free(s->idx);
+    free(s->tie);
     free(s->count);
     free(s->seen);
     memset(s, 0, sizeof *s);
 }
 
-static void apply_penalties(g4_sampler *s, const g4_sampling *p, const g4_history *h) {
-    float *w = s->work;
-    int n = s->n_vocab;
-    bool rep = p->repetition_penalty > 0 && p->repetition_penalty != 1.0f;
-    bool fp = p->frequency_penalty != 0 || p->presence_penalty != 0;
-    if (!h || (!rep && !fp)) return;
-    /* mark, apply, then clear only what was marked: O(history), not O(vocab) */
-    if (rep) {
-        for (int pass = 0; pass < 2; pass++) {
-            const int32_t *ids = pass ? h->output : h->prompt;
-            size_t m = pass ? h->n_output : h->n_prompt;
-            for (size_t i = 0; i < m; i++) {
-                int32_t t = ids[i];
-                if (t < 0 || t >= n || s->seen[t]) continue;
-                s->seen[t] = 1;
-                w[t] = w[t] > 0 ? w[t] / p->repetition_penalty : w[t] * p->repetition_penalty;
-            }
+/* Every distinct id of h that a penalty touches, once: the prompt's (repetition penalty only) and
+ * the output's, with seen = 1 when the repetition penalty is on and the output count when the
+ * frequency / presence penalties are. out != NULL: the entries are written there (room for
+ * n_prompt + n_output; the device sampler's list); else they are applied to s->work. Mark, visit,
+ * then clear only what was marked: O(history), not O(vocab). */
+static size_t pen_visit(g4_sampler *s, const g4_sampling *p, const g4_history *h, g4_pen *out) {
+    const int n = s->n_vocab;
+    const int rep = p->repetition_penalty > 0 && p->repetition_penalty != 1.0f;
+    const int fp = p->frequency_penalty != 0 || p->presence_penalty != 0;
+    if (!h || (!rep && !fp)) return 0;
+    if (fp)
+        for (size_t i = 0; i < h->n_output; i++)
+            if (h->output[i] >= 0 && h->output[i] < n) s->count[h->output[i]]++;
+    size_t k = 0;
+    for (int pass = rep ? 0 : 1; pass < 2; pass++) {
+        const int32_t *ids = pass ? h->output : h->prompt;
+        size_t m = pass ? h->n_output : h->n_prompt;
+        for (size_t i = 0; i < m; i++) {
+            int32_t t = ids[i];
+            if (t < 0 || t >= n || s->seen[t]) continue;
+            s->seen[t] = 1;
+            g4_pen e = {t, fp ? s->count[t] : 0, (uint32_t)rep};
+            if (out) out[k] = e;
+            else s->work[t] = g4d_penalize(s->work[t], e.seen, e.count, p->repetition_penalty, p->frequency_penalty,
+                                          p->presence_penalty, rep, fp);
+            k++;
         }
     }
-    if (fp) {
-        for (size_t i = 0; i < h->n_output; i++) {
-            int32_t t = h->output[i];
-            if (t >= 0 && t < n) s->count[t]++;
-        }
-        for (size_t i = 0; i < h->n_output; i++) {
-            int32_t t = h->output[i];
-            if (t < 0 || t >= n || !s->count[t]) continue;
-            w[t] -= p->frequency_penalty * (float)s->count[t] + p->presence_penalty;
-            s->count[t] = 0; /* applied once per distinct id; also clears */
-        }
+    for (int pass = rep ? 0 : 1; pass < 2; pass++) {
+        const int32_t *ids = pass ? h->output : h->prompt;
+        size_t m = pass ? h->n_output : h->n_prompt;
+        for (size_t i = 0; i < m; i++)
+            if (ids[i] >= 0 && ids[i] < n) s->seen[ids[i]] = 0, s->count[ids[i]] = 0;
     }
-    if (rep) {
-        for (int pass = 0; pass < 2; pass++) {
-            const int32_t *ids = pass ? h->output : h->prompt;
-            size_t m = pass ? h->n_output : h->n_prompt;
-            for (size_t i = 0; i < m; i++)
-                if (ids[i] >= 0 && ids[i] < n) s->seen[ids[i]] = 0;
-        }
-    }
+    return k;
+}
+
+size_t g4_penalty_list(g4_sampler *s, const g4_sampling *p, const g4_history *h, g4_pen *out) {
+    return pen_visit(s, p, h, out);
 }
 
 /* Sort candidate ids by descending work value (ties: lower id first); glibc qsort_r. */
@@ -162,66 +164,90 @@ bool g4_sampling_is_greedy(const g4_sampling *p) {
            p->frequency_penalty == 0 && p->presence_penalty == 0;
 }
 
-int32_t g4_sample(g4_sampler *s, const float *logits, const g4_sampling *p, const g4_history *h,
-                  const int32_t *suppress, size_t n_suppress, g4_rng *rng) {
+static int cmp_id(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Keep the k first of the order (w descending, ties by lower id) among idx[0..m): select_top
+ * gathers the k largest with its ties at the k-th value in any order; those ties are then
+ * replaced by the lowest ids among all candidates at that value. */
+static void keep_top_k(g4_sampler *s, int m, int k, const float *w) {
+    int32_t *idx = s->idx;
+    select_top(idx, m, k, w);
+    float vk = w[idx[0]];
+    for (int i = 1; i < k; i++) vk = w[idx[i]] < vk ? w[idx[i]] : vk;
+    int g = 0, nt = 0;
+    for (int i = 0; i < m; i++)
+        if (w[idx[i]] == vk) s->tie[nt++] = idx[i];
+    for (int i = 0; i < k; i++)
+        if (w[idx[i]] > vk) idx[g++] = idx[i];
+    qsort(s->tie, (size_t)nt, sizeof *s->tie, cmp_id);
+    memcpy(idx + g, s->tie, (size_t)(k - g) * sizeof *idx);
+}
+
+int32_t g4_sample_u(g4_sampler *s, const float *logits, const g4_sampling *p, const g4_history *h,
+                    const int32_t *suppress, size_t n_suppress, double u) {
     int n = s->n_vocab;
     float *w = s->work;
     memcpy(w, logits, (size_t)n * sizeof *w);
+    pen_visit(s, p, h, NULL);
     for (size_t i = 0; i < n_suppress; i++)
         if (suppress[i] >= 0 && suppress[i] < n) w[suppress[i]] = -INFINITY;
-    apply_penalties(s, p, h);
 
-    if (p->temperature <= 0) {
-        int best = 0;
-        for (int i = 1; i < n; i++)
-            if (w[i] > w[best]) best = i;   /* first max wins, like argmax */
-        return best;
-    }
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++) if (w[i] > mx) mx = w[i];
-    if (mx == -INFINITY) return 0;
-    /* candidates: finite logits; probabilities relative to the max */
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (w[i] > w[best]) best = i;   /* first max wins, like argmax */
+    const float mx = w[best];
+    if (p->temperature <= 0 || mx == INFINITY) return best;
+    if (!(mx > -INFINITY)) return 0;    /* nothing finite */
+    /* candidates: finite logits, their e = exp((w - mx) / T) in [0, 1] (sample_det.h) */
     int m = 0;
-    float inv_t = 1.0f / p->temperature;
+    const float inv_t = 1.0f / p->temperature;
     for (int i = 0; i < n; i++) {
-        if (w[i] == -INFINITY) continue;
-        w[i] = expf((w[i] - mx) * inv_t);   /* unnormalised prob, max = 1 */
+        if (!(w[i] > -INFINITY)) continue;   /* -inf, NaN */
+        const float e = g4d_exp(G4D_MUL(G4D_SUB(w[i], mx), inv_t));
+        if (p->min_p > 0 && e < p->min_p) continue;   /* min-p: e is p_i / p_max */
+        w[i] = e;
         s->idx[m++] = i;
     }
-    if (p->min_p > 0) {   /* keep p_i >= min_p * p_max (p_max = 1 here) */
-        int k = 0;
-        for (int i = 0; i < m; i++) if (w[s->idx[i]] >= p->min_p) s->idx[k++] = s->idx[i];
-        m = k;
-    }
     if (p->top_k > 0 && p->top_k < m) {
-        select_top(s->idx, m, p->top_k, w);
+        keep_top_k(s, m, p->top_k, w);
         m = p->top_k;
     }
     /* The draw walks the candidates in descending order (ties: lower id first) until the mass
-     * passes r. Sorting all of them (262,144 for Gemma) cost ~50 ms per token; the order is made
-     * lazily instead: idx[0..done) is always the final order's prefix, extended by sort_more only
-     * when the walk reaches its end - for a language model's distribution the candidates within
-     * ln 1024 of the best hold nearly all the mass. */
-    double total = 0;
-    for (int i = 0; i < m; i++) total += w[s->idx[i]];
+     * passes the target. Sorting all of them (262,144 for Gemma) cost ~50 ms per token; the order
+     * is made lazily instead: idx[0..done) is always the final order's prefix, extended by
+     * sort_more only when the walk reaches its end - for a language model's distribution the
+     * candidates within ln 1024 of the best hold nearly all the mass. */
+    uint64_t total = 0;
+    for (int i = 0; i < m; i++) total += g4d_mass(w[s->idx[i]]);
     int done = 0;
     if (p->top_p > 0 && p->top_p < 1) {
-        double acc = 0, lim = p->top_p * total;
+        const uint64_t lim = (uint64_t)ceil((double)p->top_p * (double)total);
+        uint64_t acc = 0;
         int k = 0;
         while (k < m) {
             if (k == done) done = sort_more(s->idx, m, done, w);
-            acc += w[s->idx[k++]];
+            acc += g4d_mass(w[s->idx[k++]]);
             if (acc >= lim) break;
         }
         m = k;
         total = acc;
     }
-    double r = g4_rng_uniform(rng) * total, acc = 0;
+    if (!total) return s->idx[0];   /* unreachable: the max has e = 1, mass 2^24, and is kept */
+    uint64_t target = (uint64_t)(u * (double)total), acc = 0;
+    if (target >= total) target = total - 1;
     for (int i = 0; i < m; i++) {
         if (i == done) done = sort_more(s->idx, m, done, w);
-        acc += w[s->idx[i]];
-        if (r < acc) return s->idx[i];
+        acc += g4d_mass(w[s->idx[i]]);
+        if (acc > target) return s->idx[i];
     }
-    while (done < m) done = sort_more(s->idx, m, done, w);
     return s->idx[m - 1];
+}
+
+int32_t g4_sample(g4_sampler *s, const float *logits, const g4_sampling *p, const g4_history *h,
+                  const int32_t *suppress, size_t n_suppress, g4_rng *rng) {
+    const double u = p->temperature > 0 ? g4_rng_uniform(rng) : 0.0;
+    return g4_sample_u(s, logits, p, h, suppress, n_suppress, u);
 }

@@ -1,11 +1,13 @@
 /* sample.h - next-token selection from a logits row (CPU, float32).
  *
- * Order of operations (vLLM's): suppressed ids -> -inf; repetition penalty
+ * Order of operations (vLLM's): repetition penalty
  * (HF style: positive logits divided, negative multiplied, over ids seen in the
  * prompt or output); frequency and presence penalties (OpenAI style, over the
- * output ids only: l -= freq*count + presence*(count>0)); then greedy when
+ * output ids only: l -= freq*count + presence*(count>0)); suppressed ids -> -inf (a penalty
+ * keeps -inf at -inf, so the order of these two does not matter); then greedy when
  * temperature == 0, else logits/temperature -> softmax -> min-p -> top-k ->
- * top-p filters -> one draw from the seeded generator. */
+ * top-p filters -> one draw from the seeded generator. The arithmetic (sample_det.h) is the
+ * device sampler's too: the same row and uniform give the same token on both. */
 #ifndef G4_SAMPLE_H
 #define G4_SAMPLE_H
 
@@ -13,6 +15,7 @@
 #include <stddef.h>
 #include <stdbool.h>
 #include "g4.h"
+#include "engine/sample_det.h"
 
 /* g4_sampling is public (include/g4.h). */
 
@@ -34,6 +37,7 @@ typedef struct g4_sampler {
     int n_vocab;
     float *work;        /* [n_vocab] adjusted logits */
     int32_t *idx;       /* [n_vocab] candidate ids */
+    int32_t *tie;       /* [n_vocab] top-k: the candidates tied at the k-th value */
     uint32_t *count;    /* [n_vocab] output-token counts (penalties) */
     uint8_t *seen;      /* [n_vocab] seen in prompt or output (repetition penalty) */
 } g4_sampler;
@@ -49,5 +53,13 @@ bool g4_sampling_is_greedy(const g4_sampling *p);
 double g4_log_sum_exp(const float *x, size_t n);
 int32_t g4_sample(g4_sampler *s, const float *logits, const g4_sampling *p, const g4_history *h,
                   const int32_t *suppress, size_t n_suppress, g4_rng *rng);
+/* g4_sample with the draw's uniform given: u = g4_rng_uniform of the sequence's generator when
+ * temperature > 0 (g4_sample draws exactly that, once per token), unused at temperature 0 */
+int32_t g4_sample_u(g4_sampler *s, const float *logits, const g4_sampling *p, const g4_history *h,
+                    const int32_t *suppress, size_t n_suppress, double u);
+/* The distinct history ids the penalties of p touch (g4_pen: seen, output count) into out (room
+ * for h->n_prompt + h->n_output); returns how many (0 without penalties). The device sampler's
+ * list; g4_sample applies the same entries. */
+size_t g4_penalty_list(g4_sampler *s, const g4_sampling *p, const g4_history *h, g4_pen *out);
 
 #endif

@@ -261,9 +261,9 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
 static bool greedy_dev(const seq *q) { return g4_sampling_is_greedy(&q->sampling) && q->r->lp_stride <= 1; }
 
 /* Sample the next token of q from its session's logits and publish it. pre (may be NULL): the
- * step's batched device argmax of q's row (pre[0] id, pre_lp its log-probability), used when q
- * is greedy_dev; hpick / row (may be NULL): the step's host draw for q and q's logits row, used
- * when it is not. Returns false when q finished (and was freed). */
+ * step's device pick for q (batched argmax or device draw: pre[0] id, pre_lp its log-probability);
+ * hpick / row (may be NULL): the step's host draw for q and q's logits row, used when q is not
+ * greedy_dev. Returns false when q finished (and was freed). */
 static bool sample_seq(sched *s, seq *q, const int32_t *pre, float pre_lp, const int32_t *hpick, const float *row) {
     srv_req *r = q->r;
     srv_choice *c = &r->choices[q->choice];
@@ -275,7 +275,7 @@ static bool sample_seq(sched *s, seq *q, const int32_t *pre, float pre_lp, const
     int32_t id = 0;
     float lp1 = 0.f;
     g4_error aerr = {0};
-    if (pre && greedy_dev(q)) {
+    if (pre) {
         id = *pre;
         lp1 = pre_lp;
     } else if (hpick && row && !greedy_dev(q)) {
@@ -506,6 +506,7 @@ typedef struct host_draws {
     size_t V;
     const int32_t *k;    /* [n] item index of each draw */
     int32_t *id;         /* [items] the drawn tokens */
+    const double *u;     /* [items] each draw's uniform */
     int n;
 } host_draws;
 
@@ -514,8 +515,8 @@ static void host_draw(void *ctx, int task, int thread) {
     const int k = d->k[task];
     seq *q = d->s->item_seq[k];
     g4_history h = {q->tok, q->n_prompt, q->tok + q->n_prompt, q->n_gen};
-    d->id[k] = g4_sample(&d->s->smps[thread], d->L + (size_t)k * d->V, &q->sampling, &h, d->s->sup, d->s->n_sup,
-                         &q->rng);
+    d->id[k] = g4_sample_u(&d->s->smps[thread], d->L + (size_t)k * d->V, &q->sampling, &h, d->s->sup, d->s->n_sup,
+                           d->u[k]);
 }
 
 static void step(sched *s) {
@@ -622,32 +623,57 @@ static void step(sched *s) {
     }
     /* 5. sample where a prompt is complete or a decode step ran. Two or more greedy rows take their
      * tokens from one device argmax over the step's logits (one launch pair and one copy, not one
-     * per row); the other rows (temperature, penalties, top logprobs) draw on the host: the step's
-     * logits in one copy, the draws in parallel - each sequence has its own generator, so the
-     * tokens are those of one draw after the other */
+     * per row); the other rows draw on the device too (g4_batch_sample: temperature, top-k/p,
+     * min-p, penalties), except those asking for top logprobs, which need the whole row: they
+     * draw on the host from the step's logits in one copy, in parallel. Each sequence takes one
+     * uniform from its own generator per draw, here, wherever the draw then runs - the host and
+     * the device pick the same token from the same row and uniform (sample_det.h) - so a
+     * sequence's tokens do not depend on what else is in the batch. */
     host_draws hd = {.s = s, .V = (size_t)s->V};
-    int32_t gid[ni], hid[ni], hk[ni];
-    float glp[ni];
-    int n_greedy = 0;
+    int32_t gid[ni], hid[ni], hk[ni], did[ni];
+    float glp[ni], dlp[ni];
+    double u[ni];
+    g4_draw dd[ni];
+    int n_greedy = 0, n_dev = 0;
     for (int k = 0; k < ni; k++) {
         seq *q = s->item_seq[k];
+        dd[k] = (g4_draw){0};
         if (g4_session_length(s->sess[q->slot]) < q->n_prompt) continue;
-        if (greedy_dev(q)) n_greedy++;
-        else hk[hd.n++] = k;
+        if (greedy_dev(q)) {
+            n_greedy++;
+            continue;
+        }
+        u[k] = q->sampling.temperature > 0 ? g4_rng_uniform(&q->rng) : 0.0;
+        if (q->r->lp_stride <= 1) {
+            dd[k] = (g4_draw){.sampling = &q->sampling, .prompt = q->tok, .n_prompt = q->n_prompt,
+                              .output = q->tok + q->n_prompt, .n_output = q->n_gen, .u = u[k],
+                              .logprob = q->r->lp_stride == 1};
+            n_dev++;
+        } else {
+            hk[hd.n++] = k;
+        }
     }
     g4_error gerr = {0};
     bool have_g = n_greedy >= 2 && g4_batch_argmax(s->batch, s->sup, s->n_sup, gid, glp, &gerr) == G4_OK;
+    bool have_d = n_dev && g4_batch_sample(s->batch, dd, s->sup, s->n_sup, did, dlp, &gerr) == G4_OK;
+    if (n_dev && !have_d)   /* a backend without device draws: these rows draw on the host too */
+        for (int k = 0; k < ni; k++)
+            if (dd[k].sampling) hk[hd.n++] = k;
     if (hd.n && (hd.L = g4_batch_logits(s->batch, &gerr))) {
         hd.k = hk;
         hd.id = hid;
+        hd.u = u;
         tp_run(s->pool, hd.n, host_draw, &hd);
     }
     for (int k = 0; k < ni; k++) {
         seq *q = s->item_seq[k];
         if (g4_session_length(s->sess[q->slot]) < q->n_prompt) continue;   /* prefill continues */
-        const float *row = hd.L ? hd.L + (size_t)k * hd.V : NULL;
-        if (!sample_seq(s, q, have_g ? &gid[k] : NULL, have_g ? glp[k] : 0.f, row ? &hid[k] : NULL, row))
-            remove_run(s, q);
+        const int32_t *pre = NULL;
+        float pre_lp = 0.f;
+        if (have_g && greedy_dev(q)) pre = &gid[k], pre_lp = glp[k];
+        else if (have_d && dd[k].sampling) pre = &did[k], pre_lp = dlp[k];
+        const float *row = !pre && hd.L ? hd.L + (size_t)k * hd.V : NULL;
+        if (!sample_seq(s, q, pre, pre_lp, row ? &hid[k] : NULL, row)) remove_run(s, q);
     }
     metrics_set_load(s->m, (int)s->n_run, waiting, (double)s->n_run / s->o.max_num_seqs);
 }
