@@ -665,6 +665,8 @@ TEST(cuda_attention) {
         one_attn(3, 16, 1, 512, 600, 100, 0, false);
         one_attn(64, 16, 8, 256, 1024 + 64 + 63, 2000, 1024, false);
         one_attn(1, 16, 8, 256, 40, 10, 0, false);                /* one split: written without the combine */
+        one_attn(2, 4, 2, 21, 300, 250, 0, false);                /* odd head dim: the combine's scalar columns */
+        one_attn(1, 8, 1, 300, 900, 700, 0, false);               /* two combine chunks, the second of 44 dims */
     }
     set_kv16(true);
 }

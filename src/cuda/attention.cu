@@ -19,7 +19,7 @@
  *   products meet by xor shuffles inside the group); the groups, then the warps (shared memory),
  *   are merged with log-sum-exp weights at the end.
  * A split writes (acc[hd], m, l) to the workspace [query][head][split][hd + 2] and
- * k_attn_combine merges the splits; with one split the block writes the normalised output
+ * k_attn_combine merges the splits (512 threads per head and 256 dims: every load up front); with one split the block writes the normalised output
  * itself. The grid depends on n_keys_max only, so a captured decode graph replays for any
  * position (splits past the last key write an empty partial). */
 #include "cuda/common.cuh"
@@ -252,37 +252,70 @@ __global__ void __launch_bounds__(NW * 32, U == 4 ? 3 : 1) k_attn(const attn_arg
 /* one block per (query head, query): the splits' log-sum-exp weights exp(m_s - M) once into shared
  * memory (not once per output dim), then every output dim is a weighted sum of the partials over
  * independent loads. The arithmetic (terms, order, the division by L) is the per-dim loop's. */
-__global__ void __launch_bounds__(128) k_attn_combine(float *out, const float *ws, int Hq, int hd, int nsplit,
-                                                      int t_off, const cu_row *rows) {
+/* Merge the splits of one (query, head): grid (Hq, dim chunks of CW, queries), CT threads. The
+ * merge is latency-bound (a few hundred KB per layer at T = 1): every load is issued up front. The
+ * splits' weights exp(m_s - M) once into shared memory and L summed in split order by one thread
+ * (as before); the chunk's dims as float2 columns, the splits dealt round-robin to CT / (CW / 2)
+ * groups of threads (each sums its splits in order, 8 loads in flight), the groups' sums added in
+ * group order. */
+constexpr int CT = 512, CW = 256;
+template <int VW>   /* dims per column: 2 (float2 loads; hd even) or 1 */
+__global__ void __launch_bounds__(CT) k_attn_combine(float *out, const float *ws, int Hq, int hd, int nsplit,
+                                                     int t_off, const cu_row *rows) {
     __shared__ float wsp[256], lsp[256];   /* nsplit <= 256 (attn_run) */
-    __shared__ float red[4];
+    __shared__ float red[CT / 32];
+    __shared__ float2 part[CT];
+    __shared__ float Ls;
     pdl_wait();
-    const int hq = blockIdx.x, tz = blockIdx.y;
+    const int hq = blockIdx.x, d0 = blockIdx.y * CW, tz = blockIdx.z, t = threadIdx.x;
     const int st = hd + 2;
     const float *base = ws + ((size_t)tz * Hq + hq) * nsplit * st;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    float M = -INFINITY;
-    for (int s = threadIdx.x; s < nsplit; s += blockDim.x) M = fmaxf(M, base[(size_t)s * st + hd]);
-    M = warp_max(M);
+    const int lane = t & 31, warp = t >> 5;
+    const float m = t < nsplit ? base[(size_t)t * st + hd] : -INFINITY;
+    const float l = t < nsplit ? base[(size_t)t * st + hd + 1] : 0.0f;
+    float M = warp_max(m);
     if (lane == 0) red[warp] = M;
     __syncthreads();
-    M = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
-    for (int s = threadIdx.x; s < nsplit; s += blockDim.x) {
-        const float m = base[(size_t)s * st + hd];
-        wsp[s] = m == -INFINITY ? 0.0f : expf(m - M);
-        lsp[s] = base[(size_t)s * st + hd + 1];
+    M = red[0];
+#pragma unroll
+    for (int w = 1; w < CT / 32; w++) M = fmaxf(M, red[w]);
+    if (t < nsplit) {
+        wsp[t] = m == -INFINITY ? 0.0f : expf(m - M);
+        lsp[t] = l;
     }
     __syncthreads();
-    float L = 0.0f;   /* in split order, as every thread needs it */
-    for (int s = 0; s < nsplit; s++)
-        if (wsp[s] != 0.0f) L += lsp[s] * wsp[s];
-    const int orow = rows ? rows[t_off + tz].row : t_off + tz;
-    float *o = out + ((size_t)orow * Hq + hq) * hd;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float v = 0.0f;
+    if (t == 0) {   /* in split order, as before */
+        float L = 0.0f;
+        for (int s = 0; s < nsplit; s++)
+            if (wsp[s] != 0.0f) L += lsp[s] * wsp[s];
+        Ls = L;
+    }
+    const int cw = hd - d0 < CW ? hd - d0 : CW;   /* dims of this chunk */
+    const int ncol = cw / VW, G = CT / ncol, c = t % ncol, g = t / ncol;
+    float2 v = make_float2(0.0f, 0.0f);
+    if (g < G) {
+        const float *col = base + d0 + VW * c;
 #pragma unroll 8
-        for (int s = 0; s < nsplit; s++) v += base[(size_t)s * st + d] * wsp[s];
-        o[d] = L > 0.0f ? v / L : 0.0f;
+        for (int s = g; s < nsplit; s += G) {
+            if (VW == 2) {
+                const float2 x = *reinterpret_cast<const float2 *>(col + (size_t)s * st);
+                v.x += x.x * wsp[s];
+                v.y += x.y * wsp[s];
+            } else {
+                v.x += col[(size_t)s * st] * wsp[s];
+            }
+        }
+    }
+    part[t] = v;
+    __syncthreads();
+    if (t < ncol) {
+        float2 r = part[t];
+        for (int k = 1; k < G; k++) r.x += part[k * ncol + t].x, r.y += part[k * ncol + t].y;
+        const float L = Ls;
+        const int orow = rows ? rows[t_off + tz].row : t_off + tz;
+        float *o = out + ((size_t)orow * Hq + hq) * hd + d0 + VW * t;
+        o[0] = L > 0.0f ? r.x / L : 0.0f;
+        if (VW == 2) o[1] = L > 0.0f ? r.y / L : 0.0f;
     }
 }
 
@@ -356,8 +389,11 @@ int attn_run(attn_args a, int kv16, int T, int n_keys_max, float *out, size_t ws
         else rc = launch_gb<4>(a, kv16, tb, smem, stream);
         if (rc) return rc;
         if (nsplit > 1) {
-            rc = cu_launch(k_attn_combine, dim3(Hq, tb), dim3(128), 0, stream, out, (const float *)a.ws, Hq, hd,
-                           nsplit, t0, a.rows);
+            const dim3 cg(Hq, (hd + CW - 1) / CW, tb);
+            rc = hd % 2 ? cu_launch(k_attn_combine<1>, cg, dim3(CT), 0, stream, out, (const float *)a.ws, Hq, hd,
+                                    nsplit, t0, a.rows)
+                        : cu_launch(k_attn_combine<2>, cg, dim3(CT), 0, stream, out, (const float *)a.ws, Hq, hd,
+                                    nsplit, t0, a.rows);
             if (rc) return rc;
         }
     }
