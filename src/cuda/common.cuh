@@ -73,4 +73,24 @@ __device__ __forceinline__ double block_sum_d(double v, double *sh /* [32] */) {
     return warp_sum_d(t);
 }
 
+/* (value, index) of an argmax: the larger value, the lower index on ties, a number over NaN */
+__device__ __forceinline__ void amax_merge(float &v, int &i, float v2, int i2) {
+    if (v2 > v || (v2 == v && i2 < i) || (v != v && v2 == v2)) {
+        v = v2;
+        i = i2;
+    }
+}
+/* online log-sum-exp: (max m, sum s of exp(x - m)) += another (m2, s2) */
+__device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
+    if (m2 == -INFINITY) return;
+    if (m == -INFINITY) {
+        m = m2;
+        s = s2;
+        return;
+    }
+    const float mm = fmaxf(m, m2);
+    s = s * expf(m - mm) + s2 * expf(m2 - mm);
+    m = mm;
+}
+
 #endif

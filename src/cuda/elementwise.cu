@@ -254,23 +254,6 @@ __global__ void k_from_f16(float *d, const __half *s, size_t n) {
 /* two-stage argmax: stage 1 per-block (value, index) pairs into scratch, stage 2 one block.
  * Both stages also carry (max, sum of exp(x - max)) over every element (suppressed ids included:
  * the log-softmax of the model's distribution), merged online, for the log-sum-exp. */
-__device__ __forceinline__ void amax_merge(float &v, int &i, float v2, int i2) {
-    if (v2 > v || (v2 == v && i2 < i) || (v != v && v2 == v2)) {
-        v = v2;
-        i = i2;
-    }
-}
-__device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
-    if (m2 == -INFINITY) return;
-    if (m == -INFINITY) {
-        m = m2;
-        s = s2;
-        return;
-    }
-    const float mm = fmaxf(m, m2);
-    s = s * expf(m - mm) + s2 * expf(m2 - mm);
-    m = mm;
-}
 struct amax_skip {   /* ids left out of the argmax (generation_config suppress_tokens) */
     int n;
     int id[CU_ARGMAX_SKIP];

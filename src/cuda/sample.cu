@@ -166,24 +166,6 @@ __device__ int select_id(smem_t &sm, const u64 *list, int P, uint32_t v, u64 j, 
     return (int)hi;
 }
 
-__device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
-    if (m2 == -INFINITY) return;
-    if (m == -INFINITY) {
-        m = m2;
-        s = s2;
-        return;
-    }
-    const float mm = fmaxf(m, m2);
-    s = s * expf(m - mm) + s2 * expf(m2 - mm);
-    m = mm;
-}
-__device__ __forceinline__ void amax_merge(float &v, int &i, float v2, int i2) {
-    if (v2 > v || (v2 == v && i2 < i)) {
-        v = v2;
-        i = i2;
-    }
-}
-
 /* row blockIdx.x: x + r ld (n values); work + r ldw, list + r n: its scratch */
 __global__ void __launch_bounds__(NT) k_sample(const float *x, size_t ld, int n, const g4_draw_row *draws,
                                                const g4_pen *pen, const int32_t *skip, int n_skip, float *work,
