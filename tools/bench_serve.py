@@ -9,6 +9,9 @@ ids, distinct per request so prefix reuse does not flatter the numbers) and
   agg_decode_tok_s   generated tokens / wall time of the level
   ttft_p50_s/p99_s   time to the first streamed token
   itl_mean_s         mean inter-token gap within a stream
+  steady_decode_tok_s  tokens / time over the window in which every stream of the first wave is
+                     decoding (after the last first token, before the first stream ends): the
+                     batch's decode rate without the prompt burst's prefill steps
   ttft_later_*       with --rounds > 1: TTFT of the requests after the first wave (they arrive
                      while the other streams decode: the steady state, not the burst)
 as JSON, with the GPU's name (nvidia-smi) or --card.
@@ -39,7 +42,8 @@ def pct(xs, q):
 
 
 async def one_request(host, port, path, body, headers):
-    """POST body, read the SSE stream; returns (t_first_token, [token times], n_tokens)."""
+    """POST body, read the SSE stream; returns ([token times since the request was sent], n_tokens,
+    the send time on the perf_counter clock)."""
     reader, writer = await asyncio.open_connection(host, port)
     data = json.dumps(body).encode()
     head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
@@ -100,7 +104,7 @@ async def one_request(host, port, path, body, headers):
                     times.extend([now] * k)
                     n_tok += k
     writer.close()
-    return times, n_tok
+    return times, n_tok, t0
 
 
 async def run_level(args, n, vocab_hi, rng):
@@ -111,6 +115,7 @@ async def run_level(args, n, vocab_hi, rng):
     results = []
 
     later = []   # requests of rounds >= 1: they arrive while the other streams decode
+    wave = []    # the first requests of every stream, sent at once
 
     async def worker(w):
         for r in range(args.rounds):
@@ -121,20 +126,28 @@ async def run_level(args, n, vocab_hi, rng):
                 body.update(top_p=args.top_p, seed=args.seed * 100003 + w * 1009 + r)
             res = await one_request(host, port, path, body, headers)
             results.append(res)
-            if r:
-                later.append(res)
+            (later if r else wave).append(res)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(n)))
     wall = time.perf_counter() - t0
-    ttft = [t[0] for t, _ in results if t]
-    itl = [b - a for t, _ in results for a, b in zip(t, t[1:])]
-    gen = sum(k for _, k in results)
-    ttft_later = [t[0] for t, _ in later if t]
+    ttft = [t[0] for t, _, _ in results if t]
+    itl = [b - a for t, _, _ in results for a, b in zip(t, t[1:])]
+    gen = sum(k for _, k, _ in results)
+    ttft_later = [t[0] for t, _, _ in later if t]
+    # the window in which every first-wave stream decodes: after the last first token, before the
+    # first stream's last token (absolute times)
+    first = [(s0 + t[0], s0 + t[-1], [s0 + x for x in t]) for t, _, s0 in wave if t]
+    steady = None
+    if len(first) == n and n > 0:
+        w0, w1 = max(a for a, _, _ in first), min(b for _, b, _ in first)
+        if w1 > w0:
+            k = sum(1 for _, _, ts in first for x in ts if w0 < x <= w1)
+            steady = k / (w1 - w0)
     out = {"concurrency": n, "requests": len(results), "prompt_len": args.prompt_len, "gen": args.gen,
            "gen_tokens": gen, "wall_s": wall, "agg_decode_tok_s": gen / wall if wall > 0 else None,
            "ttft_p50_s": pct(ttft, 0.5), "ttft_p99_s": pct(ttft, 0.99),
-           "itl_mean_s": statistics.fmean(itl) if itl else None}
+           "itl_mean_s": statistics.fmean(itl) if itl else None, "steady_decode_tok_s": steady}
     if ttft_later:   # --rounds > 1: TTFT of the requests after the first (simultaneous) wave
         out.update({"ttft_later_p50_s": pct(ttft_later, 0.5), "ttft_later_p99_s": pct(ttft_later, 0.99)})
     return out
@@ -186,8 +199,10 @@ def main():
     for n in [int(x) for x in args.concurrency.split(",") if x]:
         lvl = asyncio.run(run_level(args, n, vocab, rng))
         report["levels"].append(lvl)
+        sd = lvl["steady_decode_tok_s"]
         print(f"[bench] N={n:3d} agg {lvl['agg_decode_tok_s']:.1f} tok/s  TTFT p50 {lvl['ttft_p50_s']:.3f} s "
-              f"p99 {lvl['ttft_p99_s']:.3f} s", file=sys.stderr)
+              f"p99 {lvl['ttft_p99_s']:.3f} s  steady decode {sd if sd is None else round(sd, 1)} tok/s",
+              file=sys.stderr)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -118,6 +118,8 @@ typedef struct cu_ctx {
     /* token draws (cb_sample): inputs and results, and the per-row scratch (work rows, lists) */
     void *smp_io, *smp_scr;
     size_t smp_io_bytes, smp_scr_bytes;
+    uint8_t *smp_host;          /* the inputs' host staging, kept */
+    size_t smp_host_bytes;
     /* product / prefill scratch: BF16 weight and x (cuBLAS), f16 x + row scales and split-K
      * partials (gemm_w4), f16 K/V (flash attention) */
     void *scr_w, *scr_x, *scr_x16, *scr_p, *scr_kv;
@@ -349,6 +351,7 @@ static void cb_free(be *b) {
         cu_free(c->d_ids);
         cu_free(c->smp_io);
         cu_free(c->smp_scr);
+        free(c->smp_host);
         cu_free(c->scr_w);
         cu_free(c->scr_x);
         cu_free(c->scr_kv);
@@ -705,14 +708,17 @@ static g4_status cb_sample(be *b, const float *x, size_t n, int rows, const g4_d
     g4_status st = grow(b, &c->smp_io, &c->smp_io_bytes, io, err);
     if (!st) st = grow(b, &c->smp_scr, &c->smp_scr_bytes, scr, err);
     if (st) return st;
-    uint8_t *h = malloc(o_out);
-    if (!h) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    if (o_out > c->smp_host_bytes) {
+        uint8_t *p = realloc(c->smp_host, o_out);
+        if (!p) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+        c->smp_host = p, c->smp_host_bytes = o_out;
+    }
+    uint8_t *h = c->smp_host;
     memcpy(h, d, (size_t)rows * sizeof *d);
     if (n_pen) memcpy(h + o_pen, pen, n_pen * sizeof *pen);
     if (n_skip) memcpy(h + o_skip, skip, n_skip * sizeof *skip);
     uint8_t *io_d = c->smp_io;
     st = check(b, cu_memcpy_h2d(io_d, h, o_out, c->stream), "sample inputs", err);
-    free(h);
     float *work = c->smp_scr;
     void *list = (uint8_t *)c->smp_scr + chunk * ldw * sizeof(float);
     for (int r0 = 0; r0 < rows && !st; r0 += (int)chunk) {

@@ -163,6 +163,8 @@ void g4_engine_free(g4_engine *e) {
     free(e->layers);
     if (e->pen_smp) g4_sampler_free(e->pen_smp);
     free(e->pen_smp);
+    free(e->draw_rows);
+    free(e->draw_pen);
     g4_tokenizer_free(e->tok);
     ckpt_close(e->ck);
     free(e);
@@ -581,12 +583,18 @@ static g4_status draw_rows(g4_engine *e, const float *x, int rows, const g4_draw
             return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
         }
     }
-    g4_draw_row *dr = malloc((size_t)rows * sizeof *dr);
-    g4_pen *pen = n_hist ? malloc(n_hist * sizeof *pen) : NULL;
-    if (!dr || (n_hist && !pen)) {
-        free(dr), free(pen);
-        return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    if ((size_t)rows > e->draw_rows_cap) {
+        g4_draw_row *p = realloc(e->draw_rows, (size_t)rows * sizeof *p);
+        if (!p) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+        e->draw_rows = p, e->draw_rows_cap = (size_t)rows;
     }
+    if (n_hist > e->draw_pen_cap) {
+        g4_pen *p = realloc(e->draw_pen, n_hist * sizeof *p);
+        if (!p) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+        e->draw_pen = p, e->draw_pen_cap = n_hist;
+    }
+    g4_draw_row *dr = e->draw_rows;
+    g4_pen *pen = n_hist ? e->draw_pen : NULL;
     size_t n_pen = 0;
     for (int k = 0; k < rows; k++) {
         const g4_sampling *p = d[k].sampling;
@@ -605,7 +613,6 @@ static g4_status draw_rows(g4_engine *e, const float *x, int rows, const g4_draw
     for (int k = 0; k < rows && !st; k++)
         if (d[k].sampling && (ids[k] < 0 || ids[k] >= V))
             st = G4_FAIL(err, G4_ERR_INTERNAL, "sample: the device draw of item %d found no token", k);
-    free(dr), free(pen);
     return st;
 }
 

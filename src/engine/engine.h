@@ -21,6 +21,7 @@
 
 #include "g4.h"
 #include "engine/backend.h"
+#include "engine/sample_det.h"
 #include "model/checkpoint.h"
 
 #define G4_ROLLBACK 64
@@ -44,6 +45,9 @@ struct g4_engine {
     size_t q_max, kv_max, ff_max;       /* per-row widths of the workspace buffers */
     char device_name[300];
     struct g4_sampler *pen_smp;         /* device draws: the penalty lists' scratch (lazy) */
+    g4_draw_row *draw_rows;             /* device draws: the rows' settings and penalty entries, */
+    g4_pen *draw_pen;                   /* grown on demand, kept (no allocation per step) */
+    size_t draw_rows_cap, draw_pen_cap;
 };
 
 typedef struct eng_ws {
