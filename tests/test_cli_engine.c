@@ -114,6 +114,13 @@ TEST(cli_bench_json) {
              "--kv-cache-dtype float32", t_g4_bin(), t_fixtures());
     CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
     CHECK_MSG(strstr(out, "\"kv_cache_dtype\": \"float32\""), "%s", out);
+    CHECK_MSG(strstr(out, "\"sampling\": {\"temperature\": 0,"), "%s", out);
+    /* sampled decode: the settings are reported */
+    snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen 6 --threads 2 --device cpu "
+             "--temperature 0.7 --top-p 0.9 --seed 3", t_g4_bin(), t_fixtures());
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "\"sampling\": {\"temperature\": 0.7, \"top_k\": 0, \"top_p\": 0.9,"), "%s", out);
+    CHECK_MSG(strstr(out, "\"decode_tokens\": 6"), "%s", out);
 }
 
 /* --baseline: the transformers baseline in the same run, here a stand-in script (the real one,

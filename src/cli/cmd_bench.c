@@ -2,7 +2,9 @@
  *
  * Measures, in one run on one device: the memory ceiling (CPU: all-thread read
  * bandwidth; CUDA: device copy), prefill speed and time to first token for a
- * random N-token prompt, and greedy decode speed for M tokens (eos ignored).
+ * random N-token prompt, and decode speed for M tokens (eos ignored): greedy, or drawn with
+ * the run options --temperature / --top-k / --top-p / --min-p / penalties / --seed (on the GPU
+ * when the engine is on CUDA: g4_generate's device draws).
  * The decode ratio to the ceiling is tok/s x bytes read per token / ceiling.
  * Best of R repetitions. Prints a table, or one JSON object with --json. --baseline DIR adds the
  * transformers BF16 baseline on DIR, run after the engine is freed (bench_baseline.c), and the
@@ -39,7 +41,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!a.model) {
         fprintf(stderr, "usage: g4 bench MODEL [--prompt N | --prompt-len N] [--gen M] [--reps R] [--json] [--threads N] "
-                        "[--baseline BF16_DIR] "
+                        "[--baseline BF16_DIR] [--temperature T --top-p P ...] "
                         "[--device cpu|cuda]\n");
         return 2;
     }
@@ -70,8 +72,7 @@ int cmd_bench(int argc, char **argv) {
     g4_session *s = NULL;
     st = g4_session_create(e, ctx, &s, &err);
     for (int r = 0; r < a.bench_reps && !st; r++) {
-        g4_gen_params gp = {.max_tokens = a.bench_gen, .ignore_eos = true};
-        g4_sampling_default(&gp.sampling);
+        g4_gen_params gp = {.max_tokens = a.bench_gen, .ignore_eos = true, .sampling = a.sampling};
         g4_gen_result res;
         /* a fresh session state each repetition: sync to a 1-token prefix first */
         st = g4_session_sync(s, (int32_t[]){(int32_t)(3 + r % 2)}, 1, &err);
@@ -116,9 +117,11 @@ int cmd_bench(int argc, char **argv) {
                "\"bytes_per_token\": %.0f, \"ceiling_gbs\": %.2f, \"prompt_tokens\": %d, \"prefill_tok_s\": %.2f, "
                "\"ttft_s\": %.4f, \"decode_tokens\": %zu, \"decode_tok_s\": %.3f, \"decode_gbs\": %.2f, "
                "\"ratio_to_ceiling\": %.3f, \"reps\": %d, \"device_weight_bytes\": %zu, \"device_mem_used\": %zu, "
-               "\"kv_cache_dtype\": \"%s\"",
+               "\"kv_cache_dtype\": \"%s\", \"sampling\": {\"temperature\": %g, \"top_k\": %d, \"top_p\": %g, "
+               "\"min_p\": %g}",
                a.model, dev, un.machine, wbytes, bpt, mem, a.bench_prompt, pre_tps, best_prefill, n_gen, dec_tps,
-               dec_gbs, mem > 0 ? dec_gbs / mem : 0, a.bench_reps, dev_w, dev_used, kvd);
+               dec_gbs, mem > 0 ? dec_gbs / mem : 0, a.bench_reps, dev_w, dev_used, kvd, a.sampling.temperature,
+               a.sampling.top_k, a.sampling.top_p, a.sampling.min_p);
         if (a.bench_baseline && !brc)
             printf(", \"baseline\": {\"engine\": \"%s\", \"ttft_s\": %.4f, \"decode_tok_s\": %.3f}, "
                    "\"decode_x_baseline\": %.2f, \"ttft_x_baseline\": %.2f",
@@ -129,9 +132,10 @@ int cmd_bench(int argc, char **argv) {
     } else {
         printf("model            %s\ndevice           %s (KV cache %s)\nweights          %.3f GB, %.3f GB read per token\n"
                "ceiling          %.2f GB/s (measured now)\nprefill          %d tokens: %.1f tok/s, TTFT %.4f s\n"
-               "decode           %zu tokens: %.2f tok/s = %.2f GB/s = %.1f%% of the ceiling\n",
-               a.model, dev, kvd, wbytes / 1e9, bpt / 1e9, mem, a.bench_prompt, pre_tps, best_prefill, n_gen, dec_tps,
-               dec_gbs, mem > 0 ? 100 * dec_gbs / mem : 0);
+               "decode           %zu tokens (%s): %.2f tok/s = %.2f GB/s = %.1f%% of the ceiling\n",
+               a.model, dev, kvd, wbytes / 1e9, bpt / 1e9, mem, a.bench_prompt, pre_tps, best_prefill, n_gen,
+               g4_sampling_is_greedy(&a.sampling) ? "greedy" : "sampled", dec_tps, dec_gbs,
+               mem > 0 ? 100 * dec_gbs / mem : 0);
         if (dev_used) printf("device memory    %.3f GB weights, %.3f GB in use\n", dev_w / 1e9, dev_used / 1e9);
         if (a.bench_baseline && !brc)
             printf("baseline         %s: decode %.2f tok/s (g4 %.2fx), TTFT %.4f s (g4 %.2fx)\n", base.engine,
