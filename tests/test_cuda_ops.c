@@ -851,7 +851,7 @@ TEST(cuda_embed_argmax) {
 
 /* Device draws (sample.cu) against the host sampler: the same row and uniform must give the SAME
  * token (sample_det.h's integer rule), over rows shaped like a language model's (a few favourites
- * over a wide tail), flat ones, rows of ties, all-equal rows, rows with -inf, and every setting:
+ * over a wide tail), flat ones, rows of ties, all-equal rows, rows with -inf and NaN, and every setting:
  * greedy with penalties, temperatures 0.3..3, top-k through ties and beyond the candidates, top-p,
  * min-p, repetition / frequency / presence penalties, suppressed ids, a skipped row; the raw
  * log-probability within 2e-5 of the host's double log-softmax. */
@@ -867,7 +867,7 @@ static void sample_case(int R, int n, int rounds) {
             case 1: w[i] = 0.5f * a; break;                                                  /* flat */
             case 2: w[i] = floorf(4.0f * a) / 2.0f; break;                                  /* ties */
             case 3: w[i] = 1.25f; break;                                                     /* all equal */
-            case 4: w[i] = i % 3 ? -INFINITY : 6.0f * a; break;                              /* -inf */
+            case 4: w[i] = i % 3 ? -INFINITY : i % 7 ? 6.0f * a : NAN; break;                /* -inf, NaN */
             default: w[i] = 30.0f * a * fabsf(b); break;                                     /* wide */
             }
         }

@@ -20,6 +20,9 @@ TEST(sample_greedy_and_suppress) {
     CHECK_EQ_INT(g4_sample(&s, l, &p, NULL, NULL, 0, &r), 1); /* first max wins */
     int32_t sup[] = {1, 4};
     CHECK_EQ_INT(g4_sample(&s, l, &p, NULL, sup, 2, &r), 3);
+    /* a NaN logit is never picked (a broken row: as the device kernels) */
+    float ln[7] = {NAN, 1.0f, NAN, 2.0f, 0.5f, NAN, 2.0f};
+    CHECK_EQ_INT(g4_sample(&s, ln, &p, NULL, NULL, 0, &r), 3);
     p.temperature = 1.0f;
     for (int i = 0; i < 200; i++) {
         int32_t t = g4_sample(&s, l, &p, NULL, sup, 2, &r);

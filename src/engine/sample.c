@@ -195,9 +195,10 @@ int32_t g4_sample_u(g4_sampler *s, const float *logits, const g4_sampling *p, co
     for (size_t i = 0; i < n_suppress; i++)
         if (suppress[i] >= 0 && suppress[i] < n) w[suppress[i]] = -INFINITY;
 
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (w[i] > w[best]) best = i;   /* first max wins, like argmax */
+    int best = -1;   /* the first max wins and NaN never does, as in the device kernels */
+    for (int i = 0; i < n; i++)
+        if (w[i] == w[i] && (best < 0 || w[i] > w[best])) best = i;
+    if (best < 0) return 0;
     const float mx = w[best];
     if (p->temperature <= 0 || mx == INFINITY) return best;
     if (!(mx > -INFINITY)) return 0;    /* nothing finite */
