@@ -101,6 +101,30 @@ static void batch_matches(g4_device dev) {
     CHECK_EQ_INT(mismatches, 0);
     CHECK(mixed_steps > 0);
     printf("     %d batched steps (%d mixed prefill+decode), worst rel L2 %.2e\n", steps, mixed_steps, worst);
+    /* draws after the last step (g4_batch_sample): on the device where it can (an id in range for
+     * each row that asks, -1 for a row that does not), else G4_ERR_UNSUPPORTED (the host samples) */
+    {
+        g4_batch_item one[2] = {{ss[0], seqs[0] + g4_session_length(ss[0]), 1, NULL},
+                                {ss[1], seqs[1] + g4_session_length(ss[1]), 1, NULL}};
+        REQUIRE(g4_batch_step(bt, one, 2, &err) == G4_OK);
+        g4_sampling sp;
+        g4_sampling_default(&sp);
+        sp.temperature = 0.9f, sp.top_p = 0.8f, sp.repetition_penalty = 1.2f;
+        const g4_draw d[2] = {{.sampling = &sp, .prompt = seqs[0], .n_prompt = (size_t)plen[0], .u = 0.5},
+                              {.sampling = NULL}};
+        int32_t ids[2] = {-7, -7};
+        g4_status st = g4_batch_sample(bt, d, NULL, 0, ids, NULL, &err);
+        if (dev == G4_DEVICE_CPU) {
+            CHECK_EQ_INT(st, G4_ERR_UNSUPPORTED);
+        } else {
+            CHECK_MSG(st == G4_OK, "%s", err.msg);
+            CHECK(ids[0] >= 0 && ids[0] < V && ids[1] == -1);
+        }
+        g4_batch *fresh = NULL;
+        REQUIRE(g4_batch_create(e, 4, 2, &fresh, &err) == G4_OK);
+        CHECK_EQ_INT(g4_batch_sample(fresh, d, NULL, 0, ids, NULL, &err), G4_ERR_INVALID_ARG);   /* no step yet */
+        g4_batch_free(fresh);
+    }
     /* errors: repeated session, too many tokens, bad id */
     g4_batch_item bad[2] = {{ss[0], seqs[0], 1, NULL}, {ss[0], seqs[0], 1, NULL}};
     CHECK(g4_batch_step(bt, bad, 2, &err) == G4_ERR_INVALID_ARG);
