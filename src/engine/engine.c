@@ -567,9 +567,7 @@ static g4_status draw_rows(g4_engine *e, const float *x, int rows, const g4_draw
     for (int k = 0; k < rows; k++) {
         if (!d[k].sampling) continue;
         any = true;
-        const g4_sampling *p = d[k].sampling;
-        if (p->repetition_penalty != 1.0f || p->frequency_penalty != 0 || p->presence_penalty != 0)
-            n_hist += d[k].n_prompt + d[k].n_output;
+        if (g4_sampling_has_penalties(d[k].sampling)) n_hist += d[k].n_prompt + d[k].n_output;
     }
     if (!any) {
         for (int k = 0; k < rows; k++) ids[k] = -1;

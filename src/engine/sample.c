@@ -67,10 +67,15 @@ void g4_sampler_free(g4_sampler *s) {
  * frequency / presence penalties are. out != NULL: the entries are written there (room for
  * n_prompt + n_output; the device sampler's list); else they are applied to s->work. Mark, visit,
  * then clear only what was marked: O(history), not O(vocab). */
+/* which penalties are on (sample_det.h's rep_on / fp_on) */
+static int rep_on(const g4_sampling *p) { return p->repetition_penalty > 0 && p->repetition_penalty != 1.0f; }
+static int fp_on(const g4_sampling *p) { return p->frequency_penalty != 0 || p->presence_penalty != 0; }
+
+bool g4_sampling_has_penalties(const g4_sampling *p) { return rep_on(p) || fp_on(p); }
+
 static size_t pen_visit(g4_sampler *s, const g4_sampling *p, const g4_history *h, g4_pen *out) {
     const int n = s->n_vocab;
-    const int rep = p->repetition_penalty > 0 && p->repetition_penalty != 1.0f;
-    const int fp = p->frequency_penalty != 0 || p->presence_penalty != 0;
+    const int rep = rep_on(p), fp = fp_on(p);
     if (!h || (!rep && !fp)) return 0;
     if (fp)
         for (size_t i = 0; i < h->n_output; i++)
@@ -159,10 +164,7 @@ double g4_log_sum_exp(const float *x, size_t n) {
     return mx + log(sum);
 }
 
-bool g4_sampling_is_greedy(const g4_sampling *p) {
-    return p->temperature <= 0 && (p->repetition_penalty <= 0 || p->repetition_penalty == 1.0f) &&
-           p->frequency_penalty == 0 && p->presence_penalty == 0;
-}
+bool g4_sampling_is_greedy(const g4_sampling *p) { return p->temperature <= 0 && !g4_sampling_has_penalties(p); }
 
 static int cmp_id(const void *a, const void *b) {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;

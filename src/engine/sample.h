@@ -49,6 +49,8 @@ void g4_sampler_free(g4_sampler *s);
 /* temperature 0 and no repetition / presence / frequency penalty: the choice is the argmax of the
  * raw logits (minus suppressed ids), which g4_session_argmax can take on the device */
 bool g4_sampling_is_greedy(const g4_sampling *p);
+/* a repetition (> 0, != 1), frequency or presence penalty is on: the history matters */
+bool g4_sampling_has_penalties(const g4_sampling *p);
 /* log(sum_i exp x[i]) in double (max-shifted): the log-softmax denominator of logprobs */
 double g4_log_sum_exp(const float *x, size_t n);
 int32_t g4_sample(g4_sampler *s, const float *logits, const g4_sampling *p, const g4_history *h,
