@@ -19,8 +19,8 @@
  *   products meet by xor shuffles inside the group); the groups, then the warps (shared memory),
  *   are merged with log-sum-exp weights at the end.
  * A split writes (acc[hd], m, l) to the workspace [query][head][split][hd + 2] and
- * k_attn_combine merges the splits (512 threads per head and 256 dims: every load up front); with one split the block writes the normalised output
- * itself. The grid depends on n_keys_max only, so a captured decode graph replays for any
+ * k_attn_combine merges the splits (512 threads per head and 256 dims: every load up front);
+ * with one split the block writes the normalised output itself. The grid depends on n_keys_max only, so a captured decode graph replays for any
  * position (splits past the last key write an empty partial). */
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
@@ -249,9 +249,6 @@ __global__ void __launch_bounds__(NW * 32, U == 4 ? 3 : 1) k_attn(const attn_arg
     }
 }
 
-/* one block per (query head, query): the splits' log-sum-exp weights exp(m_s - M) once into shared
- * memory (not once per output dim), then every output dim is a weighted sum of the partials over
- * independent loads. The arithmetic (terms, order, the division by L) is the per-dim loop's. */
 /* Merge the splits of one (query, head): grid (Hq, dim chunks of CW, queries), CT threads. The
  * merge is latency-bound (a few hundred KB per layer at T = 1): every load is issued up front. The
  * splits' weights exp(m_s - M) once into shared memory and L summed in split order by one thread

@@ -7,8 +7,7 @@
  * in shared memory between the passes; attn_prep = one block of 128 threads per
  * (token, head) at T = 1, one warp per (token, head) for chunks, q heads first, then kv heads
  * (a kv row also produces v, so that for k_eq_v layers it reads the raw k before overwriting
- * it); RoPE pairs (j, j+hd/2)
- * per thread; flat ops = grid-stride loops of 256 threads. */
+ * it); RoPE pairs (j, j+hd/2) per thread; flat ops = grid-stride loops of 256 threads. */
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 
