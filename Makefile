@@ -78,8 +78,10 @@ bench: $(BUILD)/bench_cpu_ops $(BUILD)/bench_batch
 bench-synth: $(BUILD)/g4
 	sh scripts/bench_synth.sh $(BUILD)/g4 nvfp4a16
 # CUDA GEMV micro-benchmark (needs nvcc and a GPU to run): $(BUILD)/bench_cuda_gemv prints JSON.
-bench-cuda: $(BUILD)/bench_cuda_gemv
+bench-cuda: $(BUILD)/bench_cuda_gemv $(BUILD)/bench_cuda_gemm
 $(BUILD)/bench_cuda_gemv: bench/bench_cuda_gemv.c $(BUILD)/libg4.a
+	$(CC) $(G4FLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/bench_cuda_gemm: bench/bench_cuda_gemm.c $(BUILD)/libg4.a
 	$(CC) $(G4FLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/bench_cpu_ops: bench/bench_cpu_ops.c $(BUILD)/libg4.a
 	$(CC) $(G4FLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)

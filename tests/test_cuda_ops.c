@@ -375,6 +375,11 @@ TEST(cuda_matmul_w4) {
     w4_matmul(19, 15360, 40);
     w4_matmul(3840, 256, 20);
     fused_vs_cpu(CKPT_NVFP4, 20, 256, 48, 16, 17, 71, 1e-3, "w4");   /* q/k/v and gate/up share one x */
+    /* Hopper: q/k/v and gate/up in one launch each (cu_gemm_w4_multi): segments ending inside a
+     * block of tiles, split-K partials merged per weight and, for gate/up, into GELU(gate) x up */
+    fused_vs_cpu(CKPT_NVFP4, 40, 1056, 300, 33, 47, 401, 1e-3, "w4 split");
+    fused_vs_cpu(CKPT_NVFP4, 64, 1056, 130, 16, 17, 250, 1e-3, "w4 split T=64");
+    fused_vs_cpu(CKPT_NVFP4, 100, 1056, 130, 16, 17, 250, 1e-3, "w4 split T=100");   /* above 64: unfused */
 }
 
 TEST(cuda_matmul_tensor_cores) {
@@ -732,7 +737,8 @@ TEST(cuda_attention_rows) {
     NEED_GPU();
     for (int f16 = 1; f16 >= 0; f16--) {
         set_kv16(f16);
-        rows_case(0, 512, 16, 1);    /* global layer shape */
+        rows_case(0, 512, 16, 1);    /* global layer shape (f16: attn_g16.cu, the tensor cores) */
+        rows_case(40, 256, 16, 1);   /* 16 heads per kv head at hd 256, a window; row 2 wrapped its ring */
         rows_case(48, 256, 16, 8);   /* sliding: row 2 wrapped its 48-slot ring */
         rows_case(0, 24, 6, 3);      /* odd head dim */
     }

@@ -421,9 +421,20 @@ extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, c
     return attn_run(a, kv16, T, n_keys_max, out, ws_floats, sm_count, stream);
 }
 
+extern "C" int cu_attn_combine(float *out, const float *ws, int Hq, int hd, int nsplit, int n, const cu_row *rows_dev,
+                               void *stream) {
+    if (nsplit > 256 || n > 65535) return (int)cudaErrorInvalidValue;
+    const dim3 cg(Hq, (hd + CW - 1) / CW, n);
+    return hd % 2 ? cu_launch(k_attn_combine<1>, cg, dim3(CT), 0, stream, out, ws, Hq, hd, nsplit, 0, rows_dev)
+                  : cu_launch(k_attn_combine<2>, cg, dim3(CT), 0, stream, out, ws, Hq, hd, nsplit, 0, rows_dev);
+}
+
 extern "C" int cu_attention_rows(float *out, const float *q, int n, const cu_row *rows_dev, int kv16, int Hq, int hd,
                                  int Hkv, int window, float scale, int n_keys_max, float *ws, size_t ws_floats,
                                  int sm_count, void *stream) {
+    if (n <= 65535 && cu_attention_rows_g16_ok(kv16, Hq, Hkv, hd))
+        return cu_attention_rows_g16(out, q, n, rows_dev, Hq, hd, Hkv, window, scale, n_keys_max, ws, ws_floats,
+                                     sm_count, stream);
     attn_args a = {};
     a.ws = ws;
     a.q = q;

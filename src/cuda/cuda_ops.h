@@ -117,6 +117,13 @@ size_t cu_x_f16_bytes(int T, int kp);
 int cu_x_f16(const float *x, int T, int k, int kp, void *scratch, void *stream);
 size_t cu_gemm_w4_ws_bytes(int T, const cu_weight *w, int sm_count);
 int cu_gemm_w4(const void *x16, int T, const cu_weight *w, float *y, float *ws, int sm_count, void *stream);
+/* nw <= 3 weights of one k (q / k / v; gate / up) over the same x16 in one launch (Hopper, T <= 64:
+ * _ok). geglu (nw = 2, same n): y[0] = gelu(gate) x up when the launch has split-K partials to
+ * merge (*geglu_done = 1), else y[0] = gate, y[1] = up as without it. ws: _ws_bytes. */
+int cu_gemm_w4_multi_ok(int T);
+size_t cu_gemm_w4_multi_ws_bytes(int T, const cu_weight *const *w, int nw, int sm_count);
+int cu_gemm_w4_multi(const void *x16, int T, const cu_weight *const *w, float *const *y, int nw, int geglu, float *ws,
+                     int sm_count, void *stream, int *geglu_done);
 int cu_cublas_create(void **handle, void *stream);
 void cu_cublas_destroy(void *handle);
 
@@ -191,6 +198,16 @@ int cu_attention(float *out, const float *q, int T, int Hq, int hd, const void *
  * block ids per row); n_keys_max bounds every row's resident keys */
 int cu_attention_rows(float *out, const float *q, int n, const cu_row *rows_dev, int kv16, int Hq, int hd, int Hkv,
                       int window, float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count, void *stream);
+/* merge n_split partials per (row, head) of the workspace into out's rows (k_attn's format) */
+int cu_attn_combine(float *out, const float *ws, int Hq, int hd, int nsplit, int n, const cu_row *rows_dev, void *stream);
+
+/* ---- attn_g16.cu: cu_attention_rows on the tensor cores for 16 query heads per kv head at hd
+ * 256 / 512 with an f16 cache (Gemma 4's global layers); _ok: the shape is one of those (and
+ * G4_CUDA_ATTN_G16 is not 0). cu_attention_rows takes it by itself. */
+int cu_attention_rows_g16_ok(int kv16, int Hq, int Hkv, int hd);
+int cu_attention_rows_g16(float *out, const float *q, int n, const cu_row *rows_dev, int Hq, int hd, int Hkv,
+                          int window, float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count,
+                          void *stream);
 
 /* ---- attn_flash.cu: tensor-core prefill attention (the same contract, T >= 2 queries) ----
  * _ok: the shape is supported (hd a multiple of 16 up to 512, Hq / Hkv <= 64). */

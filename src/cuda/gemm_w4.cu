@@ -23,8 +23,10 @@
 #include "cuda/cuda_ops.h"
 #include "cuda/mma.cuh"
 #include "cuda/tc_layout.h"
+#include "cuda/wgmma.cuh"
 
 #include <stdlib.h>
+#include <string.h>
 
 namespace {
 
@@ -33,6 +35,16 @@ constexpr int TPB2 = 16;   /* tiles per block at 2 per warp: sets the split-K (a
 constexpr int XS = 72;     /* x row stride in shared memory, halves */
 constexpr int NSTG = 4;
 constexpr int WB = TC_CHUNK_BYTES + TC_SCALE_BYTES;   /* one tile's chunk: codes, then scales */
+constexpr int W4_GMMA_MAX_T = 64;   /* rows the wgmma kernel takes (Hopper); above: mma.sync */
+
+/* one weight of a launch; the wgmma kernel takes up to 3 side by side (q / k / v, gate / up: one
+ * x), their tiles numbered one after the other */
+struct w4_seg {
+    const uint8_t *codes, *scales;
+    float *y;           /* [T][n] */
+    int n, tile0;       /* tile0: its first tile in the launch's numbering */
+    float mul;          /* 2^14 / global divisor: the A fragments are e2m1 x 2^-14 x scale */
+};
 
 struct w4_args {
     const uint8_t *codes, *scales;
@@ -41,7 +53,15 @@ struct w4_args {
     float *y, *ws;
     int n, kp, nch, ntiles, T, S, cps;
     float mul;          /* 2^14 / global divisor: the A fragments are e2m1 x 2^-14 x scale */
+    w4_seg seg[3];      /* the wgmma kernel's weights (seg[0] = codes, scales, y, n, mul when alone) */
+    int nseg;
+    int nr;             /* row stride of the split-K partials [S][T][nr]: n alone, 16 ntiles for several */
 };
+
+/* the segment of a launch tile */
+__device__ __forceinline__ int seg_of(const w4_args &a, int tile) {
+    return a.nseg > 2 && tile >= a.seg[2].tile0 ? 2 : a.nseg > 1 && tile >= a.seg[1].tile0 ? 1 : 0;
+}
 
 template <int NB, int TPW> __host__ __device__ constexpr int stage_bytes() {
     return NB * 8 * XS * 2 + WARPS * TPW * WB;
@@ -203,6 +223,152 @@ template <int NB, int TPW> __global__ void __launch_bounds__(WARPS * 32, 2) k_ge
     }
 }
 
+/* The same product on Hopper's warpgroup MMA (sm_90a, wgmma.cuh): the warps decode their weight
+ * tiles into A fragments exactly as above, but x is read by the tensor cores themselves from
+ * shared memory (one read per warpgroup and k16 step, instead of one ldmatrix per warp and 8-row
+ * group) and one instruction per warp covers all N columns: the mma.sync kernel spends more issue
+ * slots on ldmatrix / mma than on its MMAs' math (ncu: tensor pipe 32 %, issue 43 %).
+ * Up to 64 rows (N = 16 / 32 / 64 columns per wgmma); the mma.sync kernel takes more.
+ * Warp w = warpgroup wg = w / 4, rank wr = w % 4; its tiles (block-local) wg 4 TPW + 4 u + wr, so
+ * one wgmma of warpgroup wg, u covers 4 consecutive tiles = 64 weight rows. x stage: N rows x 64
+ * columns as no-swizzle K-major core matrices (8 rows x 16 bytes, 128 contiguous bytes) laid
+ * [row group t / 8][k8 block 0..7][t % 8][8 halves]: a k16 step j starts at core matrix 2j of
+ * the row group, LBO = 128 (the next k8 block), SBO = 1024 (the next row group). A registers
+ * are double-buffered (step j + 1 decodes while step j's wgmma runs); each chunk's MMAs are
+ * complete before the barrier that lets its stage be refilled. */
+template <int N, int TPW> __host__ __device__ constexpr int gstage_bytes() { return N * 128 + WARPS * TPW * WB; }
+
+template <int N, int TPW> __global__ void __launch_bounds__(WARPS * 32, 2) k_gemm_w4_gmma(const w4_args a) {
+    constexpr int TPB = WARPS * TPW, SB = gstage_bytes<N, TPW>(), NS = NSTG;
+    extern __shared__ __align__(16) unsigned char sm[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, qd = lane & 3;
+    const int wg = warp >> 2, wr = warp & 3;
+    /* grid (token tiles: 1 while T <= N, weight tile blocks, splits) */
+    const int tile0 = blockIdx.y * TPB, t0 = blockIdx.x * N, split = blockIdx.z;
+    const int c0 = split * a.cps;
+    const int nc = (a.nch - c0 < a.cps ? a.nch - c0 : a.cps);
+    const uint32_t sbase = smem_addr(sm);
+
+    /* this thread's 16-byte pieces of every chunk, found once: a source at chunk c0 that moves by
+     * a fixed step per chunk, a destination in the stage (bit 31: a scale piece, which moves by
+     * 64 bytes per chunk, not 512; bit 30: a real piece, else 0 bytes = zeros) */
+    constexpr int WPC = TPB * (WB / 16), XP = N * 8, NT = WARPS * 32;
+    constexpr int WPT = (WPC + NT - 1) / NT, XPT = (XP + NT - 1) / NT;
+    const uint8_t *wsrc[WPT];
+    uint32_t wdst[WPT];
+#pragma unroll
+    for (int k = 0; k < WPT; k++) {
+        const int p = threadIdx.x + k * NT;
+        const int w = p / (WB / 16), q = p - w * (WB / 16), tile = tile0 + w;
+        const bool ok = p < WPC && tile < a.ntiles;
+        const w4_seg &sg = a.seg[ok ? seg_of(a, tile) : 0];
+        const size_t base = (size_t)(ok ? tile - sg.tile0 : 0) * a.nch + c0;
+        wsrc[k] = q < 32 ? sg.codes + base * TC_CHUNK_BYTES + q * 16 : sg.scales + base * TC_SCALE_BYTES + (q - 32) * 16;
+        wdst[k] = p < WPC ? (uint32_t)(N * 128 + w * WB + q * 16) | (q >= 32 ? 1u << 31 : 0u) | (ok ? 1u << 30 : 0u) : 0u;
+    }
+    const __half *xsrc[XPT];
+    uint32_t xdst[XPT];
+#pragma unroll
+    for (int k = 0; k < XPT; k++) {
+        const int p = threadIdx.x + k * NT, r = p >> 3, q = p & 7, t = t0 + r;
+        const bool ok = p < XP && t < a.T;
+        xsrc[k] = a.xh + (size_t)(ok ? t : 0) * a.kp + (size_t)c0 * TC_KCH + q * 8;
+        xdst[k] = p < XP ? (uint32_t)((((r >> 3) * 8 + q) * 128) + (r & 7) * 16) | (ok ? 1u << 30 : 0u) : 0u;
+    }
+    auto fill_w = [&](int i) {
+        const uint32_t st = sbase + (uint32_t)((i % NS) * SB);
+#pragma unroll
+        for (int k = 0; k < WPT; k++)
+            if (WPC % NT == 0 || wdst[k])
+                cp16(st + (wdst[k] & 0x3FFFFFFFu), wsrc[k] + (size_t)i * (wdst[k] >> 31 ? TC_SCALE_BYTES : TC_CHUNK_BYTES),
+                     wdst[k] >> 30 & 1 ? 16 : 0);
+    };
+    auto fill_x = [&](int i) {
+        const uint32_t st = sbase + (uint32_t)((i % NS) * SB);
+#pragma unroll
+        for (int k = 0; k < XPT; k++)
+            if (XP % NT == 0 || xdst[k])
+                cp16(st + (xdst[k] & 0x3FFFFFFFu), xsrc[k] + (size_t)i * TC_KCH, xdst[k] >> 30 & 1 ? 16 : 0);
+    };
+    for (int i = 0; i < NS - 1; i++)
+        if (i < nc) fill_w(i);
+    pdl_wait();
+    for (int i = 0; i < NS - 1; i++) {
+        if (i < nc) fill_x(i);
+        cp_commit();
+    }
+
+    float acc[TPW][N / 2];
+#pragma unroll
+    for (int u = 0; u < TPW; u++)
+#pragma unroll
+        for (int i = 0; i < N / 2; i++) acc[u][i] = 0.f;
+
+    for (int i = 0; i < nc; i++) {
+        cp_wait<NS - 2>();
+        fence_proxy_async();   /* this thread's cp.async bytes, next read by the tensor cores */
+        __syncthreads();
+        if (i + NS - 1 < nc) {
+            fill_w(i + NS - 1);
+            fill_x(i + NS - 1);
+        }
+        cp_commit();
+        const uint32_t st = sbase + (uint32_t)((i % NS) * SB);
+        uint32_t words[TPW][4], s[TPW][4];
+#pragma unroll
+        for (int u = 0; u < TPW; u++) {
+            const unsigned char *wp = sm + (i % NS) * SB + N * 128 + (wg * 4 * TPW + 4 * u + wr) * WB;
+            const uint4 cw = *reinterpret_cast<const uint4 *>(wp + lane * 16);
+            const uint2 cs = *reinterpret_cast<const uint2 *>(wp + TC_CHUNK_BYTES + g * 8);
+            e4m3x4_to_f16x2(cs.x, s[u][0], s[u][1]);
+            e4m3x4_to_f16x2(cs.y, s[u][2], s[u][3]);
+            words[u][0] = cw.x, words[u][1] = cw.y, words[u][2] = cw.z, words[u][3] = cw.w;
+        }
+        uint32_t av[2][TPW][4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+#pragma unroll
+            for (int u = 0; u < TPW; u++) {
+                uint32_t *v = av[j & 1][u];
+                tc_decode(words[u][j], v);
+                v[0] = hmul2_lo(v[0], s[u][j]);
+                v[1] = hmul2_hi(v[1], s[u][j]);
+                v[2] = hmul2_lo(v[2], s[u][j]);
+                v[3] = hmul2_hi(v[3], s[u][j]);
+            }
+            gmma_fence();
+            const uint64_t desc = gmma_desc(st + (uint32_t)(2 * j * 128), 128, 1024);
+#pragma unroll
+            for (int u = 0; u < TPW; u++) gmma_f16<N>(acc[u], av[j & 1][u], desc);
+            gmma_commit();
+            gmma_wait<1>();
+        }
+        gmma_wait<0>();
+    }
+#pragma unroll
+    for (int u = 0; u < TPW; u++) gmma_fence_regs(acc[u]);
+
+    /* acc[u][4 nt + e]: weight row 16 tile + g + 8 (e >> 1), x row t0 + 8 nt + 2 qd + (e & 1);
+     * one split: y of the tile's weight, else the partial at row 16 tile + .. of [S][T][16 ntiles] */
+#pragma unroll
+    for (int u = 0; u < TPW; u++) {
+        const int tile = tile0 + wg * 4 * TPW + 4 * u + wr;
+        if (tile >= a.ntiles) continue;
+        const w4_seg &sg = a.seg[seg_of(a, tile)];
+        const int nr = a.nr;
+#pragma unroll
+        for (int nt = 0; nt < N / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int rl = (tile - sg.tile0) * 16 + g + 8 * (e >> 1), t = t0 + nt * 8 + 2 * qd + (e & 1);
+                if (rl >= sg.n || t >= a.T) continue;
+                const float v = acc[u][4 * nt + e];
+                if (a.S == 1) sg.y[(size_t)t * sg.n + rl] = v * sg.mul * a.xs[t];
+                else a.ws[((size_t)split * a.T + t) * nr + tile * 16 + g + 8 * (e >> 1)] = v;
+            }
+    }
+}
+
 /* y = (sum of the S partials, in split order) x mul x the row's inverse x scale */
 __global__ void k_w4_reduce(float *y, const float *ws, const float *xs, int T, int n, int S, float mul) {
     pdl_wait();
@@ -211,6 +377,32 @@ __global__ void k_w4_reduce(float *y, const float *ws, const float *xs, int T, i
         float v = 0.f;
         for (int s = 0; s < S; s++) v += ws[(size_t)s * total + i];
         y[i] = v * mul * xs[i / n];
+    }
+}
+
+/* the partials of a multi-weight launch ([S][T][16 ntiles], in split order) -> each weight's y;
+ * geglu (gate = seg 0, up = seg 1, same n): y0 = gelu(gate) x up instead (cu_gelu_mul's rule) */
+__global__ void k_w4_reduce_seg(const w4_args a, int geglu) {
+    pdl_wait();
+    const int nr = a.nr;
+    const int rows = geglu ? a.seg[0].n : nr;   /* geglu: one output per gate row */
+    const size_t total = (size_t)a.T * rows, plane = (size_t)a.T * nr;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        const int t = (int)(i / rows), rg = (int)(i - (size_t)t * rows);
+        const w4_seg &sg = a.seg[geglu ? 0 : seg_of(a, rg >> 4)];
+        const int rl = rg - sg.tile0 * 16;
+        if (rl >= sg.n) continue;
+        float v = 0.f;
+        for (int s = 0; s < a.S; s++) v += a.ws[(size_t)s * plane + (size_t)t * nr + rg];
+        v *= sg.mul * a.xs[t];
+        if (geglu) {
+            const w4_seg &su = a.seg[1];
+            const int ru = su.tile0 * 16 + rl;
+            float w = 0.f;
+            for (int s = 0; s < a.S; s++) w += a.ws[(size_t)s * plane + (size_t)t * nr + ru];
+            v = gelu_tanh(v) * (w * su.mul * a.xs[t]);
+        }
+        sg.y[(size_t)t * sg.n + rl] = v;
     }
 }
 
@@ -224,6 +416,33 @@ template <int NB, int TPW> int launch(const w4_args &a, void *stream) {
     }
     dim3 grid((a.ntiles + WARPS * TPW - 1) / (WARPS * TPW), a.S, 1);
     return cu_launch(k_gemm_w4<NB, TPW>, grid, dim3(WARPS * 32), (size_t)smem, stream, a);
+}
+
+template <int N, int TPW> int launch_g(const w4_args &a, void *stream) {
+    constexpr int smem = NSTG * gstage_bytes<N, TPW>();
+    static bool attr = false;
+    if (!attr) {
+        cudaError_t e = cudaFuncSetAttribute(k_gemm_w4_gmma<N, TPW>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (e != cudaSuccess) return (int)e;
+        attr = true;
+    }
+    dim3 grid((a.T + N - 1) / N, (a.ntiles + WARPS * TPW - 1) / (WARPS * TPW), a.S);
+    return cu_launch(k_gemm_w4_gmma<N, TPW>, grid, dim3(WARPS * 32), (size_t)smem, stream, a);
+}
+
+/* wgmma runs on compute capability 9.0 only (the sm_90a build; a later GPU runs the portable
+ * PTX, which has no wgmma); G4_CUDA_W4_GMMA=0 turns it off (A/B timing) */
+bool gmma_ok() {
+    static int ok = -1;
+    if (ok < 0) {
+        int dev = 0, ma = 0, mi = 0;
+        const char *e = getenv("G4_CUDA_W4_GMMA");
+        ok = cudaGetDevice(&dev) == cudaSuccess &&
+             cudaDeviceGetAttribute(&ma, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+             cudaDeviceGetAttribute(&mi, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && ma == 9 && mi == 0 &&
+             !(e && !strcmp(e, "0"));
+    }
+    return ok == 1;
 }
 
 /* the split count of a weight: as many blocks as fit the GPU at once (2 per SM) without a partial
@@ -271,6 +490,9 @@ extern "C" int cu_gemm_w4(const void *x16, int T, const cu_weight *w, float *y, 
     a.ntiles = (int)(tc_np((size_t)w->n) / TC_ROWS);
     a.T = T;
     a.mul = 16384.0f / w->gdiv;
+    a.seg[0] = {a.codes, a.scales, y, a.n, 0, a.mul};
+    a.nseg = 1;
+    a.nr = a.n;   /* k_w4_reduce's [S][T][n] */
     w4_split(a.ntiles, a.nch, sm_count, &a.S, &a.cps);
     if (a.S > 1 && !ws) return (int)cudaErrorInvalidValue;
     /* tiles per warp (G4_CUDA_W4_TPW = 1 / 2, default 2; always 1 at T > 64): a tuning knob */
@@ -280,7 +502,13 @@ extern "C" int cu_gemm_w4(const void *x16, int T, const cu_weight *w, float *y, 
         tpw = e && atoi(e) == 1 ? 1 : 2;
     }
     int rc;
-    if (T <= 16) rc = tpw == 2 ? launch<2, 2>(a, stream) : launch<2, 1>(a, stream);
+    /* wgmma up to 64 rows; above, the mma.sync kernel (measured: 343 against 444 us per layer at
+     * T = 127, where the wgmma kernel has one 128-column tile per warp) */
+    if (gmma_ok() && T <= W4_GMMA_MAX_T) {
+        if (T <= 16) rc = launch_g<16, 2>(a, stream);
+        else if (T <= 32) rc = launch_g<32, 2>(a, stream);
+        else rc = launch_g<64, 2>(a, stream);
+    } else if (T <= 16) rc = tpw == 2 ? launch<2, 2>(a, stream) : launch<2, 1>(a, stream);
     else if (T <= 32) rc = tpw == 2 ? launch<4, 2>(a, stream) : launch<4, 1>(a, stream);
     else if (T <= 64) rc = tpw == 2 ? launch<8, 2>(a, stream) : launch<8, 1>(a, stream);
     else rc = launch<16, 1>(a, stream);
@@ -288,4 +516,65 @@ extern "C" int cu_gemm_w4(const void *x16, int T, const cu_weight *w, float *y, 
     size_t total = (size_t)T * a.n, blocks = (total + 255) / 256;
     return cu_launch(k_w4_reduce, dim3((unsigned)(blocks > 4096 ? 4096 : blocks)), dim3(256), 0, stream, y,
                      (const float *)ws, a.xs, T, a.n, a.S, a.mul);
+}
+
+/* ---- several weights of one x in one launch (Hopper's wgmma kernel only) ---- */
+
+extern "C" int cu_gemm_w4_multi_ok(int T) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("G4_CUDA_W4_FUSE");
+        on = !(e && e[0] == '0');
+    }
+    return on && T <= W4_GMMA_MAX_T && gmma_ok();
+}
+
+static int multi_tiles(const cu_weight *const *w, int nw) {
+    int t = 0;
+    for (int i = 0; i < nw; i++) t += (int)(tc_np((size_t)w[i]->n) / TC_ROWS);
+    return t;
+}
+
+extern "C" size_t cu_gemm_w4_multi_ws_bytes(int T, const cu_weight *const *w, int nw, int sm_count) {
+    if (nw < 1 || nw > 3) return 0;
+    int S, cps;
+    const int tiles = multi_tiles(w, nw);
+    w4_split(tiles, w[0]->kp / TC_KCH, sm_count, &S, &cps);
+    return S > 1 ? (size_t)S * T * tiles * 16 * sizeof(float) : 0;
+}
+
+extern "C" int cu_gemm_w4_multi(const void *x16, int T, const cu_weight *const *w, float *const *y, int nw, int geglu,
+                                float *ws, int sm_count, void *stream, int *geglu_done) {
+    if (geglu_done) *geglu_done = 0;
+    if (T <= 0) return 0;
+    if (!gmma_ok() || nw < 1 || nw > 3 || T > W4_GMMA_MAX_T || (geglu && (nw != 2 || w[0]->n != w[1]->n)))
+        return (int)cudaErrorInvalidValue;
+    for (int i = 0; i < nw; i++)
+        if (w[i]->fmt != CU_NVFP4 || !w[i]->tc || w[i]->kp != w[0]->kp) return (int)cudaErrorInvalidValue;
+    w4_args a = {};
+    a.xh = (const __half *)x16;
+    a.xs = (const float *)((const uint8_t *)x16 + (((size_t)T * w[0]->kp * sizeof(__half) + 15) & ~(size_t)15));
+    a.ws = ws;
+    a.kp = w[0]->kp;
+    a.nch = a.kp / TC_KCH;
+    a.T = T;
+    a.nseg = nw;
+    int tiles = 0;
+    for (int i = 0; i < nw; i++) {
+        a.seg[i] = {(const uint8_t *)w[i]->w, w[i]->scale, y[i], w[i]->n, tiles, 16384.0f / w[i]->gdiv};
+        tiles += (int)(tc_np((size_t)w[i]->n) / TC_ROWS);
+    }
+    a.ntiles = tiles;
+    a.nr = tiles * 16;
+    w4_split(a.ntiles, a.nch, sm_count, &a.S, &a.cps);
+    if (a.S > 1 && !ws) return (int)cudaErrorInvalidValue;
+    int rc;
+    if (T <= 16) rc = launch_g<16, 2>(a, stream);
+    else if (T <= 32) rc = launch_g<32, 2>(a, stream);
+    else rc = launch_g<64, 2>(a, stream);
+    if (rc || a.S == 1) return rc;
+    const size_t total = (size_t)T * (geglu ? w[0]->n : tiles * 16), blocks = (total + 255) / 256;
+    rc = cu_launch(k_w4_reduce_seg, dim3((unsigned)(blocks > 4096 ? 4096 : blocks)), dim3(256), 0, stream, a, geglu);
+    if (!rc && geglu && geglu_done) *geglu_done = 1;
+    return rc;
 }

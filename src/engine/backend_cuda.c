@@ -497,6 +497,22 @@ static g4_status collect3(be *b, const ckpt_linear *w0, const ckpt_linear *w1, c
     return G4_OK;
 }
 
+/* nw NVFP4 products of one x in one gemm_w4 launch (Hopper); geglu: ys[0] = gelu(gate) x up */
+static g4_status w4_multi(be *b, const float *x, int T, const cu_weight *const *cw, float *const *ys, int nw, bool geglu,
+                          g4_error *err) {
+    cu_ctx *c = C(b);
+    g4_status st = prep_x(b, P_W4, x, T, cw[0], err);
+    if (st) return st;
+    size_t need = cu_gemm_w4_multi_ws_bytes(T, cw, nw, c->sm_count);
+    if (need && (st = grow(b, &c->scr_p, &c->scr_p_bytes, need, err))) return st;
+    int done = 0;
+    st = check(b, cu_gemm_w4_multi(c->scr_x16, T, cw, ys, nw, geglu, (float *)c->scr_p, c->sm_count, c->stream, &done),
+               "gemm w4 (fused)", err);
+    if (!st && geglu && !done)
+        st = check(b, cu_gelu_mul(ys[0], ys[0], ys[1], (size_t)T * cw[0]->n, c->stream), "gelu", err);
+    return st;
+}
+
 static g4_status cb_matmul3(be *b, float *y0, float *y1, float *y2, const float *x, int T, const ckpt_linear *w0,
                             const ckpt_linear *w1, const ckpt_linear *w2, g4_error *err) {
     w3 W;
@@ -509,6 +525,7 @@ static g4_status cb_matmul3(be *b, float *y0, float *y1, float *y2, const float 
     bool one_path = true;
     for (int i = 1; i < n; i++) one_path = one_path && path_of(C(b), T, cw[i]) == p0;
     if (W.same && one_path && p0 == P_GEMV) return check(b, cu_gemv(x, T, cw, ys, n, 0, C(b)->stream), "gemv", err);
+    if (W.same && one_path && p0 == P_W4 && n > 1 && cu_gemm_w4_multi_ok(T)) return w4_multi(b, x, T, cw, ys, n, false, err);
     /* x is converted again only when a product's path or width differs from the last converted one */
     const cu_weight *prepared = NULL;
     int prepared_path = P_GEMV;
@@ -536,6 +553,10 @@ static g4_status cb_geglu(be *b, float *h, float *scratch, const float *x, int T
     g4_status st;
     if (p != P_GEMV && path_of(C(b), T, cw[1]) == p && cw[0]->k == cw[1]->k && cw[0]->kp == cw[1]->kp &&
         cw[0]->n == cw[1]->n) {
+        if (p == P_W4 && cu_gemm_w4_multi_ok(T)) {
+            float *ys[2] = {h, scratch};
+            return w4_multi(b, x, T, cw, ys, 2, true, err);
+        }
         st = prep_x(b, p, x, T, cw[0], err);
         if (!st) st = product(b, p, h, T, cw[0], err);
         if (!st) st = product(b, p, scratch, T, cw[1], err);

@@ -1,0 +1,217 @@
+/* bench_cuda_gemm.c - the batched products of one Gemma 4 12B sliding layer (q, k, v, o, gate, up,
+ * down; NVFP4 tile layout) at T rows of x, on both product paths of backend_cuda.c:
+ *   w4    cu_x_f16 + cu_gemm_w4 (4-bit weights read once for all rows; 16 <= T <= CU_W4_MAX_T)
+ *   bf16  cu_to_bf16 + cu_gemm_bf16 (the weight dequantized to a BF16 copy, then cuBLAS)
+ * Weights rotate over 12 copies of the layer (1.5 GB) so that every product reads HBM, not L2,
+ * as in a real step. Per (path, T): microseconds per product and per layer, the layer's TFLOPS
+ * and weight GB/s. One JSON line each. Then whole layers ("w4 layer": x converted once per input;
+ * "w4 fused": q/k/v and gate/up + GELU in one launch each, Hopper).
+ * Usage: bench_cuda_gemm [--t 16,32,64,96,127] [--reps N]   (needs a GPU; build: make bench-cuda) */
+#include "cuda/cuda_ops.h"
+#include "cuda/tc_layout.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+enum { NP = 7, COPIES = 12 };
+static const char *names[NP] = {"q", "k", "v", "o", "gate", "up", "down"};
+static const int shp[NP][2] = {{4096, 3840}, {2048, 3840}, {2048, 3840}, {3840, 4096},
+                               {15360, 3840}, {15360, 3840}, {3840, 15360}};
+
+int main(int argc, char **argv) {
+    const char *ts = "16,32,64,96,127,256,1024,2048";
+    int reps = 10;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--t")) ts = argv[i + 1];
+        else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+    }
+    char name[256];
+    int sms = 0;
+    size_t mem = 0;
+    if (cu_device_query(name, sizeof name, &sms, &mem)) {
+        fprintf(stderr, "no CUDA device\n");
+        return 1;
+    }
+    void *st = NULL, *cublas = NULL;
+    if (cu_stream_create(&st) || cu_cublas_create(&cublas, st)) return 1;
+    /* the layer's weights, COPIES times: random codes, E4M3 scales in [2^-3, 2^3) */
+    cu_weight w[COPIES][NP];
+    size_t lay_codes = 0, lay_scales = 0, flops1 = 0;
+    for (int p = 0; p < NP; p++) {
+        lay_codes += tc_code_bytes((size_t)shp[p][0], (size_t)shp[p][1]);
+        lay_scales += tc_scale_bytes((size_t)shp[p][0], (size_t)shp[p][1]);
+        flops1 += 2 * (size_t)shp[p][0] * shp[p][1];
+    }
+    uint8_t *codes = NULL, *scales = NULL;
+    if (cu_malloc((void **)&codes, lay_codes * COPIES) || cu_malloc((void **)&scales, lay_scales * COPIES)) return 1;
+    {
+        size_t nb = lay_codes * COPIES > lay_scales * COPIES ? lay_codes * COPIES : lay_scales * COPIES;
+        uint8_t *h = malloc(nb);
+        if (!h) return 1;
+        uint32_t r = 1;
+        for (size_t i = 0; i < lay_codes * COPIES; i++) h[i] = (uint8_t)((r = r * 1664525u + 1013904223u) >> 24);
+        cu_memcpy_h2d(codes, h, lay_codes * COPIES, st);
+        for (size_t i = 0; i < lay_scales * COPIES; i++) h[i] = (uint8_t)(0x20 + ((r = r * 1664525u + 1013904223u) >> 24) % 0x30);
+        cu_memcpy_h2d(scales, h, lay_scales * COPIES, st);
+        cu_sync(st);
+        free(h);
+    }
+    for (int c = 0; c < COPIES; c++) {
+        size_t oc = c * lay_codes, os = c * lay_scales;
+        for (int p = 0; p < NP; p++) {
+            cu_weight *x = &w[c][p];
+            memset(x, 0, sizeof *x);
+            x->fmt = CU_NVFP4;
+            x->tc = 1;
+            x->n = shp[p][0];
+            x->k = shp[p][1];
+            x->kp = (int)tc_kp((size_t)x->k);
+            x->row_bytes = (size_t)x->k / 2;
+            x->gdiv = 1.0f;
+            x->w = codes + oc;
+            x->scale = scales + os;
+            oc += tc_code_bytes((size_t)x->n, (size_t)x->k);
+            os += tc_scale_bytes((size_t)x->n, (size_t)x->k);
+        }
+    }
+    const int TMAX = 4096, KMAX = 15360, NMAX = 15360;
+    float *x = NULL, *y = NULL, *ws = NULL;
+    void *x16 = NULL, *xb = NULL, *wb = NULL;
+    size_t ws_bytes = 0;
+    for (int p = 0; p < NP; p++) {
+        size_t b = cu_gemm_w4_ws_bytes(CU_W4_MAX_T, &w[0][p], sms);
+        if (b > ws_bytes) ws_bytes = b;
+    }
+    if (cu_malloc((void **)&x, (size_t)TMAX * KMAX * 4) || cu_malloc((void **)&y, (size_t)TMAX * NMAX * 4) ||
+        cu_malloc(&x16, cu_x_f16_bytes(CU_W4_MAX_T, KMAX)) || cu_malloc(&xb, (size_t)TMAX * KMAX * 2) ||
+        cu_malloc(&wb, (size_t)NMAX * KMAX * 2) || (ws_bytes && cu_malloc((void **)&ws, ws_bytes))) {
+        fprintf(stderr, "alloc failed\n");
+        return 1;
+    }
+    {
+        float *hx = malloc((size_t)TMAX * KMAX * 4);
+        if (!hx) return 1;
+        for (size_t i = 0; i < (size_t)TMAX * KMAX; i++) hx[i] = (float)(i * 2654435761u % 2001) / 1000.0f - 1.0f;
+        cu_memcpy_h2d(x, hx, (size_t)TMAX * KMAX * 4, st);
+        cu_sync(st);
+        free(hx);
+    }
+    printf("{\"device\":\"%s\",\"sms\":%d,\"layer_weight_mb\":%.1f}\n", name, sms, (lay_codes + lay_scales) / 1e6);
+    char *tl = strdup(ts);
+    for (char *tok = strtok(tl, ","); tok; tok = strtok(NULL, ",")) {
+        const int T = atoi(tok);
+        if (T < 1 || T > TMAX) continue;
+        for (int path = 0; path < 2; path++) {
+            if (path == 0 && (T < 16 || T > CU_W4_MAX_T)) continue;
+            double per[NP] = {0}, layer_best = 1e9;
+            for (int r = 0; r <= reps; r++) {
+                double lt = 0;
+                for (int p = 0; p < NP; p++) {
+                    const cu_weight *cw = &w[(r * NP + p) % COPIES][p];
+                    int rc;
+                    cu_sync(st);
+                    double t0 = now_s();
+                    /* 4 launches of the product (different copies) per sample: launch latency hidden */
+                    for (int u = 0; u < 4; u++) {
+                        cw = &w[(r * NP * 4 + p * 4 + u) % COPIES][p];
+                        if (path == 0) {
+                            rc = cu_x_f16(x, T, cw->k, cw->kp, x16, st);
+                            if (!rc) rc = cu_gemm_w4(x16, T, cw, y, ws, sms, st);
+                        } else {
+                            rc = cu_to_bf16(x, (size_t)T * cw->k, xb, st);
+                            if (!rc) rc = cu_gemm_bf16(cublas, xb, T, cw, y, wb, st);
+                        }
+                        if (rc) {
+                            printf("{\"path\":\"%s\",\"T\":%d,\"w\":\"%s\",\"error\":\"%s\"}\n", path ? "bf16" : "w4", T,
+                                   names[p], cu_error_string(rc));
+                            return 1;
+                        }
+                    }
+                    cu_sync(st);
+                    double t = (now_s() - t0) / 4;
+                    if (r > 0 && (per[p] == 0 || t < per[p])) per[p] = t;
+                    lt += t;
+                }
+                if (r > 0 && lt < layer_best) layer_best = lt;
+            }
+            double sum = 0;
+            for (int p = 0; p < NP; p++) sum += per[p];
+            printf("{\"path\":\"%s\",\"T\":%d,\"layer_us\":%.1f,\"tflops\":%.1f,\"weight_gbs\":%.0f", path ? "bf16" : "w4",
+                   T, sum * 1e6, (double)flops1 * T / sum * 1e-12, (lay_codes + lay_scales) / sum * 1e-9);
+            for (int p = 0; p < NP; p++) printf(",\"%s_us\":%.1f", names[p], per[p] * 1e6);
+            printf("}\n");
+            fflush(stdout);
+        }
+    }
+    free(tl);
+    /* whole layers as the engine runs them: x converted once per input (q/k/v, o, gate/up, down),
+     * the products one launch each ("w4 layer") or q/k/v and gate/up (+ GELU) fused ("w4 fused",
+     * Hopper) */
+    float *h2 = NULL;
+    if (cu_malloc((void **)&h2, (size_t)CU_W4_MAX_T * NMAX * 4)) return 1;
+    size_t mws = 0;
+    for (int c = 0; c < COPIES; c++) {
+        const cu_weight *q3[3] = {&w[c][0], &w[c][1], &w[c][2]}, *gu[2] = {&w[c][4], &w[c][5]};
+        size_t b1 = cu_gemm_w4_multi_ws_bytes(CU_W4_MAX_T, q3, 3, sms), b2 = cu_gemm_w4_multi_ws_bytes(CU_W4_MAX_T, gu, 2, sms);
+        if (b1 > mws) mws = b1;
+        if (b2 > mws) mws = b2;
+    }
+    float *mwsp = NULL;
+    if (mws && cu_malloc((void **)&mwsp, mws)) return 1;
+    tl = strdup(ts);
+    for (char *tok = strtok(tl, ","); tok; tok = strtok(NULL, ",")) {
+        const int T = atoi(tok);
+        if (T < 16 || T > CU_W4_MAX_T) continue;
+        for (int fused = 0; fused < 2; fused++) {
+            if (fused && !cu_gemm_w4_multi_ok(T)) continue;
+            double best = 1e9;
+            for (int r = 0; r <= reps; r++) {
+                cu_sync(st);
+                double t0 = now_s();
+                int rc = 0;
+                for (int u = 0; u < 4 && !rc; u++) {
+                    const cu_weight *L = w[(r * 4 + u) % COPIES];
+                    float *ys3[3] = {y, y + (size_t)T * 4096, y + (size_t)T * 6144}, *ys2[2] = {y, h2};
+                    const cu_weight *q3[3] = {&L[0], &L[1], &L[2]}, *gu[2] = {&L[4], &L[5]};
+                    int done = 0;
+                    rc = cu_x_f16(x, T, 3840, 3840, x16, st);
+                    if (fused) rc = rc ? rc : cu_gemm_w4_multi(x16, T, q3, ys3, 3, 0, mwsp, sms, st, NULL);
+                    else
+                        for (int p = 0; p < 3 && !rc; p++) rc = cu_gemm_w4(x16, T, q3[p], ys3[p], ws, sms, st);
+                    rc = rc ? rc : cu_x_f16(x, T, 4096, 4096, x16, st);
+                    rc = rc ? rc : cu_gemm_w4(x16, T, &L[3], y, ws, sms, st);
+                    rc = rc ? rc : cu_x_f16(x, T, 3840, 3840, x16, st);
+                    if (fused) rc = rc ? rc : cu_gemm_w4_multi(x16, T, gu, ys2, 2, 1, mwsp, sms, st, &done);
+                    else {
+                        rc = rc ? rc : cu_gemm_w4(x16, T, gu[0], y, ws, sms, st);
+                        rc = rc ? rc : cu_gemm_w4(x16, T, gu[1], h2, ws, sms, st);
+                    }
+                    if (!done) rc = rc ? rc : cu_gelu_mul(y, y, h2, (size_t)T * 15360, st);
+                    rc = rc ? rc : cu_x_f16(x, T, 15360, 15360, x16, st);
+                    rc = rc ? rc : cu_gemm_w4(x16, T, &L[6], y, ws, sms, st);
+                }
+                cu_sync(st);
+                if (rc) {
+                    printf("{\"path\":\"w4 %s\",\"T\":%d,\"error\":\"%s\"}\n", fused ? "fused" : "layer", T,
+                           cu_error_string(rc));
+                    return 1;
+                }
+                double t = (now_s() - t0) / 4;
+                if (r > 0 && t < best) best = t;
+            }
+            printf("{\"path\":\"w4 %s\",\"T\":%d,\"layer_us\":%.1f,\"tflops\":%.1f}\n", fused ? "fused" : "layer", T,
+                   best * 1e6, (double)flops1 * T / best * 1e-12);
+            fflush(stdout);
+        }
+    }
+    free(tl);
+    return 0;
+}
