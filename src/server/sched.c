@@ -264,7 +264,12 @@ static bool greedy_dev(const seq *q) { return g4_sampling_is_greedy(&q->sampling
  * step's device pick for q (batched argmax or device draw: pre[0] id, pre_lp its log-probability);
  * hpick / row (may be NULL): the step's host draw for q and q's logits row, used when q is not
  * greedy_dev. Returns false when q finished (and was freed). */
-static bool sample_seq(sched *s, seq *q, const int32_t *pre, float pre_lp, const int32_t *hpick, const float *row) {
+/* pre: the token drawn for the step (device argmax / draw), with its log-probability; hpick + row:
+ * drawn on the host from the step's logits; else drawn here from the session's logits - with the
+ * uniform the step already took from the sequence's generator when pre_u is given (a failed
+ * device draw and host copy), so that a token never costs two draws */
+static bool sample_seq(sched *s, seq *q, const int32_t *pre, float pre_lp, const int32_t *hpick, const float *row,
+                       const double *pre_u) {
     srv_req *r = q->r;
     srv_choice *c = &r->choices[q->choice];
     /* greedy without top logprobs: the argmax (and the chosen token's log-probability when
@@ -284,7 +289,8 @@ static bool sample_seq(sched *s, seq *q, const int32_t *pre, float pre_lp, const
     } else if (!greedy_dev(q) || g4_session_argmax_lp(ss, s->sup, s->n_sup, &id, r->lp_stride ? &lp1 : NULL, &aerr)) {
         logits = g4_session_logits(ss);
         g4_history h = {q->tok, q->n_prompt, q->tok + q->n_prompt, q->n_gen};
-        id = g4_sample(&s->smp, logits, &q->sampling, &h, s->sup, s->n_sup, &q->rng);
+        id = pre_u ? g4_sample_u(&s->smp, logits, &q->sampling, &h, s->sup, s->n_sup, *pre_u)
+                   : g4_sample(&s->smp, logits, &q->sampling, &h, s->sup, s->n_sup, &q->rng);
     }
     double now = srv_now();
     if (q->n_gen == 0) {
@@ -563,7 +569,7 @@ static void step(sched *s) {
         seq *q = s->run[i];
         if (q->need_sample) {
             q->need_sample = false;
-            if (!sample_seq(s, q, NULL, 0.f, NULL, NULL)) {
+            if (!sample_seq(s, q, NULL, 0.f, NULL, NULL, NULL)) {
                 remove_run(s, q);
                 continue;
             }
@@ -673,7 +679,8 @@ static void step(sched *s) {
         if (have_g && greedy_dev(q)) pre = &gid[k], pre_lp = glp[k];
         else if (have_d && dd[k].sampling) pre = &did[k], pre_lp = dlp[k];
         const float *row = !pre && hd.L ? hd.L + (size_t)k * hd.V : NULL;
-        if (!sample_seq(s, q, pre, pre_lp, row ? &hid[k] : NULL, row)) remove_run(s, q);
+        const bool drew = !greedy_dev(q);   /* u[k] taken above for this row */
+        if (!sample_seq(s, q, pre, pre_lp, row ? &hid[k] : NULL, row, drew ? &u[k] : NULL)) remove_run(s, q);
     }
     metrics_set_load(s->m, (int)s->n_run, waiting, (double)s->n_run / s->o.max_num_seqs);
 }
