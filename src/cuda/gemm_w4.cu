@@ -63,6 +63,24 @@ __device__ __forceinline__ int seg_of(const w4_args &a, int tile) {
     return a.nseg > 2 && tile >= a.seg[2].tile0 ? 2 : a.nseg > 1 && tile >= a.seg[1].tile0 ? 1 : 0;
 }
 
+/* one tile's chunk in shared memory (codes, then scales), as lane (g, q) needs it: its 16 code
+ * bytes (one word per k16 step) and the E4M3 scales of rows g, g + 8 per step as f16 pairs */
+__device__ __forceinline__ void tile_chunk(const unsigned char *wp, int lane, uint32_t (&words)[4], uint32_t (&s)[4]) {
+    const uint4 cw = *reinterpret_cast<const uint4 *>(wp + lane * 16);
+    const uint2 cs = *reinterpret_cast<const uint2 *>(wp + TC_CHUNK_BYTES + (lane >> 2) * 8);
+    e4m3x4_to_f16x2(cs.x, s[0], s[1]);
+    e4m3x4_to_f16x2(cs.y, s[2], s[3]);
+    words[0] = cw.x, words[1] = cw.y, words[2] = cw.z, words[3] = cw.w;
+}
+/* the A fragment of one k16 step: the decoded codes (e2m1 x 2^-14) times the step's group scales */
+__device__ __forceinline__ void tile_a(uint32_t word, uint32_t s, uint32_t *v) {
+    tc_decode(word, v);
+    v[0] = hmul2_lo(v[0], s);
+    v[1] = hmul2_hi(v[1], s);
+    v[2] = hmul2_lo(v[2], s);
+    v[3] = hmul2_hi(v[3], s);
+}
+
 template <int NB, int TPW> __host__ __device__ constexpr int stage_bytes() {
     return NB * 8 * XS * 2 + WARPS * TPW * WB;
 }
@@ -175,24 +193,13 @@ template <int NB, int TPW> __global__ void __launch_bounds__(WARPS * 32, 2) k_ge
         uint32_t words[TPW][4], s[TPW][4];
 #pragma unroll
         for (int u = 0; u < TPW; u++) {
-            const unsigned char *wp = sm + (i % NSTG) * SB + NB * 8 * XS * 2 + (warp * TPW + u) * WB;
-            const uint4 cw = *reinterpret_cast<const uint4 *>(wp + lane * 16);
-            const uint2 cs = *reinterpret_cast<const uint2 *>(wp + TC_CHUNK_BYTES + g * 8);
-            e4m3x4_to_f16x2(cs.x, s[u][0], s[u][1]);
-            e4m3x4_to_f16x2(cs.y, s[u][2], s[u][3]);
-            words[u][0] = cw.x, words[u][1] = cw.y, words[u][2] = cw.z, words[u][3] = cw.w;
+            tile_chunk(sm + (i % NSTG) * SB + NB * 8 * XS * 2 + (warp * TPW + u) * WB, lane, words[u], s[u]);
         }
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             uint32_t av[TPW][4];
 #pragma unroll
-            for (int u = 0; u < TPW; u++) {
-                tc_decode(words[u][j], av[u]);
-                av[u][0] = hmul2_lo(av[u][0], s[u][j]);
-                av[u][1] = hmul2_hi(av[u][1], s[u][j]);
-                av[u][2] = hmul2_lo(av[u][2], s[u][j]);
-                av[u][3] = hmul2_hi(av[u][3], s[u][j]);
-            }
+            for (int u = 0; u < TPW; u++) tile_a(words[u][j], s[u][j], av[u]);
 #pragma unroll
             for (int np = 0; np < NB / 2; np++) {
                 uint32_t b[4];
@@ -317,25 +324,13 @@ template <int N, int TPW> __global__ void __launch_bounds__(WARPS * 32, 2) k_gem
         uint32_t words[TPW][4], s[TPW][4];
 #pragma unroll
         for (int u = 0; u < TPW; u++) {
-            const unsigned char *wp = sm + (i % NS) * SB + N * 128 + (wg * 4 * TPW + 4 * u + wr) * WB;
-            const uint4 cw = *reinterpret_cast<const uint4 *>(wp + lane * 16);
-            const uint2 cs = *reinterpret_cast<const uint2 *>(wp + TC_CHUNK_BYTES + g * 8);
-            e4m3x4_to_f16x2(cs.x, s[u][0], s[u][1]);
-            e4m3x4_to_f16x2(cs.y, s[u][2], s[u][3]);
-            words[u][0] = cw.x, words[u][1] = cw.y, words[u][2] = cw.z, words[u][3] = cw.w;
+            tile_chunk(sm + (i % NS) * SB + N * 128 + (wg * 4 * TPW + 4 * u + wr) * WB, lane, words[u], s[u]);
         }
         uint32_t av[2][TPW][4];
 #pragma unroll
         for (int j = 0; j < 4; j++) {
 #pragma unroll
-            for (int u = 0; u < TPW; u++) {
-                uint32_t *v = av[j & 1][u];
-                tc_decode(words[u][j], v);
-                v[0] = hmul2_lo(v[0], s[u][j]);
-                v[1] = hmul2_hi(v[1], s[u][j]);
-                v[2] = hmul2_lo(v[2], s[u][j]);
-                v[3] = hmul2_hi(v[3], s[u][j]);
-            }
+            for (int u = 0; u < TPW; u++) tile_a(words[u][j], s[u][j], av[j & 1][u]);
             gmma_fence();
             const uint64_t desc = gmma_desc(st + (uint32_t)(2 * j * 128), 128, 1024);
 #pragma unroll

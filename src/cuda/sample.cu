@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(NT) k_sample(const float *x, size_t ld, int n,
         float *wr = work + (size_t)r * ldw;
         for (int i = t; i < n; i += NT) wr[i] = xr[i];
         __syncthreads();
-        const int rep_on = d.rep > 0 && d.rep != 1.0f, fp_on = d.freq != 0 || d.pres != 0;
+        const int rep_on = g4d_rep_on(d.rep), fp_on = g4d_fp_on(d.freq, d.pres);
         for (int k = t; k < d.pen_n; k += NT) {
             const g4_pen e = pen[d.pen_off + k];
             if (e.id >= 0 && e.id < n)

@@ -67,9 +67,9 @@ void g4_sampler_free(g4_sampler *s) {
  * frequency / presence penalties are. out != NULL: the entries are written there (room for
  * n_prompt + n_output; the device sampler's list); else they are applied to s->work. Mark, visit,
  * then clear only what was marked: O(history), not O(vocab). */
-/* which penalties are on (sample_det.h's rep_on / fp_on) */
-static int rep_on(const g4_sampling *p) { return p->repetition_penalty > 0 && p->repetition_penalty != 1.0f; }
-static int fp_on(const g4_sampling *p) { return p->frequency_penalty != 0 || p->presence_penalty != 0; }
+/* which penalties are on (sample_det.h: g4d_rep_on / g4d_fp_on) */
+static int rep_on(const g4_sampling *p) { return g4d_rep_on(p->repetition_penalty); }
+static int fp_on(const g4_sampling *p) { return g4d_fp_on(p->frequency_penalty, p->presence_penalty); }
 
 bool g4_sampling_has_penalties(const g4_sampling *p) { return rep_on(p) || fp_on(p); }
 

@@ -76,6 +76,11 @@ G4D_FN float g4d_as_float(uint32_t u) {
 #define G4D_RINT_U(x) ((uint32_t)lrintf(x))   /* the default rounding: to nearest, ties to even */
 #endif
 
+/* which penalties are on: repetition (> 0 and != 1), frequency / presence (!= 0) - one rule for
+ * the host sampler, g4_sampling_has_penalties and the device draw */
+G4D_FN int g4d_rep_on(float rep) { return rep > 0 && rep != 1.0f; }
+G4D_FN int g4d_fp_on(float freq, float pres) { return freq != 0 || pres != 0; }
+
 /* exp(x) for x <= 0 (and -inf / NaN -> 0): Cody-Waite reduction x = n ln2 + r, |r| <= ln2 / 2
  * (ln2's high part has 16 significant bits, so n * hi is exact for |n| < 2^8), a degree-6
  * polynomial for e^r (error ~1.2e-7 relative), the power of two built from its bits. Below -80
