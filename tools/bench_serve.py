@@ -14,6 +14,11 @@ ids, distinct per request so prefix reuse does not flatter the numbers) and
                      batch's decode rate without the prompt burst's prefill steps
   ttft_later_*       with --rounds > 1: TTFT of the requests after the first wave (they arrive
                      while the other streams decode: the steady state, not the burst)
+  window_*           with --stagger S: stream w sends its first request S * w / N seconds after
+                     the first (a closed loop of N streams whose requests do not all arrive at
+                     once); over the window from the last stream's first request to the first
+                     stream's last token: generated tokens per second and the TTFT p50 / p99 of the
+                     requests sent inside it (use --rounds >= 3)
 as JSON, with the GPU's name (nvidia-smi) or --card.
 
   python3 tools/bench_serve.py --url http://127.0.0.1:8000 --concurrency 1,8,32,64 \
@@ -117,7 +122,11 @@ async def run_level(args, n, vocab_hi, rng):
     later = []   # requests of rounds >= 1: they arrive while the other streams decode
     wave = []    # the first requests of every stream, sent at once
 
+    sent = []    # (send time, result) of every request, for the --stagger window
+
     async def worker(w):
+        if args.stagger > 0:
+            await asyncio.sleep(args.stagger * w / n)
         for r in range(args.rounds):
             prompt = [rng.randrange(args.id_lo, vocab_hi) for _ in range(args.prompt_len)]
             body = {"model": args.model, "prompt": prompt, "max_tokens": args.gen,
@@ -127,6 +136,9 @@ async def run_level(args, n, vocab_hi, rng):
             res = await one_request(host, port, path, body, headers)
             results.append(res)
             (later if r else wave).append(res)
+            done_at[w] = res[2] + (res[0][-1] if res[0] else 0.0)
+
+    done_at = [0.0] * n
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(n)))
@@ -150,6 +162,15 @@ async def run_level(args, n, vocab_hi, rng):
            "itl_mean_s": statistics.fmean(itl) if itl else None, "steady_decode_tok_s": steady}
     if ttft_later:   # --rounds > 1: TTFT of the requests after the first (simultaneous) wave
         out.update({"ttft_later_p50_s": pct(ttft_later, 0.5), "ttft_later_p99_s": pct(ttft_later, 0.99)})
+    if args.stagger > 0 and n > 0:
+        # from the last stream's first request to the first stream's last token (absolute times)
+        w0 = max(s0 for t, _, s0 in wave) if len(wave) == n else None
+        w1 = min(done_at)
+        if w0 is not None and w1 > w0:
+            k = sum(1 for t, _, s0 in results for x in t if w0 < s0 + x <= w1)
+            tt = [t[0] for t, _, s0 in results if t and w0 <= s0 <= w1]
+            out.update({"window_s": w1 - w0, "window_tok_s": k / (w1 - w0), "window_requests": len(tt),
+                        "window_ttft_p50_s": pct(tt, 0.5), "window_ttft_p99_s": pct(tt, 0.99)})
     return out
 
 
@@ -176,6 +197,8 @@ def main():
     ap.add_argument("--prompt-len", type=int, default=512)
     ap.add_argument("--gen", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=1, help="requests per stream slot")
+    ap.add_argument("--stagger", type=float, default=0.0,
+                    help="seconds over which the streams' first requests are spread (0: all at once)")
     ap.add_argument("--id-lo", type=int, default=1000, help="prompt ids are drawn from [id-lo, vocab)")
     ap.add_argument("--vocab", type=int, default=None, help="default: 262144 (Gemma), or 512 for tiny models")
     ap.add_argument("--seed", type=int, default=0)
@@ -203,6 +226,10 @@ def main():
         print(f"[bench] N={n:3d} agg {lvl['agg_decode_tok_s']:.1f} tok/s  TTFT p50 {lvl['ttft_p50_s']:.3f} s "
               f"p99 {lvl['ttft_p99_s']:.3f} s  steady decode {sd if sd is None else round(sd, 1)} tok/s",
               file=sys.stderr)
+        if "window_tok_s" in lvl:
+            print(f"[bench] N={n:3d} window {lvl['window_s']:.1f} s: {lvl['window_tok_s']:.1f} tok/s, "
+                  f"{lvl['window_requests']} requests, TTFT p50 {lvl['window_ttft_p50_s']:.3f} s "
+                  f"p99 {lvl['window_ttft_p99_s']:.3f} s", file=sys.stderr)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
