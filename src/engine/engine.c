@@ -1,5 +1,6 @@
 /* engine.c - g4_engine and g4_session (see g4.h and engine.h). */
 #include "engine/engine.h"
+#include "cpu/threadpool.h"
 #include "engine/sample.h"
 #include "base/status.h"
 #include "cpu/cpu_ops.h"
@@ -165,6 +166,7 @@ void g4_engine_free(g4_engine *e) {
     free(e->pen_smp);
     free(e->draw_rows);
     free(e->draw_pen);
+    tp_free(e->mm_pool);
     g4_tokenizer_free(e->tok);
     ckpt_close(e->ck);
     free(e);

@@ -48,6 +48,7 @@ struct g4_engine {
     g4_draw_row *draw_rows;             /* device draws: the rows' settings and penalty entries, */
     g4_pen *draw_pen;                   /* grown on demand, kept (no allocation per step) */
     size_t draw_rows_cap, draw_pen_cap;
+    struct tp_pool *mm_pool;            /* host threads of the media embedders (lazy; the engine's thread) */
 };
 
 typedef struct eng_ws {

@@ -20,7 +20,6 @@
 #include "cpu/threadpool.h"
 #include "model/codec.h"
 
-#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,9 +56,7 @@ static void layernorm(float *x, size_t rows, int n, const float *w, const float 
 
 /* The same product on the host CPU kernels (fallback for a backend that did not upload
  * the embedders' weights). */
-static g4_status host_matmul(const ckpt_linear *w, const float *x, int T, float *y, g4_error *err) {
-    tp_pool *pool = NULL;
-    if (tp_create(tp_cores(INT_MAX), &pool, NULL)) pool = NULL;
+static g4_status host_matmul(tp_pool *pool, const ckpt_linear *w, const float *x, int T, float *y, g4_error *err) {
     int N = (int)w->n, K = (int)w->k;
     g4_status st;
     switch (w->format) {
@@ -74,7 +71,6 @@ static g4_status host_matmul(const ckpt_linear *w, const float *x, int T, float 
         break;
     default: st = G4_FAIL(err, G4_ERR_UNSUPPORTED, "embedder weight format %s", ckpt_format_name(w->format));
     }
-    tp_free(pool);
     return st;
 }
 
@@ -84,7 +80,7 @@ static g4_status be_matmul_host(be *b, mm_scratch *scr, const ckpt_linear *w, co
                                 float *y_host, g4_error *err) {
     if (strcmp(b->name, "cpu")) {
         g4_status st = be_matmul_dev(b, scr, w, x_host, T, y_host, NULL);
-        return st ? host_matmul(w, x_host, T, y_host, err) : G4_OK;
+        return st ? host_matmul(scr->pool, w, x_host, T, y_host, err) : G4_OK;
     }
     return be_matmul_dev(b, scr, w, x_host, T, y_host, err);
 }
@@ -101,7 +97,6 @@ static bool ensure(be *b, float **p, size_t *cap, size_t n) {
 void mm_scratch_free(g4_engine *e, mm_scratch *s) {
     if (s->x) e->be->release(e->be, s->x);
     if (s->y) e->be->release(e->be, s->y);
-    tp_free(s->pool);
     *s = (mm_scratch){0};
 }
 
@@ -173,10 +168,11 @@ static void vis_task(void *ctx, int task, int thread) {
     cpu_rmsnorm(h, h, NULL, (size_t)(t1 - t0), E, c->rms_eps);
 }
 
-/* the scratch's host pool (created on first use, up to 16 threads; NULL: the calling thread) */
-static tp_pool *host_pool(mm_scratch *scr) {
-    if (!scr->pool && tp_create(tp_cores(16), &scr->pool, NULL)) scr->pool = NULL;
-    return scr->pool;
+/* the engine's host pool for the embedders (made on first use, up to 16 threads, kept until the
+ * engine is freed: not one per prompt; NULL: the calling thread), lent to the scratch */
+static tp_pool *host_pool(g4_engine *e, mm_scratch *scr) {
+    if (!e->mm_pool && tp_create(tp_cores(16), &e->mm_pool, NULL)) e->mm_pool = NULL;
+    return scr->pool = e->mm_pool;
 }
 
 g4_status mm_embed_vision(g4_engine *e, const mm_patches *const *ps, int np, float *out, mm_scratch *scr,
@@ -221,7 +217,7 @@ g4_status mm_embed_vision(g4_engine *e, const mm_patches *const *ps, int np, flo
     vis_rows c = {.src = src, .pos = pos, .x = x, .h = h, .P = P, .E = E, .ln1w = ln1w, .ln1b = ln1b, .ln2w = ln2w,
                   .ln2b = ln2b, .pnw = pnw, .pnb = pnb, .dbias = dbias, .pe = &v->pos_embedding,
                   .eps = vc->layer_norm_eps > 0 ? vc->layer_norm_eps : 1e-5, .rms_eps = (float)vc->rms_norm_eps};
-    tp_pool *pool = host_pool(scr);
+    tp_pool *pool = host_pool(e, scr);
     for (int r0 = 0; r0 < n && !st; r0 += bt) {
         c.r0 = r0;
         c.T = n - r0 < bt ? n - r0 : bt;
@@ -249,6 +245,7 @@ g4_status mm_embed_audio(g4_engine *e, const float *frames, size_t n, float *out
     int F = (int)ac->embed_dim, D = (int)ck->cfg.text.hidden;
     float *x = malloc((size_t)(n < MM_BATCH ? n : MM_BATCH) * F * sizeof *x);
     if (!x) return G4_FAIL(err, G4_ERR_NOMEM, "audio: out of memory in the embedder");
+    host_pool(e, scr);   /* for the host fallback of the product */
     g4_status st = G4_OK;
     for (size_t r0 = 0; r0 < n && !st; r0 += MM_BATCH) {
         int T = (int)(n - r0 < MM_BATCH ? n - r0 : MM_BATCH);

@@ -36,7 +36,7 @@ struct tp_pool;
 typedef struct mm_scratch {
     float *x, *y;
     size_t x_cap, y_cap;   /* floats */
-    struct tp_pool *pool;  /* host threads for the embedders' norms (made on first use) */
+    struct tp_pool *pool;  /* the engine's host threads for the embedders (borrowed; set on first use) */
 } mm_scratch;
 void mm_scratch_free(struct g4_engine *e, mm_scratch *s);
 /* Soft tokens of the patches of np images (video frames) in order: out float [sum of n, hidden]
