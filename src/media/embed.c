@@ -74,13 +74,21 @@ static g4_status host_matmul(tp_pool *pool, const ckpt_linear *w, const float *x
     return st;
 }
 
+/* the engine's host pool for the embedders (made on first use, up to 16 threads, kept until the
+ * engine is freed: not one per prompt; NULL: the calling thread) */
+static tp_pool *host_pool(g4_engine *e) {
+    if (!e->mm_pool && tp_create(tp_cores(16), &e->mm_pool, NULL)) e->mm_pool = NULL;
+    return e->mm_pool;
+}
+
 /* y_host[T, w->n] = x_host[T, w->k] . W^T on the engine's backend; when a non-CPU backend
  * cannot run it (weights not on the device), on the host CPU. */
-static g4_status be_matmul_host(be *b, mm_scratch *scr, const ckpt_linear *w, const float *x_host, int T,
+static g4_status be_matmul_host(g4_engine *e, mm_scratch *scr, const ckpt_linear *w, const float *x_host, int T,
                                 float *y_host, g4_error *err) {
+    be *b = e->be;
     if (strcmp(b->name, "cpu")) {
         g4_status st = be_matmul_dev(b, scr, w, x_host, T, y_host, NULL);
-        return st ? host_matmul(scr->pool, w, x_host, T, y_host, err) : G4_OK;
+        return st ? host_matmul(host_pool(e), w, x_host, T, y_host, err) : G4_OK;
     }
     return be_matmul_dev(b, scr, w, x_host, T, y_host, err);
 }
@@ -168,13 +176,6 @@ static void vis_task(void *ctx, int task, int thread) {
     cpu_rmsnorm(h, h, NULL, (size_t)(t1 - t0), E, c->rms_eps);
 }
 
-/* the engine's host pool for the embedders (made on first use, up to 16 threads, kept until the
- * engine is freed: not one per prompt; NULL: the calling thread), lent to the scratch */
-static tp_pool *host_pool(g4_engine *e, mm_scratch *scr) {
-    if (!e->mm_pool && tp_create(tp_cores(16), &e->mm_pool, NULL)) e->mm_pool = NULL;
-    return scr->pool = e->mm_pool;
-}
-
 g4_status mm_embed_vision(g4_engine *e, const mm_patches *const *ps, int np, float *out, mm_scratch *scr,
                           g4_error *err) {
     const ckpt *ck = e->ck;
@@ -217,16 +218,16 @@ g4_status mm_embed_vision(g4_engine *e, const mm_patches *const *ps, int np, flo
     vis_rows c = {.src = src, .pos = pos, .x = x, .h = h, .P = P, .E = E, .ln1w = ln1w, .ln1b = ln1b, .ln2w = ln2w,
                   .ln2b = ln2b, .pnw = pnw, .pnb = pnb, .dbias = dbias, .pe = &v->pos_embedding,
                   .eps = vc->layer_norm_eps > 0 ? vc->layer_norm_eps : 1e-5, .rms_eps = (float)vc->rms_norm_eps};
-    tp_pool *pool = host_pool(e, scr);
+    tp_pool *pool = host_pool(e);
     for (int r0 = 0; r0 < n && !st; r0 += bt) {
         c.r0 = r0;
         c.T = n - r0 < bt ? n - r0 : bt;
         c.phase = 0;
         tp_run(pool, (c.T + VIS_ROWS - 1) / VIS_ROWS, vis_task, &c);
-        if ((st = be_matmul_host(e->be, scr, &v->patch_dense, x, c.T, h, err))) break;
+        if ((st = be_matmul_host(e, scr, &v->patch_dense, x, c.T, h, err))) break;
         c.phase = 1;
         tp_run(pool, (c.T + VIS_ROWS - 1) / VIS_ROWS, vis_task, &c);
-        st = be_matmul_host(e->be, scr, &v->proj, h, c.T, out + (size_t)r0 * D, err);
+        st = be_matmul_host(e, scr, &v->proj, h, c.T, out + (size_t)r0 * D, err);
     }
     free(ln1w); free(ln1b); free(ln2w); free(ln2b); free(pnw); free(pnb); free(dbias);
     free(x);
@@ -245,12 +246,11 @@ g4_status mm_embed_audio(g4_engine *e, const float *frames, size_t n, float *out
     int F = (int)ac->embed_dim, D = (int)ck->cfg.text.hidden;
     float *x = malloc((size_t)(n < MM_BATCH ? n : MM_BATCH) * F * sizeof *x);
     if (!x) return G4_FAIL(err, G4_ERR_NOMEM, "audio: out of memory in the embedder");
-    host_pool(e, scr);   /* for the host fallback of the product */
     g4_status st = G4_OK;
     for (size_t r0 = 0; r0 < n && !st; r0 += MM_BATCH) {
         int T = (int)(n - r0 < MM_BATCH ? n - r0 : MM_BATCH);
         cpu_rmsnorm(x, frames + r0 * F, NULL, (size_t)T, F, (float)ac->rms_norm_eps);
-        st = be_matmul_host(e->be, scr, &ck->audio.proj, x, T, out + r0 * D, err);
+        st = be_matmul_host(e, scr, &ck->audio.proj, x, T, out + r0 * D, err);
     }
     free(x);
     if (st) g4_error_prefix(err, "audio embedder");

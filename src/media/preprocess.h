@@ -32,11 +32,9 @@ g4_status mm_audio_frames(const float *x, size_t n, int F, float **out, size_t *
 struct g4_engine;
 /* Backend buffers of the embedders' products, kept across the media items of a prompt (a GPU
  * allocation per product cost ~1 ms each: most of a video's embedding time). Zero-init. */
-struct tp_pool;
 typedef struct mm_scratch {
     float *x, *y;
     size_t x_cap, y_cap;   /* floats */
-    struct tp_pool *pool;  /* the engine's host threads for the embedders (borrowed; set on first use) */
 } mm_scratch;
 void mm_scratch_free(struct g4_engine *e, mm_scratch *s);
 /* Soft tokens of the patches of np images (video frames) in order: out float [sum of n, hidden]
