@@ -2,6 +2,7 @@
  * down; NVFP4 tile layout) at T rows of x, on both product paths of backend_cuda.c:
  *   w4    cu_x_f16 + cu_gemm_w4 (4-bit weights read once for all rows; 16 <= T <= CU_W4_MAX_T)
  *   bf16  cu_to_bf16 + cu_gemm_bf16 (the weight dequantized to a BF16 copy, then cuBLAS)
+ *   bf16res  the same with the weight's resident BF16 copy (cu_weight.res, made once): cuBLAS alone
  * Weights rotate over 12 copies of the layer (1.5 GB) so that every product reads HBM, not L2,
  * as in a real step. Per (path, T): microseconds per product and per layer, the layer's TFLOPS
  * and weight GB/s. One JSON line each. Then whole layers ("w4 layer": x converted once per input;
@@ -23,6 +24,7 @@ static double now_s(void) {
 
 enum { NP = 7, COPIES = 12 };
 static const char *names[NP] = {"q", "k", "v", "o", "gate", "up", "down"};
+static const char *pname[3] = {"w4", "bf16", "bf16res"};
 static const int shp[NP][2] = {{4096, 3840}, {2048, 3840}, {2048, 3840}, {3840, 4096},
                                {15360, 3840}, {15360, 3840}, {3840, 15360}};
 
@@ -96,6 +98,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "alloc failed\n");
         return 1;
     }
+    /* the resident BF16 copies (path bf16res): every copy of every product, dequantized once */
+    void *res[COPIES][NP];
+    for (int c = 0; c < COPIES; c++)
+        for (int p = 0; p < NP; p++)
+            if (cu_malloc(&res[c][p], (size_t)shp[p][0] * shp[p][1] * 2) || cu_dequant_bf16(&w[c][p], res[c][p], st)) {
+                fprintf(stderr, "resident copy failed\n");
+                return 1;
+            }
     {
         float *hx = malloc((size_t)TMAX * KMAX * 4);
         if (!hx) return 1;
@@ -109,7 +119,7 @@ int main(int argc, char **argv) {
     for (char *tok = strtok(tl, ","); tok; tok = strtok(NULL, ",")) {
         const int T = atoi(tok);
         if (T < 1 || T > TMAX) continue;
-        for (int path = 0; path < 2; path++) {
+        for (int path = 0; path < 3; path++) {
             if (path == 0 && (T < 16 || T > CU_W4_MAX_T)) continue;
             double per[NP] = {0}, layer_best = 1e9;
             for (int r = 0; r <= reps; r++) {
@@ -121,16 +131,22 @@ int main(int argc, char **argv) {
                     double t0 = now_s();
                     /* 4 launches of the product (different copies) per sample: launch latency hidden */
                     for (int u = 0; u < 4; u++) {
-                        cw = &w[(r * NP * 4 + p * 4 + u) % COPIES][p];
+                        const int ci = (r * NP * 4 + p * 4 + u) % COPIES;
+                        cw = &w[ci][p];
                         if (path == 0) {
                             rc = cu_x_f16(x, T, cw->k, cw->kp, x16, st);
                             if (!rc) rc = cu_gemm_w4(x16, T, cw, y, ws, sms, st);
+                        } else if (path == 2) {
+                            rc = cu_to_bf16(x, (size_t)T * cw->k, xb, st);
+                            cu_weight rw = *cw;
+                            rw.res = res[ci][p];
+                            if (!rc) rc = cu_gemm_bf16(cublas, xb, T, &rw, y, wb, st);
                         } else {
                             rc = cu_to_bf16(x, (size_t)T * cw->k, xb, st);
                             if (!rc) rc = cu_gemm_bf16(cublas, xb, T, cw, y, wb, st);
                         }
                         if (rc) {
-                            printf("{\"path\":\"%s\",\"T\":%d,\"w\":\"%s\",\"error\":\"%s\"}\n", path ? "bf16" : "w4", T,
+                            printf("{\"path\":\"%s\",\"T\":%d,\"w\":\"%s\",\"error\":\"%s\"}\n", pname[path], T,
                                    names[p], cu_error_string(rc));
                             return 1;
                         }
@@ -144,7 +160,7 @@ int main(int argc, char **argv) {
             }
             double sum = 0;
             for (int p = 0; p < NP; p++) sum += per[p];
-            printf("{\"path\":\"%s\",\"T\":%d,\"layer_us\":%.1f,\"tflops\":%.1f,\"weight_gbs\":%.0f", path ? "bf16" : "w4",
+            printf("{\"path\":\"%s\",\"T\":%d,\"layer_us\":%.1f,\"tflops\":%.1f,\"weight_gbs\":%.0f", pname[path],
                    T, sum * 1e6, (double)flops1 * T / sum * 1e-12, (lay_codes + lay_scales) / sum * 1e-9);
             for (int p = 0; p < NP; p++) printf(",\"%s_us\":%.1f", names[p], per[p] * 1e6);
             printf("}\n");

@@ -89,6 +89,7 @@ TEST(cli_run_text_and_errors) {
         "logits %s/models/tiny-a --tokens 2,3",                      /* missing --npy */
         "run %s/models/tiny-a --tokens 2 --kv-cache-dtype fp8",      /* unknown KV cache dtype */
         "run %s/models/tiny-a --tokens 2 --device cpu --kv-cache-dtype float16",   /* f16 cache needs CUDA */
+        "run %s/models/tiny-a --tokens 2 --prefill-weights fp4",     /* unknown prefill weight form */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char c[512];
@@ -114,6 +115,12 @@ TEST(cli_bench_json) {
              "--kv-cache-dtype float32", t_g4_bin(), t_fixtures());
     CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
     CHECK_MSG(strstr(out, "\"kv_cache_dtype\": \"float32\""), "%s", out);
+    CHECK_MSG(strstr(out, "\"prefill_weights\": \"packed\""), "%s", out);
+    /* the BF16 prefill copy is a CUDA option: the CPU engine runs as before */
+    snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen 2 --threads 2 --device cpu "
+             "--prefill-weights bf16", t_g4_bin(), t_fixtures());
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "\"prefill_weights\": \"bf16\""), "%s", out);
     CHECK_MSG(strstr(out, "\"sampling\": {\"temperature\": 0,"), "%s", out);
     /* sampled decode: the settings are reported */
     snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen 6 --threads 2 --device cpu "

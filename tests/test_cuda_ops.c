@@ -393,6 +393,38 @@ TEST(cuda_matmul_tensor_cores) {
     be_cuda_set_tc_min_t(g_cu, 128);
 }
 
+/* the cuBLAS path with the weights' resident BF16 copies (be_cuda_bf16_copies) gives exactly the
+ * bits of the same path dequantizing per call (the copies hold the dequantization's values) */
+static void copy_matmul(ckpt_format f, int N, int K, int T) {
+    char what[96];
+    snprintf(what, sizeof what, "bf16 copy %s N=%d K=%d T=%d", ckpt_format_name(f), N, K, T);
+    wt w = make_w(f, N, K);
+    float *x = rand_f((size_t)T * K, 1.0f);
+    dbuf dx = dnew((size_t)T * K, x), d0 = dnew((size_t)T * N, NULL), d1 = dnew((size_t)T * N, NULL);
+    g4_error err = {0};
+    size_t bytes = 0;
+    be_cuda_bf16_copies(g_cu, false, NULL, &err);
+    g4_status st = g_cu->matmul(g_cu, d0.p, dx.p, T, &w.l, &err);
+    CHECK_MSG(st == G4_OK, "%s: %s", what, err.msg);
+    st = be_cuda_bf16_copies(g_cu, true, &bytes, &err);
+    CHECK_MSG(st == G4_OK && bytes >= (size_t)N * K * 2, "%s: no copy made (%s)", what, err.msg);
+    st = g_cu->matmul(g_cu, d1.p, dx.p, T, &w.l, &err);
+    CHECK_MSG(st == G4_OK, "%s: %s", what, err.msg);
+    be_cuda_bf16_copies(g_cu, false, NULL, &err);
+    float *a = dget(d0, what), *b = dget(d1, what);
+    CHECK_MSG(!memcmp(a, b, (size_t)T * N * sizeof(float)), "%s: differs from the per-call dequantization", what);
+    free(a), free(b), free(dget(dx, what)), free(x);
+    free_w(&w);
+}
+
+TEST(cuda_matmul_bf16_copy) {
+    NEED_GPU();
+    be_cuda_set_tc_min_t(g_cu, 8);
+    copy_matmul(CKPT_NVFP4, 301, 1056, 20);
+    copy_matmul(CKPT_FP8, 130, 272, 67);
+    be_cuda_set_tc_min_t(g_cu, 128);
+}
+
 TEST(cuda_fused_matmuls) {
     NEED_GPU();
     be_cuda_set_w4_min_t(g_cu, 1000);   /* the GEMV kernels (float32 x) at every T here */

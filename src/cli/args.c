@@ -8,6 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+bool cli_prefill_weights(const char *s, bool *bf16) {
+    if (!strcmp(s, "packed")) *bf16 = false;
+    else if (!strcmp(s, "bf16")) *bf16 = true;
+    else return false;
+    return true;
+}
+
 bool args_parse_int(const char *s, int lo, int hi, int *out) {
     char *end;
     errno = 0;
@@ -82,6 +89,8 @@ int args_parse(args *a, int argc, char **argv, const char *cmd) {
             a->media_opt.audio_max_seconds = f;
         } else if (!strcmp(o, "--kv-cache-dtype") && v) {
             ok = g4_kv_dtype_parse(v, &a->kv_dtype);
+        } else if (!strcmp(o, "--prefill-weights") && v) {
+            ok = cli_prefill_weights(v, &a->prefill_bf16);
         } else if (!strcmp(o, "--device") && v) {
             if (!strcmp(v, "cpu")) a->device = G4_DEVICE_CPU;
             else if (!strcmp(v, "cuda")) a->device = G4_DEVICE_CUDA;

@@ -22,6 +22,7 @@ typedef struct args {
     const char *bench_baseline;         /* bench --baseline DIR: transformers on DIR, same run */
     g4_device device;
     g4_kv_dtype kv_dtype;               /* --kv-cache-dtype auto|float16|float32 */
+    bool prefill_bf16;                  /* --prefill-weights packed|bf16 */
     g4_sampling sampling;
     char *stop[ARGS_MAX_STOP];
     size_t n_stop;
@@ -30,6 +31,9 @@ typedef struct args {
     g4_media_options media_opt;         /* --image-tokens, --video-frames, --audio-max-seconds */
 } args;
 
+/* --prefill-weights: "packed" (the checkpoint's 4- / 8-bit weights only, dequantized per prefill
+ * step) or "bf16" (also a BF16 copy for prefill: g4_engine_options.prefill_bf16) */
+bool cli_prefill_weights(const char *s, bool *bf16);
 /* *out = the decimal integer s when it is all digits (sign allowed) and in [lo, hi] */
 bool args_parse_int(const char *s, int lo, int hi, int *out);
 /* 0 ok; non-zero after printing a one-line usage error for `cmd`. */

@@ -53,7 +53,7 @@ int cmd_bench(int argc, char **argv) {
     g4_error err = {0};
     g4_engine *e = NULL;
     int ctx = a.ctx > 0 ? a.ctx : a.bench_prompt + a.bench_gen + 1;
-    g4_engine_options eo = {.n_threads = a.threads, .device = a.device, .kv_cache_dtype = a.kv_dtype, .max_context = ctx,
+    g4_engine_options eo = {.n_threads = a.threads, .device = a.device, .kv_cache_dtype = a.kv_dtype, .prefill_bf16 = a.prefill_bf16, .max_context = ctx,
                             .no_tokenizer = true};
     g4_status st = g4_engine_open(a.model, &eo, &e, &err);
     if (st) {
@@ -117,10 +117,10 @@ int cmd_bench(int argc, char **argv) {
                "\"bytes_per_token\": %.0f, \"ceiling_gbs\": %.2f, \"prompt_tokens\": %d, \"prefill_tok_s\": %.2f, "
                "\"ttft_s\": %.4f, \"decode_tokens\": %zu, \"decode_tok_s\": %.3f, \"decode_gbs\": %.2f, "
                "\"ratio_to_ceiling\": %.3f, \"reps\": %d, \"device_weight_bytes\": %zu, \"device_mem_used\": %zu, "
-               "\"kv_cache_dtype\": \"%s\", \"sampling\": {\"temperature\": %g, \"top_k\": %d, \"top_p\": %g, "
+               "\"kv_cache_dtype\": \"%s\", \"prefill_weights\": \"%s\", \"sampling\": {\"temperature\": %g, \"top_k\": %d, \"top_p\": %g, "
                "\"min_p\": %g}",
                a.model, dev, un.machine, wbytes, bpt, mem, a.bench_prompt, pre_tps, best_prefill, n_gen, dec_tps,
-               dec_gbs, mem > 0 ? dec_gbs / mem : 0, a.bench_reps, dev_w, dev_used, kvd, a.sampling.temperature,
+               dec_gbs, mem > 0 ? dec_gbs / mem : 0, a.bench_reps, dev_w, dev_used, kvd, a.prefill_bf16 ? "bf16" : "packed", a.sampling.temperature,
                a.sampling.top_k, a.sampling.top_p, a.sampling.min_p);
         if (a.bench_baseline && !brc)
             printf(", \"baseline\": {\"engine\": \"%s\", \"ttft_s\": %.4f, \"decode_tok_s\": %.3f}, "

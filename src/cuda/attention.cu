@@ -28,6 +28,7 @@
 #include <cuda_fp16.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 namespace {
 
@@ -78,9 +79,10 @@ template <typename KV> struct row16 {
 /* running (max, sum, acc) of one query head += the state (m2, l2, acc2) of another key set */
 __device__ __forceinline__ float lse_w(float m, float M) { return m == -INFINITY ? 0.0f : expf(m - M); }
 
-/* U keys per lane group and iteration (all their loads in flight together) */
-template <int GB, typename KV, bool VEC, int U>
-__global__ void __launch_bounds__(NW * 32, U == 4 ? 3 : 1) k_attn(const attn_args a) {
+/* U keys per lane group and iteration (all their loads in flight together); PIPE: the next
+ * iteration's keys are loaded while this one's are used (two register sets of U keys) */
+template <int GB, typename KV, bool VEC, int U, bool PIPE>
+__global__ void __launch_bounds__(NW * 32, U == 4 || PIPE ? 3 : 1) k_attn(const attn_args a) {
     extern __shared__ float sm[];   /* [NW][GB][hd + 2]: each warp's acc, m, l */
     pdl_wait();
     const int hd = a.hd, GA = a.Hq / a.Hkv;
@@ -148,9 +150,7 @@ __global__ void __launch_bounds__(NW * 32, U == 4 ? 3 : 1) k_attn(const attn_arg
     const KV *kh = kc + (size_t)h * hd, *vh = vc + (size_t)h * hd;
     /* the loop is uniform over the warp (shuffles inside): a group past w1 computes on zeros and
      * masks its score */
-    for (int jb = w0; jb < w1; jb += kps * U) {
-        row16<KV> kr[U], vr[U];
-        int jj[U];
+    auto fetch = [&](row16<KV> (&kr)[U], row16<KV> (&vr)[U], int (&jj)[U], int jb) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             jj[u] = jb + u * kps + grp;
@@ -159,6 +159,8 @@ __global__ void __launch_bounds__(NW * 32, U == 4 ? 3 : 1) k_attn(const attn_arg
             kr[u].template load<VEC>(kh + off, ok ? d0 : hd, hd);
             vr[u].template load<VEC>(vh + off, ok ? d0 : hd, hd);
         }
+    };
+    auto consume = [&](const row16<KV> (&kr)[U], const row16<KV> (&vr)[U], const int (&jj)[U]) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int j = jj[u];
@@ -192,6 +194,26 @@ __global__ void __launch_bounds__(NW * 32, U == 4 ? 3 : 1) k_attn(const attn_arg
                     acc[g][2 * i + 1] = fmaf(p, v2.y, acc[g][2 * i + 1]);
                 }
             }
+        }
+    };
+    const int stp = kps * U;
+    if (!PIPE) {
+        for (int jb = w0; jb < w1; jb += stp) {
+            row16<KV> kr[U], vr[U];
+            int jj[U];
+            fetch(kr, vr, jj, jb);
+            consume(kr, vr, jj);
+        }
+    } else {   /* sets A and B in turn: B's loads in flight while A is used, then the other way */
+        row16<KV> ka[U], va[U], kb[U], vb[U];
+        int ja[U], jb2[U];
+        if (w0 < w1) fetch(ka, va, ja, w0);
+        for (int j0 = w0; j0 < w1; j0 += 2 * stp) {
+            if (j0 + stp < w1) fetch(kb, vb, jb2, j0 + stp);
+            consume(ka, va, ja);
+            if (j0 + stp >= w1) break;
+            if (j0 + 2 * stp < w1) fetch(ka, va, ja, j0 + 2 * stp);
+            consume(kb, vb, jb2);
         }
     }
     /* merge the lane groups of the warp (lanes d, d + lpk, d + 2 lpk, ... hold the same dims) */
@@ -316,17 +338,29 @@ __global__ void __launch_bounds__(CT) k_attn_combine(float *out, const float *ws
     }
 }
 
-/* U: 4 keys per lane group in flight for the f16 cache with <= 2 heads per block (sliding
- * layers: 4 x 64 bytes per lane; held to 168 registers = 3 blocks per SM), else 2 (registers) */
+/* The f16 cache with <= 2 heads per block (sliding layers): 2 keys per lane group in use while
+ * the next 2 load (PIPE; G4_CUDA_ATTN_PIPE=0: 4 keys loaded, then used), 4 x 64 bytes per lane
+ * either way, held to 168 registers = 3 blocks per SM; else 2 keys, no overlap (registers) */
 template <int GB> int launch_gb(const attn_args &a, int kv16, int Tb, size_t smem, void *stream) {
     dim3 grid(a.nsplit, a.Hkv * a.hg, Tb);
-    constexpr int UH = GB <= 2 ? 4 : 2;
-    if (kv16) {
-        if (a.hd % 8 == 0) return cu_launch(k_attn<GB, __half, true, UH>, grid, dim3(NW * 32), smem, stream, a);
-        return cu_launch(k_attn<GB, __half, false, 2>, grid, dim3(NW * 32), smem, stream, a);
+    static int pipe = -1;
+    if (pipe < 0) {
+        const char *e = getenv("G4_CUDA_ATTN_PIPE");
+        pipe = !(e && !strcmp(e, "0"));
     }
-    if (a.hd % 4 == 0) return cu_launch(k_attn<GB, float, true, 2>, grid, dim3(NW * 32), smem, stream, a);
-    return cu_launch(k_attn<GB, float, false, 2>, grid, dim3(NW * 32), smem, stream, a);
+    if (kv16) {
+        if (a.hd % 8 == 0) {
+            if constexpr (GB <= 2) {
+                if (pipe) return cu_launch(k_attn<GB, __half, true, 2, true>, grid, dim3(NW * 32), smem, stream, a);
+                return cu_launch(k_attn<GB, __half, true, 4, false>, grid, dim3(NW * 32), smem, stream, a);
+            } else {
+                return cu_launch(k_attn<GB, __half, true, 2, false>, grid, dim3(NW * 32), smem, stream, a);
+            }
+        }
+        return cu_launch(k_attn<GB, __half, false, 2, false>, grid, dim3(NW * 32), smem, stream, a);
+    }
+    if (a.hd % 4 == 0) return cu_launch(k_attn<GB, float, true, 2, false>, grid, dim3(NW * 32), smem, stream, a);
+    return cu_launch(k_attn<GB, float, false, 2, false>, grid, dim3(NW * 32), smem, stream, a);
 }
 
 int env_int(const char *name, int dflt) {

@@ -39,6 +39,9 @@ typedef struct cu_weight {
     int tc;                 /* NVFP4: 1 = tile layout of tc_layout.h (w = codes, scale = its scales,
                                kp = k rounded up to 64, row_bytes unused); the only NVFP4 layout
                                the kernels read */
+    const void *res;        /* NVFP4 / FP8: a resident BF16 copy [n][k] of the values (NVFP4 without
+                               the global divisor) that cu_gemm_bf16 reads instead of dequantizing
+                               into its scratch; NULL: none (cu_dequant_bf16 makes it) */
 } cu_weight;
 
 const char *cu_error_string(int code);
@@ -107,6 +110,9 @@ int cu_nvfp4_to_tc(const uint8_t *codes, const uint8_t *scales, int n, int k, ui
  * scratch [n, k] (exact for NVFP4/FP8 codes x block scale). cublas: a cublasHandle_t. */
 int cu_to_bf16(const float *x, size_t n, void *out, void *stream);
 int cu_gemm_bf16(void *cublas, const void *xb, int T, const cu_weight *w, float *y, void *scratch_w, void *stream);
+/* w's values as BF16 [n][k] (n k 2 bytes; NVFP4 without its global divisor): the resident copy
+ * cu_weight.res points at */
+int cu_dequant_bf16(const cu_weight *w, void *out, void *stream);
 /* ---- gemm_w4.cu: NVFP4 (tile layout) products for 16 <= T <= CU_W4_MAX_T rows, weights read
  * as 4-bit, x as f16 with a power-of-two scale per row ----
  * cu_x_f16: x [T, k] -> scratch (cu_x_f16_bytes(T, kp) bytes; kp = the weight's kp), once per

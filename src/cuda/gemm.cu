@@ -168,34 +168,50 @@ extern "C" int cu_to_bf16(const float *x, size_t n, void *out, void *stream) {
     return cu_launch(k_to_bf16, dim3(grid_for((n + 3) / 4)), dim3(256), 0, stream, (__nv_bfloat16 *)out, x, n);
 }
 
-extern "C" int cu_gemm_bf16(void *cublas, const void *xb, int T, const cu_weight *w, float *y, void *scratch_w,
-                            void *stream) {
+/* w's values as BF16 [n][k] in out (exact for NVFP4 / FP8 codes x block scale; NVFP4 without its
+ * global divisor, which the product applies as alpha); BF16 rows already unpadded: none needed */
+static int dequant_bf16(const cu_weight *w, void *out, const void **wb, void *stream) {
     const int n = w->n, k = w->k;
-    const void *wb;
-    if (w->fmt == CU_BF16 && w->row_bytes == (size_t)k * 2) wb = w->w;
-    else if (w->fmt == CU_NVFP4 && w->tc) {
+    if (w->fmt == CU_BF16 && w->row_bytes == (size_t)k * 2) {
+        *wb = w->w;
+        return 0;
+    }
+    int rc;
+    if (w->fmt == CU_NVFP4 && w->tc) {
         const int nch = w->kp / TC_KCH, ntiles = (int)(tc_np((size_t)n) / TC_ROWS);
         const int items = ntiles * ((nch + DQ_CH - 1) / DQ_CH);
-        int rc = cu_launch(k_dequant_tc, dim3(items < 2048 ? items : 2048), dim3(256), 0, stream,
-                           (__nv_bfloat16 *)scratch_w, (const uint4 *)w->w, (const uint2 *)w->scale, n, k, nch, ntiles);
-        if (rc) return rc;
-        wb = scratch_w;
+        rc = cu_launch(k_dequant_tc, dim3(items < 2048 ? items : 2048), dim3(256), 0, stream, (__nv_bfloat16 *)out,
+                       (const uint4 *)w->w, (const uint2 *)w->scale, n, k, nch, ntiles);
     } else if (w->fmt == CU_FP8 && !(w->row_bytes & 15)) {
-        int rc = cu_launch(k_dequant_fp8, dim3(grid_for((size_t)n * ((k + 15) / 16))), dim3(256), 0, stream,
-                           (__nv_bfloat16 *)scratch_w, (const uint8_t *)w->w, w->ch, n, k, w->row_bytes);
-        if (rc) return rc;
-        wb = scratch_w;
+        rc = cu_launch(k_dequant_fp8, dim3(grid_for((size_t)n * ((k + 15) / 16))), dim3(256), 0, stream,
+                       (__nv_bfloat16 *)out, (const uint8_t *)w->w, w->ch, n, k, w->row_bytes);
     } else if (w->fmt == CU_BF16 || w->fmt == CU_F16 || w->fmt == CU_F32) {
-        int rc = cu_launch(k_dequant, dim3(grid_for((size_t)n * k)), dim3(256), 0, stream, (__nv_bfloat16 *)scratch_w,
-                           (const uint8_t *)w->w, w->fmt, n, k, w->row_bytes);
-        if (rc) return rc;
-        wb = scratch_w;
+        rc = cu_launch(k_dequant, dim3(grid_for((size_t)n * k)), dim3(256), 0, stream, (__nv_bfloat16 *)out,
+                       (const uint8_t *)w->w, w->fmt, n, k, w->row_bytes);
     } else {
         return (int)cudaErrorInvalidValue;   /* NVFP4 outside the tile layout, FP8 rows not padded: never uploaded */
     }
+    *wb = out;
+    return rc;
+}
+
+static int gemm_run(void *cublas, const void *xb, int T, const cu_weight *w, const void *wb, float *y) {
+    const int n = w->n, k = w->k;
     float alpha = w->fmt == CU_NVFP4 ? 1.0f / w->gdiv : 1.0f, beta = 0.0f;
     cublasStatus_t s = cublasGemmEx((cublasHandle_t)cublas, CUBLAS_OP_T, CUBLAS_OP_N, n, T, k, &alpha, wb, CUDA_R_16BF,
                                     k, xb, CUDA_R_16BF, k, &beta, y, CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
                                     CUBLAS_GEMM_DEFAULT);
     return s == CUBLAS_STATUS_SUCCESS ? 0 : (int)cudaErrorUnknown;
+}
+
+extern "C" int cu_gemm_bf16(void *cublas, const void *xb, int T, const cu_weight *w, float *y, void *scratch_w,
+                            void *stream) {
+    const void *wb = w->res;
+    const int rc = wb ? 0 : dequant_bf16(w, scratch_w, &wb, stream);
+    return rc ? rc : gemm_run(cublas, xb, T, w, wb, y);
+}
+
+extern "C" int cu_dequant_bf16(const cu_weight *w, void *out, void *stream) {
+    const void *wb = NULL;
+    return dequant_bf16(w, out, &wb, stream);
 }

@@ -47,13 +47,11 @@ struct w4_seg {
 };
 
 struct w4_args {
-    const uint8_t *codes, *scales;
     const __half *xh;   /* [T][kp] */
     const float *xs;    /* [T] inverse row scales */
-    float *y, *ws;
-    int n, kp, nch, ntiles, T, S, cps;
-    float mul;          /* 2^14 / global divisor: the A fragments are e2m1 x 2^-14 x scale */
-    w4_seg seg[3];      /* the wgmma kernel's weights (seg[0] = codes, scales, y, n, mul when alone) */
+    float *ws;
+    int kp, nch, ntiles, T, S, cps;
+    w4_seg seg[3];      /* the weights (the mma.sync kernel: seg[0] only) */
     int nseg;
     int nr;             /* row stride of the split-K partials [S][T][nr]: n alone, 16 ntiles for several */
 };
@@ -152,8 +150,8 @@ template <int NB, int TPW> __global__ void __launch_bounds__(WARPS * 32, 2) k_ge
             const int w = p / (WB / 16), q = p - w * (WB / 16), tile = tile0 + w;
             const bool ok = tile < a.ntiles;
             const size_t base = (size_t)(ok ? tile : 0) * a.nch + c;
-            const uint8_t *src = q < 32 ? a.codes + base * TC_CHUNK_BYTES + q * 16
-                                        : a.scales + base * TC_SCALE_BYTES + (q - 32) * 16;
+            const uint8_t *src = q < 32 ? a.seg[0].codes + base * TC_CHUNK_BYTES + q * 16
+                                        : a.seg[0].scales + base * TC_SCALE_BYTES + (q - 32) * 16;
             cp16(st + (uint32_t)(w * WB + q * 16), src, ok ? 16 : 0);
         }
     };
@@ -223,9 +221,10 @@ template <int NB, int TPW> __global__ void __launch_bounds__(WARPS * 32, 2) k_ge
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int r = tile * 16 + g + 8 * (e >> 1), t = t0 + nt * 8 + 2 * qd + (e & 1);
-                if (r >= a.n || t >= a.T) continue;
-                if (a.S == 1) a.y[(size_t)t * a.n + r] = acc[u][nt][e] * a.mul * a.xs[t];
-                else a.ws[((size_t)blockIdx.y * a.T + t) * a.n + r] = acc[u][nt][e];
+                const w4_seg &sg = a.seg[0];
+                if (r >= sg.n || t >= a.T) continue;
+                if (a.S == 1) sg.y[(size_t)t * sg.n + r] = acc[u][nt][e] * sg.mul * a.xs[t];
+                else a.ws[((size_t)blockIdx.y * a.T + t) * sg.n + r] = acc[u][nt][e];
             }
     }
 }
@@ -440,6 +439,35 @@ bool gmma_ok() {
     return ok == 1;
 }
 
+/* the kernel of T rows: 0 = mma.sync, 1 = wgmma */
+int w4_kind(int T) { return gmma_ok() && T <= W4_GMMA_MAX_T ? 1 : 0; }
+
+/* where the row scales follow the f16 x [T][kp] in cu_x_f16's scratch */
+size_t xs_offset(int T, int kp) { return ((size_t)T * kp * sizeof(__half) + 15) & ~(size_t)15; }
+
+/* one launch of the product kernel for a.T rows (a filled by the callers) */
+int launch_w4(const w4_args &a, void *stream) {
+    const int T = a.T, kind = w4_kind(T);
+    /* wgmma up to 64 rows; above, the mma.sync kernel (measured: 343 against 444 us per layer at
+     * T = 127, where the wgmma kernel has one 128-column tile per warp) */
+    if (kind == 1) {
+        if (T <= 16) return launch_g<16, 2>(a, stream);
+        if (T <= 32) return launch_g<32, 2>(a, stream);
+        return launch_g<64, 2>(a, stream);
+    }
+    /* tiles per warp of the mma.sync kernel (G4_CUDA_W4_TPW = 1 / 2, default 2; always 1 above 64
+     * rows): a tuning knob */
+    static int tpw = 0;
+    if (!tpw) {
+        const char *e = getenv("G4_CUDA_W4_TPW");
+        tpw = e && atoi(e) == 1 ? 1 : 2;
+    }
+    if (T <= 16) return tpw == 2 ? launch<2, 2>(a, stream) : launch<2, 1>(a, stream);
+    if (T <= 32) return tpw == 2 ? launch<4, 2>(a, stream) : launch<4, 1>(a, stream);
+    if (T <= 64) return tpw == 2 ? launch<8, 2>(a, stream) : launch<8, 1>(a, stream);
+    return launch<16, 1>(a, stream);
+}
+
 /* the split count of a weight: as many blocks as fit the GPU at once (2 per SM) without a partial
  * second wave, >= 4 chunks per split. From the shape only (not T, not the kernel variant), so
  * that a row's sums do not depend on the batch. */
@@ -459,7 +487,7 @@ extern "C" size_t cu_x_f16_bytes(int T, int kp) { return (size_t)T * kp * sizeof
 extern "C" int cu_x_f16(const float *x, int T, int k, int kp, void *scratch, void *stream) {
     if (T <= 0) return 0;
     __half *xh = (__half *)scratch;
-    float *xs = (float *)((uint8_t *)scratch + (((size_t)T * kp * sizeof(__half) + 15) & ~(size_t)15));
+    float *xs = (float *)((uint8_t *)scratch + xs_offset(T, kp));
     return cu_launch(k_x_f16, dim3(T), dim3(512), 0, stream, xh, xs, x, k, kp);
 }
 
@@ -473,44 +501,23 @@ extern "C" int cu_gemm_w4(const void *x16, int T, const cu_weight *w, float *y, 
     if (T <= 0) return 0;
     if (w->fmt != CU_NVFP4 || !w->tc || T > CU_W4_MAX_T) return (int)cudaErrorInvalidValue;
     w4_args a = {};
-    a.codes = (const uint8_t *)w->w;
-    a.scales = w->scale;
     a.xh = (const __half *)x16;
-    a.xs = (const float *)((const uint8_t *)x16 + (((size_t)T * w->kp * sizeof(__half) + 15) & ~(size_t)15));
-    a.y = y;
+    a.xs = (const float *)((const uint8_t *)x16 + xs_offset(T, w->kp));
     a.ws = ws;
-    a.n = w->n;
     a.kp = w->kp;
     a.nch = w->kp / TC_KCH;
     a.ntiles = (int)(tc_np((size_t)w->n) / TC_ROWS);
     a.T = T;
-    a.mul = 16384.0f / w->gdiv;
-    a.seg[0] = {a.codes, a.scales, y, a.n, 0, a.mul};
+    a.seg[0] = {(const uint8_t *)w->w, w->scale, y, w->n, 0, 16384.0f / w->gdiv};
     a.nseg = 1;
-    a.nr = a.n;   /* k_w4_reduce's [S][T][n] */
+    a.nr = w->n;   /* k_w4_reduce's [S][T][n] */
     w4_split(a.ntiles, a.nch, sm_count, &a.S, &a.cps);
     if (a.S > 1 && !ws) return (int)cudaErrorInvalidValue;
-    /* tiles per warp (G4_CUDA_W4_TPW = 1 / 2, default 2; always 1 at T > 64): a tuning knob */
-    static int tpw = 0;
-    if (!tpw) {
-        const char *e = getenv("G4_CUDA_W4_TPW");
-        tpw = e && atoi(e) == 1 ? 1 : 2;
-    }
-    int rc;
-    /* wgmma up to 64 rows; above, the mma.sync kernel (measured: 343 against 444 us per layer at
-     * T = 127, where the wgmma kernel has one 128-column tile per warp) */
-    if (gmma_ok() && T <= W4_GMMA_MAX_T) {
-        if (T <= 16) rc = launch_g<16, 2>(a, stream);
-        else if (T <= 32) rc = launch_g<32, 2>(a, stream);
-        else rc = launch_g<64, 2>(a, stream);
-    } else if (T <= 16) rc = tpw == 2 ? launch<2, 2>(a, stream) : launch<2, 1>(a, stream);
-    else if (T <= 32) rc = tpw == 2 ? launch<4, 2>(a, stream) : launch<4, 1>(a, stream);
-    else if (T <= 64) rc = tpw == 2 ? launch<8, 2>(a, stream) : launch<8, 1>(a, stream);
-    else rc = launch<16, 1>(a, stream);
+    const int rc = launch_w4(a, stream);
     if (rc || a.S == 1) return rc;
-    size_t total = (size_t)T * a.n, blocks = (total + 255) / 256;
+    const size_t total = (size_t)T * w->n, blocks = (total + 255) / 256;
     return cu_launch(k_w4_reduce, dim3((unsigned)(blocks > 4096 ? 4096 : blocks)), dim3(256), 0, stream, y,
-                     (const float *)ws, a.xs, T, a.n, a.S, a.mul);
+                     (const float *)ws, a.xs, T, w->n, a.S, a.seg[0].mul);
 }
 
 /* ---- several weights of one x in one launch (Hopper's wgmma kernel only) ---- */
@@ -521,7 +528,7 @@ extern "C" int cu_gemm_w4_multi_ok(int T) {
         const char *e = getenv("G4_CUDA_W4_FUSE");
         on = !(e && e[0] == '0');
     }
-    return on && T <= W4_GMMA_MAX_T && gmma_ok();
+    return on && w4_kind(T) > 0;
 }
 
 static int multi_tiles(const cu_weight *const *w, int nw) {
@@ -542,13 +549,12 @@ extern "C" int cu_gemm_w4_multi(const void *x16, int T, const cu_weight *const *
                                 float *ws, int sm_count, void *stream, int *geglu_done) {
     if (geglu_done) *geglu_done = 0;
     if (T <= 0) return 0;
-    if (!gmma_ok() || nw < 1 || nw > 3 || T > W4_GMMA_MAX_T || (geglu && (nw != 2 || w[0]->n != w[1]->n)))
-        return (int)cudaErrorInvalidValue;
+    if (w4_kind(T) == 0 || nw < 1 || nw > 3 || (geglu && (nw != 2 || w[0]->n != w[1]->n))) return (int)cudaErrorInvalidValue;
     for (int i = 0; i < nw; i++)
         if (w[i]->fmt != CU_NVFP4 || !w[i]->tc || w[i]->kp != w[0]->kp) return (int)cudaErrorInvalidValue;
     w4_args a = {};
     a.xh = (const __half *)x16;
-    a.xs = (const float *)((const uint8_t *)x16 + (((size_t)T * w[0]->kp * sizeof(__half) + 15) & ~(size_t)15));
+    a.xs = (const float *)((const uint8_t *)x16 + xs_offset(T, w[0]->kp));
     a.ws = ws;
     a.kp = w[0]->kp;
     a.nch = a.kp / TC_KCH;
@@ -563,10 +569,7 @@ extern "C" int cu_gemm_w4_multi(const void *x16, int T, const cu_weight *const *
     a.nr = tiles * 16;
     w4_split(a.ntiles, a.nch, sm_count, &a.S, &a.cps);
     if (a.S > 1 && !ws) return (int)cudaErrorInvalidValue;
-    int rc;
-    if (T <= 16) rc = launch_g<16, 2>(a, stream);
-    else if (T <= 32) rc = launch_g<32, 2>(a, stream);
-    else rc = launch_g<64, 2>(a, stream);
+    int rc = launch_w4(a, stream);
     if (rc || a.S == 1) return rc;
     const size_t total = (size_t)T * (geglu ? w[0]->n : tiles * 16), blocks = (total + 255) / 256;
     rc = cu_launch(k_w4_reduce_seg, dim3((unsigned)(blocks > 4096 ? 4096 : blocks)), dim3(256), 0, stream, a, geglu);

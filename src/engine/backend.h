@@ -165,5 +165,9 @@ void be_cuda_set_tc_min_t(be *b, int t);
 void be_cuda_set_flash_min_t(be *b, int t);
 /* op tests: T at and above which NVFP4 products take gemm_w4.cu (below the tensor-core threshold) */
 void be_cuda_set_w4_min_t(be *b, int t);
+/* the resident BF16 copies of the 4- / 8-bit weights uploaded so far, read by the cuBLAS (prefill)
+ * path instead of a per-step dequantization: on = (re)make them (G4_ERR_NOMEM naming the bytes
+ * when the device cannot hold them; nothing kept then), off = drop them; *bytes = their size */
+g4_status be_cuda_bf16_copies(be *b, bool on, size_t *bytes, g4_error *err);
 
 #endif

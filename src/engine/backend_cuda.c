@@ -6,9 +6,9 @@
  * embedders' Linears are uploaded once into ONE device allocation (256-byte aligned
  * regions), in the checkpoint's own format: rows padded to whole 16-byte pieces when k
  * needs it (gemv.cu), NVFP4 block scales padded alike, FP8 row scales widened to float. A
- * tied lm_head shares the embedding's bytes. No BF16 copy of a quantized weight is kept (prefill dequantizes
- * one weight at a time into a scratch). Weights are found by their host data pointer
- * (an open-addressing table). Small float vectors (norms, RoPE tables) live in one
+ * tied lm_head shares the embedding's bytes. No BF16 copy of a quantized weight is kept (prefill
+ * dequantizes one weight at a time into a scratch) unless asked for (bf16_copies: engine option
+ * prefill_bf16). Weights are found by their host data pointer (an open-addressing table). Small float vectors (norms, RoPE tables) live in one
  * arena allocation. KV caches: f16 by default (G4_CUDA_KV=f32: float), allocated by kv_alloc.
  * Decode path: no allocation, no synchronization except the logits copy; a one-token
  * step is captured into a CUDA graph per (session, workspace) and replayed with the new
@@ -74,6 +74,12 @@ void be_cuda_set_w4_min_t(be *b, int t) {
     (void)b;
     (void)t;
 }
+g4_status be_cuda_bf16_copies(be *b, bool on, size_t *bytes, g4_error *err) {
+    (void)b;
+    (void)on;
+    if (bytes) *bytes = 0;
+    return G4_FAIL(err, G4_ERR_UNSUPPORTED, "BF16 weight copies: this build has no CUDA");
+}
 
 #else
 
@@ -104,6 +110,8 @@ typedef struct cu_ctx {
     size_t mem_total;
     uint8_t *wbase;             /* the one weight allocation */
     size_t wbytes;
+    uint8_t *rbase;             /* the resident BF16 copies of the 4- / 8-bit weights (bf16_copies) */
+    size_t rbytes;
     wentry *map;
     size_t map_cap, map_n;
     void **extra;               /* op-test uploads */
@@ -345,6 +353,7 @@ static void cb_free(be *b) {
         for (size_t i = 0; i < c->n_extra; i++) cu_free(c->extra[i]);
         free(c->extra);
         cu_free(c->wbase);
+        cu_free(c->rbase);
         cu_free(c->arena);
         cu_free(c->ws);
         cu_free(c->d_step);
@@ -454,7 +463,7 @@ static g4_status product(be *b, int path, float *y, int T, const cu_weight *w, g
         if (need && (st = grow(b, &c->scr_p, &c->scr_p_bytes, need, err))) return st;
         return check(b, cu_gemm_w4(c->scr_x16, T, w, y, (float *)c->scr_p, c->sm_count, c->stream), "gemm w4", err);
     }
-    if ((st = grow(b, &c->scr_w, &c->scr_w_bytes, (size_t)w->n * w->k * 2, err))) return st;
+    if (!w->res && (st = grow(b, &c->scr_w, &c->scr_w_bytes, (size_t)w->n * w->k * 2, err))) return st;
     return check(b, cu_gemm_bf16(c->cublas, c->scr_x, T, w, y, c->scr_w, c->stream), "gemm", err);
 }
 
@@ -992,7 +1001,7 @@ static void cb_forget(be *b, const void *key) {
 
 static size_t cb_mem_used(be *b, size_t *weights) {
     cu_ctx *c = C(b);
-    if (weights) *weights = c->wbytes + c->extra_bytes;
+    if (weights) *weights = c->wbytes + c->rbytes + c->extra_bytes;
     size_t fr = 0, tot = 0;
     if (cu_mem_info(&fr, &tot)) return 0;
     return tot - fr;
@@ -1033,6 +1042,16 @@ bool be_cuda_kv_f16(const be *b) { return ((const cu_ctx *)b->ctx)->kv16 != 0; }
 void be_cuda_set_tc_min_t(be *b, int t) { C(b)->tc_min_t = t < 1 ? 1 : t; }
 void be_cuda_set_flash_min_t(be *b, int t) { C(b)->flash_min_t = t < 2 ? 2 : t; }
 void be_cuda_set_w4_min_t(be *b, int t) { C(b)->w4_min_t = t < 2 ? 2 : t; }
+static g4_status bf16_copies(cu_ctx *c, g4_error *err);
+static void drop_copies(cu_ctx *c);
+g4_status be_cuda_bf16_copies(be *b, bool on, size_t *bytes, g4_error *err) {
+    cu_ctx *c = C(b);
+    cu_sync(c->stream);
+    drop_copies(c);
+    g4_status st = on ? bf16_copies(c, err) : G4_OK;
+    if (bytes) *bytes = c->rbytes;
+    return st;
+}
 
 g4_status be_cuda_upload_linear(be *b, const ckpt_linear *w, g4_error *err) {
     cu_ctx *c = C(b);
@@ -1062,6 +1081,50 @@ g4_status be_cuda_upload_vec(be *b, const ckpt_vec *v, g4_error *err) {
 static int env_int(const char *name, int def) {
     const char *s = getenv(name);
     return s && *s ? atoi(s) : def;
+}
+
+/* Resident BF16 copies of the NVFP4 / FP8 weights for the cuBLAS path (steps of >= tc_min_t rows:
+ * prefill, and decode mixed with prompt chunks), made on request (engine option prefill_bf16,
+ * G4_CUDA_BF16_COPY=1): without them every such step dequantizes every weight into a scratch
+ * first (12B NVFP4, H200: ~160 us per layer, 7-8 ms per step: a fifth of a 512-token chunk's
+ * products). The copies hold exactly the values the dequantization writes, so results do not
+ * change; decode (< tc_min_t rows) still reads the 4- / 8-bit weights. Off by default: they cost
+ * 2 bytes per weight (12B NVFP4: 21.4 GB next to 8.2 GB). */
+static bool has_copy(const cu_weight *w) { return (w->fmt == CU_NVFP4 && w->tc) || w->fmt == CU_FP8; }
+static void drop_copies(cu_ctx *c) {
+    for (size_t i = 0; i < c->map_cap; i++) c->map[i].w.res = NULL;
+    cu_free(c->rbase);
+    c->rbase = NULL;
+    c->rbytes = 0;
+}
+static g4_status bf16_copies(cu_ctx *c, g4_error *err) {
+    size_t need = 0;
+    for (size_t i = 0; i < c->map_cap; i++)
+        if (c->map[i].key && has_copy(&c->map[i].w)) need += ALIGN_UP((size_t)c->map[i].w.n * (size_t)c->map[i].w.k * 2, 256);
+    if (!need) return G4_OK;
+    size_t fr = 0, tot = 0;
+    cu_mem_info(&fr, &tot);
+    int rc = cu_malloc((void **)&c->rbase, need);
+    if (rc) {
+        c->rbase = NULL;
+        return G4_FAIL(err, G4_ERR_NOMEM, "cuda: BF16 copies of the quantized weights need %.2f GB, %.2f GB free",
+                       need / 1e9, fr / 1e9);
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < c->map_cap && !rc; i++) {
+        cu_weight *w = &c->map[i].w;
+        if (!c->map[i].key || !has_copy(w)) continue;
+        rc = cu_dequant_bf16(w, c->rbase + off, c->stream);
+        w->res = c->rbase + off;
+        off += ALIGN_UP((size_t)w->n * (size_t)w->k * 2, 256);
+    }
+    if (!rc) rc = cu_sync(c->stream);
+    if (rc) {
+        drop_copies(c);
+        return G4_FAIL(err, G4_ERR_CUDA, "cuda: BF16 weight copies: %s", cu_error_string(rc));
+    }
+    c->rbytes = need;
+    return G4_OK;
 }
 
 g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, g4_error *err) {
@@ -1162,6 +1225,8 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
         }
         free(us);
         if (!st) st = check(b, cu_sync(c->stream), "weight upload", err);
+        const char *cp = getenv("G4_CUDA_BF16_COPY");
+        if (!st && cp && !strcmp(cp, "1")) st = bf16_copies(c, err);
         if (st) goto fail;
     }
     b->alloc = cb_alloc;

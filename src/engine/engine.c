@@ -103,6 +103,7 @@ g4_status g4_engine_open(const char *model_dir, const g4_engine_options *opt, g4
     if (cuda) {
         if ((st = be_cuda_create(e->ck, &e->be, e->device_name, sizeof e->device_name, err))) goto fail;
         if (o.kv_cache_dtype != G4_KV_AUTO) be_cuda_set_kv_f16(e->be, o.kv_cache_dtype == G4_KV_F16);
+        if (o.prefill_bf16 && (st = be_cuda_bf16_copies(e->be, true, NULL, err))) goto fail;
     } else {
         const int threads = o.n_threads > 0 ? o.n_threads : tp_cores(INT_MAX);
         if ((st = be_cpu_create(threads, &e->be, err))) goto fail;

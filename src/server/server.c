@@ -133,7 +133,7 @@ static void *loader(void *arg) {
     server *S = arg;
     g4_error err = {0};
     g4_engine_options eo = {.n_threads = S->o.threads, .device = S->o.device, .kv_cache_dtype = S->o.kv_cache_dtype,
-                            .max_context = S->o.max_model_len};
+                            .max_context = S->o.max_model_len, .prefill_bf16 = S->o.prefill_bf16};
     g4_status st = g4_engine_open(S->o.model, &eo, &S->e, &err);
     if (!st && !g4_engine_tokenizer(S->e))
         st = G4_FAIL(&err, G4_ERR_TOKENIZER, "%s: no tokenizer.json: the server needs one", S->o.model);

@@ -20,6 +20,7 @@ typedef struct srv_opts {
     const char *served_name;    /* NULL: the model path */
     g4_device device;
     g4_kv_dtype kv_cache_dtype;
+    bool prefill_bf16;          /* --prefill-weights bf16: engine option prefill_bf16 */
     int threads;
     size_t max_body;            /* request body cap (default 32 MiB) */
     int max_conns;              /* concurrent connections (default 1024) */
