@@ -104,6 +104,15 @@ static void cuda_parity_x(const char *name, double tol, bool gate, bool full, in
     g4_engine_free(e);
 }
 
+/* the product / attention path thresholds of the engines opened next (NULL: the default) */
+static void paths(const char *tc, const char *w4, const char *flash) {
+    const char *names[3] = {"G4_CUDA_TC_MIN_T", "G4_CUDA_W4_MIN_T", "G4_CUDA_FLASH_MIN_T"}, *v[3] = {tc, w4, flash};
+    for (int i = 0; i < 3; i++) {
+        if (v[i]) setenv(names[i], v[i], 1);
+        else unsetenv(names[i]);
+    }
+}
+
 static void cuda_parity(const char *name, double tol, bool gate, int chunk) {
     cuda_parity_x(name, tol, gate, gate, chunk);
 }
@@ -117,18 +126,18 @@ TEST(cuda_parity_tiny_c) { NEED_GPU(); cuda_parity("tiny-c", 1e-3, true, 0); }
 TEST(cuda_parity_chunks) { NEED_GPU(); cuda_parity("tiny-b", 1e-3, true, 5); cuda_parity("tiny-c", 1e-3, true, 13); }
 TEST(cuda_parity_tensor_core_prefill) {
     NEED_GPU();
-    setenv("G4_CUDA_TC_MIN_T", "2", 1);
+    paths("2", NULL, NULL);
     cuda_parity("tiny-a-nvfp4", 1, false, 0);
     cuda_parity("tiny-b", 1, false, 0);
-    unsetenv("G4_CUDA_TC_MIN_T");
+    paths(NULL, NULL, NULL);
 }
 /* gemm_w4 (NVFP4 products of 16..127 rows with f16 x) on the whole prompt chunk of the
  * ill-conditioned tiny-a-nvfp4: reported, not gated (see NUMERICS.md); the op tests gate it */
 TEST(cuda_parity_w4) {
     NEED_GPU();
-    setenv("G4_CUDA_W4_MIN_T", "2", 1);
+    paths(NULL, "2", NULL);
     cuda_parity_x("tiny-a-nvfp4", 1, false, false, 0);
-    unsetenv("G4_CUDA_W4_MIN_T");
+    paths(NULL, NULL, NULL);
 }
 /* tiny-wc: well-conditioned (BF16-rounding every Linear input moves its float64 logits by 9.9e-3,
  * tools/bf16_sensitivity.py; tiny-a: 0.5), prompts of 200 / 207 tokens. The tensor-core prefill
@@ -136,42 +145,74 @@ TEST(cuda_parity_w4) {
  * (batched decode kernel, passes of <= 16 rows over T = 200) at 1e-3 with greedy and decode checks. */
 TEST(cuda_parity_tiny_wc_tensor_core) {
     NEED_GPU();
-    setenv("G4_CUDA_TC_MIN_T", "2", 1);
+    paths("2", NULL, NULL);
     cuda_parity_x("tiny-wc", 2e-2, true, false, 0);
-    unsetenv("G4_CUDA_TC_MIN_T");
+    paths(NULL, NULL, NULL);
 }
 TEST(cuda_parity_tiny_wc_fp32) {
     NEED_GPU();
-    setenv("G4_CUDA_TC_MIN_T", "100000", 1);
-    setenv("G4_CUDA_FLASH_MIN_T", "100000", 1);
+    paths("100000", NULL, "100000");
     cuda_parity("tiny-wc", 1e-3, true, 0);
-    unsetenv("G4_CUDA_FLASH_MIN_T");
-    unsetenv("G4_CUDA_TC_MIN_T");
+    paths(NULL, NULL, NULL);
 }
 /* the default f16 KV cache alone (products, attention sums and softmax float32; prefill chunks on
  * the split-KV kernel): gated at 4e-3 like the f16 flash attention below */
 TEST(cuda_parity_tiny_wc_kv16) {
     NEED_GPU();
-    setenv("G4_CUDA_TC_MIN_T", "100000", 1);
-    setenv("G4_CUDA_W4_MIN_T", "100000", 1);
-    setenv("G4_CUDA_FLASH_MIN_T", "100000", 1);
+    paths("100000", "100000", "100000");
     cuda_parity_x("tiny-wc", 4e-3, true, false, 0);
-    unsetenv("G4_CUDA_FLASH_MIN_T");
-    unsetenv("G4_CUDA_W4_MIN_T");
-    unsetenv("G4_CUDA_TC_MIN_T");
+    paths(NULL, NULL, NULL);
 }
 /* the tensor-core prefill attention alone (attn_flash.cu: f16 q/k/v/p, f32 accumulate; the
  * products stay float32): gated at 4e-3 (measured on an H200: 1.12e-3 / 9.1e-4; the float32
  * path on the same prompts: 6.5e-7 / 7.3e-7) */
 TEST(cuda_parity_tiny_wc_flash) {
     NEED_GPU();
-    setenv("G4_CUDA_TC_MIN_T", "100000", 1);
-    setenv("G4_CUDA_W4_MIN_T", "100000", 1);
-    setenv("G4_CUDA_FLASH_MIN_T", "2", 1);
+    paths("100000", "100000", "2");
     cuda_parity_x("tiny-wc", 4e-3, true, false, 0);
-    unsetenv("G4_CUDA_FLASH_MIN_T");
-    unsetenv("G4_CUDA_W4_MIN_T");
-    unsetenv("G4_CUDA_TC_MIN_T");
+    paths(NULL, NULL, NULL);
+}
+
+/* --prefill-weights bf16 (engine option prefill_bf16): the prompts' logits on the tensor-core
+ * prefill path (forced for every chunk) are bit-identical with and without the BF16 copies */
+TEST(cuda_prefill_bf16_option) {
+    NEED_GPU();
+    paths("2", NULL, NULL);
+    const char *names[2] = {"tiny-a-nvfp4", "tiny-a-fp8"};
+    for (int m = 0; m < 2; m++) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/models/%s", t_fixtures(), names[m]);
+        npy_array prompt, logits, greedy;
+        REQUIRE(t_ref_case(dir, 0, &prompt, &logits, &greedy));
+        const int T = (int)prompt.numel;
+        float *all[2] = {NULL, NULL};
+        size_t n = 0, wbytes[2] = {0, 0};
+        for (int b = 0; b < 2; b++) {
+            g4_engine_options o = {.device = G4_DEVICE_CUDA, .no_tokenizer = true, .prefill_bf16 = b == 1};
+            g4_engine *e = NULL;
+            g4_session *s = NULL;
+            g4_error err = {0};
+            g4_status st = g4_engine_open(dir, &o, &e, &err);
+            CHECK_MSG(st == G4_OK, "%s: %s", names[m], err.msg);
+            if (st) continue;
+            n = (size_t)T * (size_t)g4_engine_vocab(e);
+            g4_engine_device_mem(e, &wbytes[b]);
+            all[b] = calloc(n, sizeof(float));
+            CHECK(g4_session_create(e, 0, &s, &err) == G4_OK);
+            CHECK_MSG(s && g4_session_prefill_all(s, prompt.data, (size_t)T, all[b], &err) == G4_OK, "%s: %s",
+                      names[m], err.msg);
+            g4_session_free(s);
+            g4_engine_free(e);
+        }
+        CHECK_MSG(all[0] && all[1] && !memcmp(all[0], all[1], n * sizeof(float)),
+                  "%s: logits differ with the BF16 copies", names[m]);
+        /* the copies exist (2 bytes per weight of every quantized Linear on top) */
+        CHECK_MSG(wbytes[1] > wbytes[0], "%s: weights %zu bytes with the copies, %zu without",
+                  names[m], wbytes[1], wbytes[0]);
+        free(all[0]), free(all[1]);
+        npy_free(&prompt), npy_free(&logits), npy_free(&greedy);
+    }
+    paths(NULL, NULL, NULL);
 }
 
 /* the engine option picks the KV cache format, over G4_CUDA_KV */
