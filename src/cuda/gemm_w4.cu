@@ -241,11 +241,15 @@ template <int NB, int TPW> __global__ void __launch_bounds__(WARPS * 32, 2) k_ge
  * [row group t / 8][k8 block 0..7][t % 8][8 halves]: a k16 step j starts at core matrix 2j of
  * the row group, LBO = 128 (the next k8 block), SBO = 1024 (the next row group). A registers
  * are double-buffered (step j + 1 decodes while step j's wgmma runs); each chunk's MMAs are
- * complete before the barrier that lets its stage be refilled. */
+ * complete before the barrier that lets its stage be refilled. CPB chunks (1 or 2) between block
+ * barriers, NS - CPB fetched ahead (launch_g picks them by N). Keeping MMAs in flight across the
+ * barrier instead makes ptxas serialize every wgmma (C7515 / C7513: a wgmma in flight across the
+ * loop's back edge; tried, PERF.md). */
 template <int N, int TPW> __host__ __device__ constexpr int gstage_bytes() { return N * 128 + WARPS * TPW * WB; }
 
-template <int N, int TPW> __global__ void __launch_bounds__(WARPS * 32, 2) k_gemm_w4_gmma(const w4_args a) {
-    constexpr int TPB = WARPS * TPW, SB = gstage_bytes<N, TPW>(), NS = NSTG;
+template <int N, int TPW, int NS, int CPB> __global__ void __launch_bounds__(WARPS * 32, 2) k_gemm_w4_gmma(const w4_args a) {
+    constexpr int TPB = WARPS * TPW, SB = gstage_bytes<N, TPW>(), PF = NS - CPB;
+    static_assert(PF > CPB - 1 && (CPB == 1 || CPB == 2), "stages");
     extern __shared__ __align__(16) unsigned char sm[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, qd = lane & 3;
     const int wg = warp >> 2, wr = warp & 3;
@@ -296,10 +300,10 @@ template <int N, int TPW> __global__ void __launch_bounds__(WARPS * 32, 2) k_gem
             if (XP % NT == 0 || xdst[k])
                 cp16(st + (xdst[k] & 0x3FFFFFFFu), xsrc[k] + (size_t)i * TC_KCH, xdst[k] >> 30 & 1 ? 16 : 0);
     };
-    for (int i = 0; i < NS - 1; i++)
+    for (int i = 0; i < PF; i++)
         if (i < nc) fill_w(i);
     pdl_wait();
-    for (int i = 0; i < NS - 1; i++) {
+    for (int i = 0; i < PF; i++) {
         if (i < nc) fill_x(i);
         cp_commit();
     }
@@ -310,22 +314,15 @@ template <int N, int TPW> __global__ void __launch_bounds__(WARPS * 32, 2) k_gem
 #pragma unroll
         for (int i = 0; i < N / 2; i++) acc[u][i] = 0.f;
 
-    for (int i = 0; i < nc; i++) {
-        cp_wait<NS - 2>();
-        fence_proxy_async();   /* this thread's cp.async bytes, next read by the tensor cores */
-        __syncthreads();
-        if (i + NS - 1 < nc) {
-            fill_w(i + NS - 1);
-            fill_x(i + NS - 1);
-        }
-        cp_commit();
-        const uint32_t st = sbase + (uint32_t)((i % NS) * SB);
+    /* one chunk's MMAs: its 4 k16 steps, A registers double-buffered across steps (and across
+     * the two chunks of an iteration: 4 steps each, so step parity = j & 1) */
+    uint32_t av[2][TPW][4];
+    auto chunk = [&](int ci) {
+        const uint32_t st = sbase + (uint32_t)((ci % NS) * SB);
         uint32_t words[TPW][4], s[TPW][4];
 #pragma unroll
-        for (int u = 0; u < TPW; u++) {
-            tile_chunk(sm + (i % NS) * SB + N * 128 + (wg * 4 * TPW + 4 * u + wr) * WB, lane, words[u], s[u]);
-        }
-        uint32_t av[2][TPW][4];
+        for (int u = 0; u < TPW; u++)
+            tile_chunk(sm + (ci % NS) * SB + N * 128 + (wg * 4 * TPW + 4 * u + wr) * WB, lane, words[u], s[u]);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
 #pragma unroll
@@ -337,6 +334,23 @@ template <int N, int TPW> __global__ void __launch_bounds__(WARPS * 32, 2) k_gem
             gmma_commit();
             gmma_wait<1>();
         }
+    };
+    /* CPB chunks per block barrier: chunks i .. i + CPB - 1 used while the next PF - CPB are in
+     * flight; their stages refilled at the next iteration (after its barrier) */
+    for (int i = 0; i < nc; i += CPB) {
+        cp_wait<PF - CPB>();
+        fence_proxy_async();   /* this thread's cp.async bytes, next read by the tensor cores */
+        __syncthreads();
+#pragma unroll
+        for (int c = 0; c < CPB; c++) {
+            if (i + PF + c < nc) {
+                fill_w(i + PF + c);
+                fill_x(i + PF + c);
+            }
+            cp_commit();
+        }
+        chunk(i);
+        if (CPB == 2 && i + 1 < nc) chunk(i + 1);
         gmma_wait<0>();
     }
 #pragma unroll
@@ -412,16 +426,23 @@ template <int NB, int TPW> int launch(const w4_args &a, void *stream) {
     return cu_launch(k_gemm_w4<NB, TPW>, grid, dim3(WARPS * 32), (size_t)smem, stream, a);
 }
 
-template <int N, int TPW> int launch_g(const w4_args &a, void *stream) {
-    constexpr int smem = NSTG * gstage_bytes<N, TPW>();
+template <int N, int TPW, int NS, int CPB> int launch_gc(const w4_args &a, void *stream) {
+    constexpr int smem = NS * gstage_bytes<N, TPW>();
     static bool attr = false;
     if (!attr) {
-        cudaError_t e = cudaFuncSetAttribute(k_gemm_w4_gmma<N, TPW>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        cudaError_t e = cudaFuncSetAttribute(k_gemm_w4_gmma<N, TPW, NS, CPB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (e != cudaSuccess) return (int)e;
         attr = true;
     }
     dim3 grid((a.T + N - 1) / N, (a.ntiles + WARPS * TPW - 1) / (WARPS * TPW), a.S);
-    return cu_launch(k_gemm_w4_gmma<N, TPW>, grid, dim3(WARPS * 32), (size_t)smem, stream, a);
+    return cu_launch(k_gemm_w4_gmma<N, TPW, NS, CPB>, grid, dim3(WARPS * 32), (size_t)smem, stream, a);
+}
+/* chunks per block barrier by N (measured, H200, a 12B layer fused): N = 16 two, with 6 stages
+ * (109.7 -> 93.6 us: the barrier and drain per 9 KB chunk dominate at 16 rows); N = 32 either
+ * (113.8 / 114.7); N = 64 one, with 4 stages (163.3 against 170.2: the two-chunk body spills) */
+template <int N, int TPW> int launch_g(const w4_args &a, void *stream) {
+    if constexpr (N == 16) return launch_gc<N, TPW, 6, 2>(a, stream);
+    else return launch_gc<N, TPW, NSTG, 1>(a, stream);
 }
 
 /* wgmma runs on compute capability 9.0 only (the sm_90a build; a later GPU runs the portable
