@@ -83,7 +83,10 @@ g4_status g4_engine_open(const char *model_dir, const g4_engine_options *opt, g4
     g4_engine_options o = {0};
     if (opt) o = *opt;
     g4_engine *e = calloc(1, sizeof *e);
-    if (!e) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    if (!e || !(e->prep = g4_mm_prep_new())) {
+        free(e);
+        return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    }
     g4_status st = ckpt_open(model_dir, &e->ck, err);
     if (st) goto fail;
     const cfg_text *tc = &e->ck->cfg.text;
@@ -168,6 +171,7 @@ void g4_engine_free(g4_engine *e) {
     free(e->draw_rows);
     free(e->draw_pen);
     tp_free(e->mm_pool);
+    g4_mm_prep_free(e->prep);
     g4_tokenizer_free(e->tok);
     ckpt_close(e->ck);
     free(e);

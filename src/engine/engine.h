@@ -49,7 +49,13 @@ struct g4_engine {
     g4_pen *draw_pen;                   /* grown on demand, kept (no allocation per step) */
     size_t draw_rows_cap, draw_pen_cap;
     struct tp_pool *mm_pool;            /* host threads of the media embedders (lazy; the engine's thread) */
+    struct mm_prep *prep;               /* the video frames' preprocessing pool, shared by the requests'
+                                           threads one video at a time (media.c) */
 };
+
+/* media.c: the shared frame-preprocessing pool (made at engine open; its threads on first use) */
+struct mm_prep *g4_mm_prep_new(void);
+void g4_mm_prep_free(struct mm_prep *p);
 
 typedef struct eng_ws {
     int rows, groups;                   /* capacity */

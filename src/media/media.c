@@ -14,6 +14,7 @@
 #include "cpu/threadpool.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -358,7 +359,34 @@ static void frame_task(void *ctx, int f, int thread) {
     j->st[f] = mm_image_patches(&fr, j->patch, j->k, j->budget, &j->it[f].p, &j->err[f]);
 }
 
-static g4_status video_patches(const g4_media *m, mm_item *it, int n, int patch, int k, int budget, g4_error *err) {
+/* One pool of host threads for every request's frames: g4_mm_prompt_prepare runs on the server's
+ * connection threads, concurrently, and tp_run serializes a pool's callers, so they take it one
+ * video at a time (a video's frames use every core anyway); was a pool of up to 16 threads made
+ * and joined per video. */
+struct mm_prep {
+    pthread_mutex_t mu;   /* guards the pool's creation */
+    tp_pool *pool;        /* made on the first video with more than one frame */
+    bool tried;
+};
+
+struct mm_prep *g4_mm_prep_new(void) {
+    struct mm_prep *p = calloc(1, sizeof *p);
+    if (p && pthread_mutex_init(&p->mu, NULL)) {
+        free(p);
+        p = NULL;
+    }
+    return p;
+}
+
+void g4_mm_prep_free(struct mm_prep *p) {
+    if (!p) return;
+    tp_free(p->pool);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+static g4_status video_patches(struct mm_prep *prep, const g4_media *m, mm_item *it, int n, int patch, int k, int budget,
+                               g4_error *err) {
     if (n <= 0) return G4_OK;
     g4_status *st = calloc((size_t)n, sizeof *st);
     g4_error *fe = calloc((size_t)n, sizeof *fe);
@@ -368,11 +396,15 @@ static g4_status video_patches(const g4_media *m, mm_item *it, int n, int patch,
         return G4_FAIL(err, G4_ERR_NOMEM, "out of memory for video frames");
     }
     frames_job j = {m, it, n, patch, k, budget, st, fe};
-    tp_pool *pool = NULL;
-    const int nt = tp_cores(16);
-    if (n > 1 && nt > 1 && tp_create(nt, &pool, NULL)) pool = NULL;
-    tp_run(pool, n, frame_task, &j);
-    tp_free(pool);
+    pthread_mutex_lock(&prep->mu);
+    if (n > 1 && !prep->tried) {   /* no pool (one core, or no threads to be had): frames in turn */
+        prep->tried = true;
+        const int nt = tp_cores(16);
+        if (nt > 1 && tp_create(nt, &prep->pool, NULL)) prep->pool = NULL;
+    }
+    tp_pool *pool = prep->pool;
+    pthread_mutex_unlock(&prep->mu);
+    tp_run(pool, n, frame_task, &j);   /* callers of one pool run one after the other (tp_run) */
     g4_status r = G4_OK;
     for (int f = 0; f < n && !r; f++)
         if (st[f]) {
@@ -454,7 +486,8 @@ g4_status g4_mm_prompt_prepare(const g4_engine *e, const char *text, size_t len,
                 st = want == G4_MEDIA_IMAGE
                          ? mm_image_patches(&m->img, vc->patch_size, vc->pooling_kernel_size, budget, &in->it[first].p,
                                             err)
-                         : video_patches(m, in->it + first, nfr, vc->patch_size, vc->pooling_kernel_size, budget, err);
+                         : video_patches(e->prep, m, in->it + first, nfr, vc->patch_size, vc->pooling_kernel_size, budget,
+                                         err);
             if (st) g4_error_prefix(err, "%s %zu%s", kname[kind], mi + 1, want == G4_MEDIA_VIDEO ? " frame" : "");
             for (int f = 0; f < nfr && !st; f++) {
                 mm_item *it = &in->it[first + (size_t)f];
