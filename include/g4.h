@@ -169,6 +169,9 @@ int32_t g4_engine_vocab(const g4_engine *e);
 int g4_engine_max_context(const g4_engine *e);           /* default context of new sessions */
 const char *g4_engine_device_name(const g4_engine *e);   /* "cpu", "cuda (NVIDIA H200)" */
 const char *g4_engine_kv_cache_dtype(const g4_engine *e);   /* "float16" or "float32" */
+/* "bf16" when the engine holds BF16 copies of its quantized weights for prefill (the option
+ * prefill_bf16 on CUDA), else "packed" */
+const char *g4_engine_prefill_weights(const g4_engine *e);
 /* Bytes the decoder reads per generated token (weights of every Linear + lm_head + norms). */
 size_t g4_engine_bytes_per_token(const g4_engine *e);
 /* Measure the memory ceiling of the engine's device now (CPU: all-thread read

@@ -102,6 +102,7 @@ int cmd_bench(int argc, char **argv) {
     char dev[256];
     snprintf(dev, sizeof dev, "%s", g4_engine_device_name(e));
     const char *kvd = g4_engine_kv_cache_dtype(e);   /* a string literal: outlives the engine */
+    const char *pw = g4_engine_prefill_weights(e);  /* likewise */
     g4_session_free(s);
     g4_engine_free(e);   /* before the baseline: its model needs the device memory */
     free(ids);
@@ -120,7 +121,7 @@ int cmd_bench(int argc, char **argv) {
                "\"kv_cache_dtype\": \"%s\", \"prefill_weights\": \"%s\", \"sampling\": {\"temperature\": %g, \"top_k\": %d, \"top_p\": %g, "
                "\"min_p\": %g}",
                a.model, dev, un.machine, wbytes, bpt, mem, a.bench_prompt, pre_tps, best_prefill, n_gen, dec_tps,
-               dec_gbs, mem > 0 ? dec_gbs / mem : 0, a.bench_reps, dev_w, dev_used, kvd, a.prefill_bf16 ? "bf16" : "packed", a.sampling.temperature,
+               dec_gbs, mem > 0 ? dec_gbs / mem : 0, a.bench_reps, dev_w, dev_used, kvd, pw, a.sampling.temperature,
                a.sampling.top_k, a.sampling.top_p, a.sampling.min_p);
         if (a.bench_baseline && !brc)
             printf(", \"baseline\": {\"engine\": \"%s\", \"ttft_s\": %.4f, \"decode_tok_s\": %.3f}, "

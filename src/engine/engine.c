@@ -106,7 +106,9 @@ g4_status g4_engine_open(const char *model_dir, const g4_engine_options *opt, g4
     if (cuda) {
         if ((st = be_cuda_create(e->ck, &e->be, e->device_name, sizeof e->device_name, err))) goto fail;
         if (o.kv_cache_dtype != G4_KV_AUTO) be_cuda_set_kv_f16(e->be, o.kv_cache_dtype == G4_KV_F16);
-        if (o.prefill_bf16 && (st = be_cuda_bf16_copies(e->be, true, NULL, err))) goto fail;
+        size_t cb = 0;
+        if (o.prefill_bf16 && (st = be_cuda_bf16_copies(e->be, true, &cb, err))) goto fail;
+        e->prefill_bf16 = cb > 0;
     } else {
         const int threads = o.n_threads > 0 ? o.n_threads : tp_cores(INT_MAX);
         if ((st = be_cpu_create(threads, &e->be, err))) goto fail;
@@ -187,6 +189,7 @@ size_t g4_engine_device_mem(const g4_engine *e, size_t *weights) {
     return e->be->mem_used ? e->be->mem_used(e->be, weights) : 0;
 }
 const char *g4_engine_device_name(const g4_engine *e) { return e->device_name; }
+const char *g4_engine_prefill_weights(const g4_engine *e) { return e->prefill_bf16 ? "bf16" : "packed"; }
 const char *g4_engine_kv_cache_dtype(const g4_engine *e) {
     return strcmp(e->be->name, "cuda") == 0 && be_cuda_kv_f16(e->be) ? "float16" : "float32";
 }

@@ -49,6 +49,7 @@ struct g4_engine {
     g4_pen *draw_pen;                   /* grown on demand, kept (no allocation per step) */
     size_t draw_rows_cap, draw_pen_cap;
     struct tp_pool *mm_pool;            /* host threads of the media embedders (lazy; the engine's thread) */
+    bool prefill_bf16;                  /* BF16 copies of the quantized weights exist (CUDA) */
     struct mm_prep *prep;               /* the video frames' preprocessing pool, shared by the requests'
                                            threads one video at a time (media.c) */
 };
