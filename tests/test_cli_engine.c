@@ -116,12 +116,12 @@ TEST(cli_bench_json) {
     CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
     CHECK_MSG(strstr(out, "\"kv_cache_dtype\": \"float32\""), "%s", out);
     CHECK_MSG(strstr(out, "\"prefill_weights\": \"packed\""), "%s", out);
+    CHECK_MSG(strstr(out, "\"sampling\": {\"temperature\": 0,"), "%s", out);
     /* the BF16 prefill copy is a CUDA option: the CPU engine runs as before, and says so */
     snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen 2 --threads 2 --device cpu "
              "--prefill-weights bf16", t_g4_bin(), t_fixtures());
     CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
     CHECK_MSG(strstr(out, "\"prefill_weights\": \"packed\""), "%s", out);
-    CHECK_MSG(strstr(out, "\"sampling\": {\"temperature\": 0,"), "%s", out);
     /* sampled decode: the settings are reported */
     snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen 6 --threads 2 --device cpu "
              "--temperature 0.7 --top-p 0.9 --seed 3", t_g4_bin(), t_fixtures());

@@ -53,7 +53,8 @@ int cmd_bench(int argc, char **argv) {
     g4_error err = {0};
     g4_engine *e = NULL;
     int ctx = a.ctx > 0 ? a.ctx : a.bench_prompt + a.bench_gen + 1;
-    g4_engine_options eo = {.n_threads = a.threads, .device = a.device, .kv_cache_dtype = a.kv_dtype, .prefill_bf16 = a.prefill_bf16, .max_context = ctx,
+    g4_engine_options eo = {.n_threads = a.threads, .device = a.device, .kv_cache_dtype = a.kv_dtype,
+                            .prefill_bf16 = a.prefill_bf16, .max_context = ctx,
                             .no_tokenizer = true};
     g4_status st = g4_engine_open(a.model, &eo, &e, &err);
     if (st) {

@@ -102,7 +102,8 @@ int cmd_run(int argc, char **argv) {
     }
     g4_error err = {0};
     g4_engine *e = NULL;
-    g4_engine_options eo = {.n_threads = a.threads, .device = a.device, .kv_cache_dtype = a.kv_dtype, .prefill_bf16 = a.prefill_bf16, .max_context = a.ctx,
+    g4_engine_options eo = {.n_threads = a.threads, .device = a.device, .kv_cache_dtype = a.kv_dtype,
+                            .prefill_bf16 = a.prefill_bf16, .max_context = a.ctx,
                             .no_tokenizer = a.ids && a.tokens};
     g4_status st = g4_engine_open(a.model, &eo, &e, &err);
     if (st) { args_free(&a); return fail("run", &err, st); }

@@ -460,18 +460,18 @@ bool gmma_ok() {
     return ok == 1;
 }
 
-/* the kernel of T rows: 0 = mma.sync, 1 = wgmma */
-int w4_kind(int T) { return gmma_ok() && T <= W4_GMMA_MAX_T ? 1 : 0; }
+/* T rows take the wgmma kernel (else mma.sync) */
+bool gmma_rows(int T) { return gmma_ok() && T <= W4_GMMA_MAX_T; }
 
 /* where the row scales follow the f16 x [T][kp] in cu_x_f16's scratch */
 size_t xs_offset(int T, int kp) { return ((size_t)T * kp * sizeof(__half) + 15) & ~(size_t)15; }
 
 /* one launch of the product kernel for a.T rows (a filled by the callers) */
 int launch_w4(const w4_args &a, void *stream) {
-    const int T = a.T, kind = w4_kind(T);
+    const int T = a.T;
     /* wgmma up to 64 rows; above, the mma.sync kernel (measured: 343 against 444 us per layer at
      * T = 127, where the wgmma kernel has one 128-column tile per warp) */
-    if (kind == 1) {
+    if (gmma_rows(T)) {
         if (T <= 16) return launch_g<16, 2>(a, stream);
         if (T <= 32) return launch_g<32, 2>(a, stream);
         return launch_g<64, 2>(a, stream);
@@ -549,7 +549,7 @@ extern "C" int cu_gemm_w4_multi_ok(int T) {
         const char *e = getenv("G4_CUDA_W4_FUSE");
         on = !(e && e[0] == '0');
     }
-    return on && w4_kind(T) > 0;
+    return on && gmma_rows(T);
 }
 
 static int multi_tiles(const cu_weight *const *w, int nw) {
@@ -570,7 +570,7 @@ extern "C" int cu_gemm_w4_multi(const void *x16, int T, const cu_weight *const *
                                 float *ws, int sm_count, void *stream, int *geglu_done) {
     if (geglu_done) *geglu_done = 0;
     if (T <= 0) return 0;
-    if (w4_kind(T) == 0 || nw < 1 || nw > 3 || (geglu && (nw != 2 || w[0]->n != w[1]->n))) return (int)cudaErrorInvalidValue;
+    if (!gmma_rows(T) || nw < 1 || nw > 3 || (geglu && (nw != 2 || w[0]->n != w[1]->n))) return (int)cudaErrorInvalidValue;
     for (int i = 0; i < nw; i++)
         if (w[i]->fmt != CU_NVFP4 || !w[i]->tc || w[i]->kp != w[0]->kp) return (int)cudaErrorInvalidValue;
     w4_args a = {};

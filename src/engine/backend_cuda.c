@@ -1042,16 +1042,6 @@ bool be_cuda_kv_f16(const be *b) { return ((const cu_ctx *)b->ctx)->kv16 != 0; }
 void be_cuda_set_tc_min_t(be *b, int t) { C(b)->tc_min_t = t < 1 ? 1 : t; }
 void be_cuda_set_flash_min_t(be *b, int t) { C(b)->flash_min_t = t < 2 ? 2 : t; }
 void be_cuda_set_w4_min_t(be *b, int t) { C(b)->w4_min_t = t < 2 ? 2 : t; }
-static g4_status bf16_copies(cu_ctx *c, g4_error *err);
-static void drop_copies(cu_ctx *c);
-g4_status be_cuda_bf16_copies(be *b, bool on, size_t *bytes, g4_error *err) {
-    cu_ctx *c = C(b);
-    cu_sync(c->stream);
-    drop_copies(c);
-    g4_status st = on ? bf16_copies(c, err) : G4_OK;
-    if (bytes) *bytes = c->rbytes;
-    return st;
-}
 
 g4_status be_cuda_upload_linear(be *b, const ckpt_linear *w, g4_error *err) {
     cu_ctx *c = C(b);
@@ -1125,6 +1115,15 @@ static g4_status bf16_copies(cu_ctx *c, g4_error *err) {
     }
     c->rbytes = need;
     return G4_OK;
+}
+
+g4_status be_cuda_bf16_copies(be *b, bool on, size_t *bytes, g4_error *err) {
+    cu_ctx *c = C(b);
+    cu_sync(c->stream);
+    drop_copies(c);
+    g4_status st = on ? bf16_copies(c, err) : G4_OK;
+    if (bytes) *bytes = c->rbytes;
+    return st;
 }
 
 g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, g4_error *err) {
