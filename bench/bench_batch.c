@@ -1,6 +1,7 @@
 /* bench_batch.c - cost of one continuous-batching decode step against the batch size.
  *
  *   bench_batch MODEL [--device cpu|cuda] [--ctx N] [--prompt P] [--steps S] [--batches 1,2,4,8]
+ *               [--kv-cache-dtype auto|float16|fp8|float32]
  *
  * For each batch size B: B sessions are prefilled with distinct P-token prompts
  * (g4_session_sync), then S steps of g4_batch_step append one greedy token to every
@@ -44,21 +45,25 @@ int main(int argc, char **argv) {
     const char *model = NULL, *batches = "1,2,4,8,16,32,64";
     int ctx = 512, P = 64, S = 12;
     g4_device dev = G4_DEVICE_AUTO;
+    g4_kv_dtype kvd = G4_KV_AUTO;
+    bool bad = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) { i++; dev = !strcmp(argv[i], "cpu") ? G4_DEVICE_CPU : G4_DEVICE_CUDA; }
         else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) ctx = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) P = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) S = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batches") && i + 1 < argc) batches = argv[++i];
+        else if (!strcmp(argv[i], "--kv-cache-dtype") && i + 1 < argc) bad |= !g4_kv_dtype_parse(argv[++i], &kvd);
         else model = argv[i];
     }
-    if (!model || P < 1 || S < 1 || ctx < P + S + 2) {
-        fprintf(stderr, "usage: bench_batch MODEL [--device cpu|cuda] [--ctx N] [--prompt P] [--steps S] [--batches 1,2,8]\n");
+    if (!model || bad || P < 1 || S < 1 || ctx < P + S + 2) {
+        fprintf(stderr, "usage: bench_batch MODEL [--device cpu|cuda] [--ctx N] [--prompt P] [--steps S] [--batches 1,2,8] "
+                        "[--kv-cache-dtype auto|float16|fp8|float32]\n");
         return 2;
     }
     g4_error err = {0};
     g4_engine *e = NULL;
-    g4_engine_options eo = {.device = dev, .max_context = ctx, .no_tokenizer = true};
+    g4_engine_options eo = {.device = dev, .kv_cache_dtype = kvd, .max_context = ctx, .no_tokenizer = true};
     if (g4_engine_open(model, &eo, &e, &err)) { fprintf(stderr, "bench_batch: %s\n", err.msg); return 1; }
     int V = g4_engine_vocab(e);
     int Bmax = 0;
@@ -146,9 +151,9 @@ int main(int argc, char **argv) {
         if (hs_ok) g4_sampler_free(&hs);
         free(dd);
         free(ids);
-        printf("{\"device\": \"%s\", \"ctx\": %d, \"batch\": %d, \"step_ms_median\": %.3f, \"step_ms_min\": %.3f, "
+        printf("{\"device\": \"%s\", \"kv_cache_dtype\": \"%s\", \"ctx\": %d, \"batch\": %d, \"step_ms_median\": %.3f, \"step_ms_min\": %.3f, "
                "\"agg_tok_s\": %.1f, \"argmax_ms\": %.3f, \"sample_t1_ms\": %.3f, \"sample_t05_ms\": %.3f, "
-               "\"host_copy_ms\": %.3f, \"host_sample_t1_ms\": %.3f%s", g4_engine_device_name(e), ctx, B,
+               "\"host_copy_ms\": %.3f, \"host_sample_t1_ms\": %.3f%s", g4_engine_device_name(e), g4_engine_kv_cache_dtype(e), ctx, B,
                step_med * 1e3, step_min * 1e3, B / step_med, pk[0], pk[1], pk[2], copy_ms, pk[3], B == 1 ? "" : "}\n");
         if (B == 1) printf(", \"single_session_step_ms\": %.3f}\n", single * 1e3);
         fflush(stdout);

@@ -140,10 +140,14 @@ typedef struct g4_session g4_session;
 
 typedef enum g4_device { G4_DEVICE_AUTO = 0, G4_DEVICE_CPU = 1, G4_DEVICE_CUDA = 2 } g4_device;
 
-/* KV cache format. AUTO: f16 on CUDA (the environment's G4_CUDA_KV=f16|f32 may choose), float32 on
- * the CPU; F16 with the CPU backend is refused (G4_ERR_UNSUPPORTED). */
-typedef enum g4_kv_dtype { G4_KV_AUTO = 0, G4_KV_F16 = 1, G4_KV_F32 = 2 } g4_kv_dtype;
-/* "auto", "float16" / "f16" / "half", "float32" / "f32" / "float" -> *out; false otherwise */
+/* KV cache format. AUTO: f16 on CUDA (the environment's G4_CUDA_KV=f16|e4m3|f32 may choose), float32
+ * on the CPU; F16 with the CPU backend is refused (G4_ERR_UNSUPPORTED). FP8: E4M3 values without a
+ * scale (vLLM's --kv-cache-dtype fp8 with its default scale 1.0): half the f16 cache's bytes, so
+ * decode attention reads half as much; K and V are rounded to 3 mantissa bits (NUMERICS.md). On the
+ * CPU the cache keeps float storage of the same E4M3 values (the numbers, not the memory saving). */
+typedef enum g4_kv_dtype { G4_KV_AUTO = 0, G4_KV_F16 = 1, G4_KV_F32 = 2, G4_KV_FP8 = 3 } g4_kv_dtype;
+/* "auto", "float16" / "f16" / "half", "float32" / "f32" / "float", "fp8" / "fp8_e4m3" -> *out;
+ * false otherwise */
 bool g4_kv_dtype_parse(const char *s, g4_kv_dtype *out);
 
 typedef struct g4_engine_options {
@@ -168,7 +172,7 @@ const g4_tokenizer *g4_engine_tokenizer(const g4_engine *e);
 int32_t g4_engine_vocab(const g4_engine *e);
 int g4_engine_max_context(const g4_engine *e);           /* default context of new sessions */
 const char *g4_engine_device_name(const g4_engine *e);   /* "cpu", "cuda (NVIDIA H200)" */
-const char *g4_engine_kv_cache_dtype(const g4_engine *e);   /* "float16" or "float32" */
+const char *g4_engine_kv_cache_dtype(const g4_engine *e);   /* "float16", "fp8_e4m3" or "float32" */
 /* "bf16" when the engine holds BF16 copies of its quantized weights for prefill (the option
  * prefill_bf16 on CUDA), else "packed" */
 const char *g4_engine_prefill_weights(const g4_engine *e);

@@ -87,7 +87,7 @@ TEST(cli_run_text_and_errors) {
         "run %s/models/tiny-a --tokens 2 --ctx 99999999",            /* context over the model's limit */
         "run %s/models/tiny-a --tokens 2 --temperature -1",          /* bad value */
         "logits %s/models/tiny-a --tokens 2,3",                      /* missing --npy */
-        "run %s/models/tiny-a --tokens 2 --kv-cache-dtype fp8",      /* unknown KV cache dtype */
+        "run %s/models/tiny-a --tokens 2 --kv-cache-dtype fp8_e5m2", /* unknown KV cache dtype */
         "run %s/models/tiny-a --tokens 2 --device cpu --kv-cache-dtype float16",   /* f16 cache needs CUDA */
         "run %s/models/tiny-a --tokens 2 --prefill-weights fp4",     /* unknown prefill weight form */
     };
@@ -117,6 +117,11 @@ TEST(cli_bench_json) {
     CHECK_MSG(strstr(out, "\"kv_cache_dtype\": \"float32\""), "%s", out);
     CHECK_MSG(strstr(out, "\"prefill_weights\": \"packed\""), "%s", out);
     CHECK_MSG(strstr(out, "\"sampling\": {\"temperature\": 0,"), "%s", out);
+    /* the fp8 cache on the CPU: float storage of E4M3 values, reported as such */
+    snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen 2 --threads 2 --device cpu "
+             "--kv-cache-dtype fp8", t_g4_bin(), t_fixtures());
+    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
+    CHECK_MSG(strstr(out, "\"kv_cache_dtype\": \"fp8_e4m3\""), "%s", out);
     /* the BF16 prefill copy is a CUDA option: the CPU engine runs as before, and says so */
     snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen 2 --threads 2 --device cpu "
              "--prefill-weights bf16", t_g4_bin(), t_fixtures());
@@ -170,5 +175,7 @@ TEST(kv_cache_dtype_names) {
     CHECK(g4_kv_dtype_parse("half", &d) && d == G4_KV_F16);
     CHECK(g4_kv_dtype_parse("float16", &d) && d == G4_KV_F16);
     CHECK(g4_kv_dtype_parse("f32", &d) && d == G4_KV_F32);
-    CHECK(!g4_kv_dtype_parse("fp8", &d) && !g4_kv_dtype_parse("", &d) && !g4_kv_dtype_parse(NULL, &d));
+    CHECK(g4_kv_dtype_parse("fp8", &d) && d == G4_KV_FP8);
+    CHECK(g4_kv_dtype_parse("fp8_e4m3", &d) && d == G4_KV_FP8);
+    CHECK(!g4_kv_dtype_parse("fp8_e5m2", &d) && !g4_kv_dtype_parse("", &d) && !g4_kv_dtype_parse(NULL, &d));
 }

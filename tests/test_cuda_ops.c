@@ -88,20 +88,24 @@ static float *dget(dbuf d, const char *what) {
     CHECK_MSG(st == G4_OK, "%s: to_host: %s", what, err.msg);
     return take_inner(d, h, 1234.5f, what);
 }
-/* KV caches: the same guard layout in the cache's format, f16 (default) or float (guard values are
- * small integers, exact in f16) */
-static bool g_kv16 = true;
-static void set_kv16(bool on) {
-    g_kv16 = on;
-    be_cuda_set_kv_f16(g_cu, on);
+/* KV caches: the same guard layout in the cache's format, f16 (default), E4M3 or float (guard
+ * values are the integers 8..14, exact in all three) */
+enum { KV_F32 = 0, KV_F16 = 1, KV_E4M3 = 2 };
+static int g_kvf = KV_F16;
+static void set_kvf(int f) {
+    g_kvf = f;
+    be_cuda_set_kv_format(g_cu, f);
 }
+static const char *kvf_name(int f) { return f == KV_F16 ? "f16" : f == KV_E4M3 ? "e4m3" : "f32"; }
 static dbuf kvnew(size_t n, const float *init) {
     float *h = malloc((n + 2 * G) * sizeof(float));
-    for (size_t i = 0; i < n + 2 * G; i++) h[i] = (float)(i % 7) + 100.0f;
+    for (size_t i = 0; i < n + 2 * G; i++) h[i] = (float)(i % 7) + 8.0f;
     for (size_t i = 0; i < n; i++) h[G + i] = init[i];
     dbuf d = {.base = be_cuda_kv_upload(g_cu, h, n + 2 * G), .n = n};
     CHECK_MSG(d.base != NULL, "kv upload of %zu values", n);
-    d.p = g_kv16 ? (float *)(void *)((uint16_t *)(void *)d.base + G) : d.base + G;
+    d.p = g_kvf == KV_F16    ? (float *)(void *)((uint16_t *)(void *)d.base + G)
+          : g_kvf == KV_E4M3 ? (float *)(void *)((uint8_t *)(void *)d.base + G)
+                             : d.base + G;
     free(h);
     return d;
 }
@@ -110,7 +114,7 @@ static float *kvget(dbuf d, const char *what) {
     g4_error err = {0};
     g4_status st = be_cuda_kv_to_host(g_cu, h, d.base, d.n + 2 * G, &err);
     CHECK_MSG(st == G4_OK, "%s: kv to host: %s", what, err.msg);
-    return take_inner(d, h, 100.0f, what);
+    return take_inner(d, h, 8.0f, what);
 }
 /* x[0..n) rounded to f16 as the device rounds (so CPU references see the cache's values) */
 static void kv_round(float *x, size_t n) {
@@ -605,9 +609,10 @@ TEST(cuda_rope_kv_prep) {
     float *got = dget(dx, "rope");
     cmp("rope", got, ref, n, 2e-6);
     free(got), free(x), free(ref);
-    /* attn_prep (+ kv_store) with a ring that wraps, k_eq_v both ways, f16 and float caches */
-    for (int kev = 0; kev < 4; kev++) {
-        set_kv16(kev < 2);
+    /* attn_prep (+ kv_store) with a ring that wraps, k_eq_v both ways, f16, float and E4M3 caches */
+    for (int kev = 0; kev < 6; kev++) {
+        const int kvf = kev < 2 ? KV_F16 : kev < 4 ? KV_F32 : KV_E4M3;
+        set_kvf(kvf);
         int Hq = 4, Hkv = 2, ns = 7, pp = 10;
         size_t nq = (size_t)T * Hq * hd, nk = (size_t)T * Hkv * hd, nc = (size_t)ns * Hkv * hd;
         float *q = rand_f(nq, 1.0f), *k = rand_f(nk, 1.0f), *v = rand_f(nk, 1.0f), *qn = rand_f((size_t)hd, 1.0f),
@@ -624,17 +629,19 @@ TEST(cuda_rope_kv_prep) {
         cmp("attn_prep q", gq, rq, nq, 2e-6);
         cmp("attn_prep k", gk, rk, nk, 2e-6);
         cmp("attn_prep v", gv, rv, nk, 2e-6);
-        /* the cache holds f16: against the CPU's float cache rounded alike (a 2e-6 difference
-         * before rounding moves a value by one f16 step now and then) */
+        /* the cache holds f16 / E4M3: against the CPU's float cache rounded alike (a 2e-6
+         * difference before rounding moves a value by one step now and then: 2^-11 relative in
+         * f16, 2^-4 in E4M3, a few elements of the 896) */
         kv_round(rkc, nc), kv_round(rvc, nc);
-        cmp("attn_prep k cache", gkc, rkc, nc, kev < 2 ? 1e-4 : 2e-6);
-        cmp("attn_prep v cache", gvc, rvc, nc, kev < 2 ? 1e-4 : 2e-6);
+        const double ct = kvf == KV_F16 ? 1e-4 : kvf == KV_E4M3 ? 1e-2 : 2e-6;
+        cmp("attn_prep k cache", gkc, rkc, nc, ct);
+        cmp("attn_prep v cache", gvc, rvc, nc, ct);
         free(gq), free(gk), free(gv), free(gkc), free(gvc), free(q), free(k), free(v), free(qn), free(kn), free(kc),
             free(vc), free(rq), free(rk), free(rv), free(rkc), free(rvc);
     }
-    /* plain kv_store with T > n_slots, both formats */
-    for (int f16 = 0; f16 < 2; f16++) {
-        set_kv16(f16);
+    /* plain kv_store with T > n_slots, every format */
+    for (int kvf = 0; kvf < 3; kvf++) {
+        set_kvf(kvf);
         int Hkv = 2, ns = 5, TT = 8;
         size_t nk = (size_t)TT * Hkv * hd, nc = (size_t)ns * Hkv * hd;
         float *k = rand_f(nk, 1.0f), *v = rand_f(nk, 1.0f), *kc = rand_f(nc, 1.0f), *vc = rand_f(nc, 1.0f);
@@ -688,8 +695,10 @@ static void one_attn(int T, int Hq, int Hkv, int hd, int ns, int p0, int window,
 
 TEST(cuda_attention) {
     NEED_GPU();
-    for (int f16 = 1; f16 >= 0; f16--) {   /* the f16 cache (default), then float (G4_CUDA_KV=f32) */
-        set_kv16(f16);
+    const int fmts[3] = {KV_F16, KV_E4M3, KV_F32};   /* the default, --kv-cache-dtype fp8, G4_CUDA_KV=f32 */
+    for (int f = 0; f < 3; f++) {
+        set_kvf(fmts[f]);
+        fprintf(stderr, "  cache %s\n", kvf_name(fmts[f]));
         one_attn(1, 16, 1, 512, 4096, 3000, 0, false);          /* global decode: one kv head, split-KV */
         one_attn(1, 16, 8, 256, 1024 + 64, 5000, 1024, false);   /* sliding decode, wrapped ring */
         one_attn(1, 16, 8, 256, 1024 + 64, 300, 1024, false);    /* sliding, ring not yet full */
@@ -705,7 +714,7 @@ TEST(cuda_attention) {
         one_attn(2, 4, 2, 21, 300, 250, 0, false);                /* odd head dim: the combine's scalar columns */
         one_attn(1, 8, 1, 300, 900, 700, 0, false);               /* two combine chunks, the second of 44 dims */
     }
-    set_kv16(true);
+    set_kvf(KV_F16);
 }
 
 /* batched decode: rows of different sessions (own caches, positions, ring sizes, one with block
@@ -755,8 +764,11 @@ static void rows_case(int window, int hd, int Hq, int Hkv) {
     for (int i = 0; i < N; i++) {
         size_t nc = (size_t)slots[i] * Hkv * hd;
         float *gk = kvget(dkc[i], "rows k cache"), *gv = kvget(dvc[i], "rows v cache");
-        cmp("attention_rows k cache", gk, kc[i], nc, 1e-4);
-        cmp("attention_rows v cache", gv, vc[i], nc, 1e-4);
+        /* the new key / value rounded from the GPU's and the CPU's prep (2e-6 apart): one step
+         * now and then */
+        const double ct = g_kvf == KV_E4M3 ? 1e-2 : 1e-4;
+        cmp("attention_rows k cache", gk, kc[i], nc, ct);
+        cmp("attention_rows v cache", gv, vc[i], nc, ct);
         free(gk), free(gv), free(kc[i]), free(vc[i]);
     }
     free(dget(dq, "q")), free(dget(dk, "k")), free(dget(dv, "v")), free(dget(dqn, "qn")), free(dget(dkn, "kn"));
@@ -767,14 +779,17 @@ static void rows_case(int window, int hd, int Hq, int Hkv) {
 
 TEST(cuda_attention_rows) {
     NEED_GPU();
-    for (int f16 = 1; f16 >= 0; f16--) {
-        set_kv16(f16);
-        rows_case(0, 512, 16, 1);    /* global layer shape (f16: attn_g16.cu, the tensor cores) */
+    const int fmts[3] = {KV_F16, KV_E4M3, KV_F32};
+    for (int f = 0; f < 3; f++) {
+        set_kvf(fmts[f]);
+        fprintf(stderr, "  cache %s\n", kvf_name(fmts[f]));
+        rows_case(0, 512, 16, 1);    /* global layer shape (f16 / E4M3: attn_g16.cu, the tensor cores) */
         rows_case(40, 256, 16, 1);   /* 16 heads per kv head at hd 256, a window; row 2 wrapped its ring */
         rows_case(48, 256, 16, 8);   /* sliding: row 2 wrapped its 48-slot ring */
         rows_case(0, 24, 6, 3);      /* odd head dim */
+        rows_case(0, 32, 4, 2);      /* hd 32: E4M3 rows of two 16-byte chunks */
     }
-    set_kv16(true);
+    set_kvf(KV_F16);
     /* a layer that was not uploaded */
     g4_error err = {0};
     CHECK(g_cu->attention_rows(g_cu, 3, NULL, NULL, NULL, NULL, 16, 8, 256, NULL, NULL, NULL, 1e-6f, false, 0, 1.0f,
@@ -787,7 +802,7 @@ TEST(cuda_attention_rows) {
 TEST(cuda_attention_flash) {
     NEED_GPU();
     be_cuda_set_flash_min_t(g_cu, 2);
-    set_kv16(true);
+    set_kvf(KV_F16);
     const double tol = 2e-3;
     one_attn_tol(200, 16, 8, 256, 1024 + 200 - 1, 0, 1024, false, tol);     /* sliding prefill from 0 */
     one_attn_tol(300, 16, 8, 256, 64 + 300 - 1, 900, 64, false, tol);       /* window 64, wrapped ring */
@@ -799,10 +814,13 @@ TEST(cuda_attention_flash) {
     one_attn_tol(50, 12, 4, 80, 120, 9, 30, false, tol);                    /* G = 3: a padding row per block */
     one_attn_tol(70, 16, 2, 144, 400, 111, 0, false, tol);                  /* G = 8, hd 144 */
     one_attn_tol(2, 16, 8, 256, 1024 + 63, 5000, 1024, false, tol);         /* T = 2 in a full ring */
-    set_kv16(false);                                        /* float cache: converted by the copy */
-    one_attn_tol(130, 16, 8, 256, 1024 + 200 - 1, 500, 1024, false, tol);
-    one_attn_tol(70, 16, 1, 512, 200, 3, 0, true, tol);
-    set_kv16(true);
+    for (int f = 0; f < 2; f++) {   /* float and E4M3 caches: converted by the copy */
+        set_kvf(f == 0 ? KV_F32 : KV_E4M3);
+        one_attn_tol(130, 16, 8, 256, 1024 + 200 - 1, 500, 1024, false, tol);
+        one_attn_tol(70, 16, 1, 512, 200, 3, 0, true, tol);
+        one_attn_tol(33, 6, 3, 48, 100, 7, 0, false, tol);
+    }
+    set_kvf(KV_F16);
     be_cuda_set_flash_min_t(g_cu, 128);
 }
 

@@ -215,6 +215,75 @@ TEST(cuda_prefill_bf16_option) {
     paths(NULL, NULL, NULL);
 }
 
+/* logits of every prompt position of a fixture's prompt 0 from an engine (device, KV format) and,
+ * decode: the cached decode of 6 greedy tokens against a fresh prefill (rel L2 into *dec) */
+static float *kv_logits(const char *dir, g4_device dev, g4_kv_dtype kvd, const npy_array *prompt, double *dec) {
+    g4_engine_options o = {.n_threads = 2, .device = dev, .no_tokenizer = true, .kv_cache_dtype = kvd};
+    g4_engine *e = NULL;
+    g4_session *s = NULL, *s2 = NULL;
+    g4_error err = {0};
+    const int T = (int)prompt->numel;
+    if (g4_engine_open(dir, &o, &e, &err) || g4_session_create(e, 0, &s, &err)) {
+        CHECK_MSG(0, "%s: %s", dir, err.msg);
+        g4_engine_free(e);
+        return NULL;
+    }
+    const int V = g4_engine_vocab(e);
+    float *all = calloc((size_t)T * V, sizeof(float));
+    CHECK_MSG(g4_session_prefill_all(s, prompt->data, (size_t)T, all, &err) == G4_OK, "%s", err.msg);
+    if (dec) {
+        int32_t *seq = malloc((size_t)(T + 6) * sizeof *seq);
+        memcpy(seq, prompt->data, (size_t)T * sizeof *seq);
+        int n = T;
+        for (int g = 0; g < 6; g++) {
+            int32_t best = -1;
+            CHECK(g4_session_sync(s, seq, (size_t)n, &err) == G4_OK);
+            CHECK(g4_session_argmax(s, NULL, 0, &best, &err) == G4_OK);
+            seq[n++] = best;
+        }
+        CHECK(g4_session_create(e, 0, &s2, &err) == G4_OK);
+        CHECK(s2 && g4_session_sync(s2, seq, (size_t)n - 1, &err) == G4_OK);
+        *dec = s2 ? t_rel_l2(g4_session_logits(s2), g4_session_logits(s), (size_t)V) : INFINITY;
+        g4_session_free(s2);
+        free(seq);
+    }
+    g4_session_free(s);
+    g4_engine_free(e);
+    return all;
+}
+
+/* --kv-cache-dtype fp8 (E4M3 cache): the CUDA engine's prompt logits against the CPU engine's
+ * with the same option (the same E4M3 values; the float32 products and the split-KV prefill, then
+ * the tensor-core prefill attention), measurably apart from the f16 cache's on the same device, and
+ * the graph decode through the E4M3 cache equal to a fresh prefill. Gates: 1e-2 against the CPU
+ * (a key element rounded to the other E4M3 neighbour by a 1e-6 difference before rounding moves
+ * ~1e-4; the f16 cache is 5e-2 away), decode vs prefill 1e-4. */
+TEST(cuda_kv_fp8) {
+    NEED_GPU();
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/models/tiny-wc", t_fixtures());
+    npy_array prompt, logits, greedy;
+    REQUIRE(t_ref_case(dir, 0, &prompt, &logits, &greedy));
+    const size_t n = prompt.numel * (size_t)logits.shape[1];
+    float *cpu = kv_logits(dir, G4_DEVICE_CPU, G4_KV_FP8, &prompt, NULL);
+    paths("100000", "100000", "100000");
+    double dec = INFINITY;
+    float *gpu = kv_logits(dir, G4_DEVICE_CUDA, G4_KV_FP8, &prompt, &dec), *g16 = kv_logits(dir, G4_DEVICE_CUDA, G4_KV_F16, &prompt, NULL);
+    paths("100000", "100000", "2");
+    float *flash = kv_logits(dir, G4_DEVICE_CUDA, G4_KV_FP8, &prompt, NULL);
+    paths(NULL, NULL, NULL);
+    if (cpu && gpu && g16 && flash) {
+        const double r = t_rel_l2(gpu, cpu, n), rf = t_rel_l2(flash, cpu, n), apart = t_rel_l2(g16, gpu, n);
+        printf("     tiny-wc fp8 KV: cuda vs cpu %.2e (flash prefill %.2e), f16 cache %.2e away, graph decode vs "
+               "prefill %.2e\n", r, rf, apart, dec);
+        CHECK_MSG(r <= 1e-2 && rf <= 1e-2, "fp8 KV: cuda vs cpu logits rel L2 %.3g, flash %.3g (tol 1e-2)", r, rf);
+        CHECK_MSG(apart >= 2e-2, "fp8 KV: only %.3g from the f16 cache's logits: E4M3 not in use", apart);
+        CHECK_MSG(dec <= 1e-4, "fp8 KV: graph decode vs fresh prefill %.3g (tol 1e-4)", dec);
+    }
+    free(cpu), free(gpu), free(g16), free(flash);
+    npy_free(&prompt), npy_free(&logits), npy_free(&greedy);
+}
+
 /* the engine option picks the KV cache format, over G4_CUDA_KV */
 TEST(cuda_kv_cache_dtype_option) {
     NEED_GPU();
@@ -223,7 +292,8 @@ TEST(cuda_kv_cache_dtype_option) {
     g4_error err = {0};
     const struct { g4_kv_dtype opt; const char *env, *want; } cases[] = {
         {G4_KV_AUTO, NULL, "float16"}, {G4_KV_F32, NULL, "float32"}, {G4_KV_F16, "f32", "float16"},
-        {G4_KV_AUTO, "f32", "float32"}};
+        {G4_KV_AUTO, "f32", "float32"}, {G4_KV_FP8, NULL, "fp8_e4m3"}, {G4_KV_AUTO, "e4m3", "fp8_e4m3"},
+        {G4_KV_F16, "e4m3", "float16"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (cases[i].env) setenv("G4_CUDA_KV", cases[i].env, 1);
         g4_engine_options o = {.device = G4_DEVICE_CUDA, .no_tokenizer = true, .kv_cache_dtype = cases[i].opt};

@@ -21,7 +21,7 @@ typedef struct args {
     int bench_prompt, bench_gen, bench_reps;
     const char *bench_baseline;         /* bench --baseline DIR: transformers on DIR, same run */
     g4_device device;
-    g4_kv_dtype kv_dtype;               /* --kv-cache-dtype auto|float16|float32 */
+    g4_kv_dtype kv_dtype;               /* --kv-cache-dtype auto|float16|fp8|float32 */
     bool prefill_bf16;                  /* --prefill-weights packed|bf16 */
     g4_sampling sampling;
     char *stop[ARGS_MAX_STOP];

@@ -2,7 +2,7 @@
  *
  *   g4 serve MODEL [--host 127.0.0.1] [--port 8000] [--max-model-len N] [--max-num-seqs N]
  *            [--api-key KEY] [--served-model-name NAME] [--device cuda|cpu|auto]
- *            [--kv-cache-dtype auto|float16|float32] [--prefill-weights packed|bf16]
+ *            [--kv-cache-dtype auto|float16|fp8|float32] [--prefill-weights packed|bf16]
  *            [--max-num-batched-tokens N] [--max-queue N] [--threads N]
  *            [--max-body-bytes SIZE] [--shutdown-timeout S]
  *            [--allowed-local-media-path DIR] [--allow-remote-media] [--media-max-bytes SIZE]
@@ -45,7 +45,7 @@ static void on_signal(int sig) {
 static int usage(void) {
     fprintf(stderr, "usage: g4 serve MODEL [--host 127.0.0.1] [--port 8000] [--max-model-len N] [--max-num-seqs N] "
                     "[--api-key KEY] [--served-model-name NAME] [--device cuda|cpu|auto] "
-                    "[--kv-cache-dtype auto|float16|float32] [--prefill-weights packed|bf16] "
+                    "[--kv-cache-dtype auto|float16|fp8|float32] [--prefill-weights packed|bf16] "
                     "[--max-num-batched-tokens N] [--max-queue N] [--threads N] [--max-body-bytes SIZE] "
                     "[--shutdown-timeout S] [--allowed-local-media-path DIR] [--allow-remote-media] "
                     "[--media-max-bytes SIZE] [--media-timeout S]\n");

@@ -16,7 +16,7 @@ static const g4_cmd cmds[] = {
     {"logits", cmd_logits, "MODEL --tokens IDS --npy OUT.npy   every position's logits"},
     {"bench", cmd_bench, "MODEL [--prompt-len N] [--gen M] [--json]   decode/prefill speed vs memory bandwidth"},
     {"quantize", cmd_quantize, "IN_DIR OUT_DIR --scheme nvfp4a16|fp8-dynamic [--ignore P ...] [--report] [--threads N]"},
-    {"serve", cmd_serve, "MODEL [--host H] [--port P] [--max-model-len N] [--max-num-seqs N] [--api-key K] [--served-model-name NAME] [--device cuda|cpu] [--kv-cache-dtype auto|float16|float32] [--prefill-weights packed|bf16]"},
+    {"serve", cmd_serve, "MODEL [--host H] [--port P] [--max-model-len N] [--max-num-seqs N] [--api-key K] [--served-model-name NAME] [--device cuda|cpu] [--kv-cache-dtype auto|float16|fp8|float32] [--prefill-weights packed|bf16]"},
     {"synth", cmd_synth, "OUT_DIR --preset gemma-4-12b|tiny [--format bf16|nvfp4a16|fp8-dynamic] [--seed N]"},
 };
 

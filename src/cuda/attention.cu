@@ -5,9 +5,10 @@
  * than the tensor-core kernel's threshold (attn_flash.cu).
  *
  * Cache layout: [n_slots][Hkv][hd] per layer and session (K and V apart), key p in slot
- * p % n_slots; f16 by default, float with G4_CUDA_KV=f32 (the kernel is templated on it). Decode
- * is a stream over those bytes, so the kernel is built to keep many 16-byte loads in flight and
- * to touch each byte once:
+ * p % n_slots; f16 by default, E4M3 bytes (--kv-cache-dtype fp8) or float (the kernel is
+ * templated on it). Decode is a stream over those bytes, so the kernel is built to keep many
+ * 16-byte loads in flight and to touch each byte once (at 64 batched rows it is bound by its
+ * per-key latency chain more than by the bytes: the E4M3 cache, half the bytes, is 4 % faster):
  *   grid (split, kv head x hg, query); block = NW = 4 warps; the block takes GB = G / hg of the
  *   G = Hq / Hkv query heads that read kv head h (Gemma 4: 2 of 2 on sliding layers, 4 of 16 on
  *   global ones), so K/V are read once for them (hg blocks re-read them on global layers: L2).
@@ -26,6 +27,7 @@
 #include "cuda/cuda_ops.h"
 
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,10 +50,10 @@ struct attn_args {
     float scale;
 };
 
-/* The 16 dims [d0, d0 + 16) of a cache row (KV = __half or float), kept packed as loaded (f16:
- * 8 registers, not 16 floats: the registers bound the loads a warp has in flight); dims >= hd
- * read as 0. VEC: hd is a multiple of the 16-byte chunk (8 halves / 4 floats), so an aligned
- * chunk is wholly inside or outside the row: 16-byte loads. */
+/* The 16 dims [d0, d0 + 16) of a cache row (KV = __nv_fp8_e4m3, __half or float), kept packed as
+ * loaded (E4M3: 4 registers, f16: 8, not 16 floats: the registers bound the loads a warp has in
+ * flight); dims >= hd read as 0. VEC: hd is a multiple of the 16-byte chunk (16 E4M3 / 8 halves /
+ * 4 floats), so an aligned chunk is wholly inside or outside the row: 16-byte loads. */
 template <typename KV> struct row16 {
     static constexpr int NU = 16 * sizeof(KV) / 16;   /* 16-byte chunks */
     uint4 u[NU];
@@ -68,11 +70,17 @@ template <typename KV> struct row16 {
             for (int i = 0; i < 16; i++) v[i] = d0 + i < hd ? row[d0 + i] : KV(0.0f);
         }
     }
-    /* dims 2i, 2i + 1 as floats */
+    /* dims 2i, 2i + 1 as floats (E4M3 -> f16 is exact) */
     __device__ __forceinline__ float2 pair(int i) const {
-        if (sizeof(KV) == 2) return __half22float2(reinterpret_cast<const __half2 *>(u)[i]);
-        const float *f = reinterpret_cast<const float *>(u);
-        return make_float2(f[2 * i], f[2 * i + 1]);
+        if constexpr (sizeof(KV) == 1) {
+            const __nv_fp8x2_storage_t b = reinterpret_cast<const __nv_fp8x2_storage_t *>(u)[i];
+            return __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(b, __NV_E4M3)));
+        } else if constexpr (sizeof(KV) == 2) {
+            return __half22float2(reinterpret_cast<const __half2 *>(u)[i]);
+        } else {
+            const float *f = reinterpret_cast<const float *>(u);
+            return make_float2(f[2 * i], f[2 * i + 1]);
+        }
     }
 };
 
@@ -341,14 +349,25 @@ __global__ void __launch_bounds__(CT) k_attn_combine(float *out, const float *ws
 /* The f16 cache with <= 2 heads per block (sliding layers): 2 keys per lane group in use while
  * the next 2 load (PIPE; G4_CUDA_ATTN_PIPE=0: 4 keys loaded, then used), 4 x 64 bytes per lane
  * either way, held to 168 registers = 3 blocks per SM; else 2 keys, no overlap (registers) */
-template <int GB> int launch_gb(const attn_args &a, int kv16, int Tb, size_t smem, void *stream) {
+template <int GB> int launch_gb(const attn_args &a, int kvf, int Tb, size_t smem, void *stream) {
     dim3 grid(a.nsplit, a.Hkv * a.hg, Tb);
     static int pipe = -1;
     if (pipe < 0) {
         const char *e = getenv("G4_CUDA_ATTN_PIPE");
         pipe = !(e && !strcmp(e, "0"));
     }
-    if (kv16) {
+    if (kvf == CU_KV_E4M3) {   /* the f16 cache's shapes (tried: 4 keys loaded then used and / or 4 blocks per SM:
+                                  -2 % at 64 rows, +3-6 % at 16; PERF.md) */
+        if (a.hd % 16 == 0) {
+            if constexpr (GB <= 2) {
+                return cu_launch(k_attn<GB, __nv_fp8_e4m3, true, 2, true>, grid, dim3(NW * 32), smem, stream, a);
+            } else {
+                return cu_launch(k_attn<GB, __nv_fp8_e4m3, true, 2, false>, grid, dim3(NW * 32), smem, stream, a);
+            }
+        }
+        return cu_launch(k_attn<GB, __nv_fp8_e4m3, false, 2, false>, grid, dim3(NW * 32), smem, stream, a);
+    }
+    if (kvf == CU_KV_F16) {
         if (a.hd % 8 == 0) {
             if constexpr (GB <= 2) {
                 if (pipe) return cu_launch(k_attn<GB, __half, true, 2, true>, grid, dim3(NW * 32), smem, stream, a);
@@ -369,7 +388,7 @@ int env_int(const char *name, int dflt) {
 }
 
 /* the split-KV launch shared by cu_attention and cu_attention_rows (a.rows set for the latter) */
-int attn_run(attn_args a, int kv16, int T, int n_keys_max, float *out, size_t ws_floats, int sm_count, void *stream) {
+int attn_run(attn_args a, int kvf, int T, int n_keys_max, float *out, size_t ws_floats, int sm_count, void *stream) {
     const int Hq = a.Hq, Hkv = a.Hkv, hd = a.hd;
     if (T <= 0) return 0;
     if (Hkv <= 0 || Hq % Hkv || Hq / Hkv > GMAX || hd > 512 || hd <= 0) return (int)cudaErrorInvalidValue;
@@ -414,10 +433,10 @@ int attn_run(attn_args a, int kv16, int T, int n_keys_max, float *out, size_t ws
         const int tb = T - t0 < Tb ? T - t0 : Tb;
         a.t_off = t0;
         int rc;
-        if (GB == 1) rc = launch_gb<1>(a, kv16, tb, smem, stream);
-        else if (GB == 2) rc = launch_gb<2>(a, kv16, tb, smem, stream);
-        else if (GB == 3) rc = launch_gb<3>(a, kv16, tb, smem, stream);
-        else rc = launch_gb<4>(a, kv16, tb, smem, stream);
+        if (GB == 1) rc = launch_gb<1>(a, kvf, tb, smem, stream);
+        else if (GB == 2) rc = launch_gb<2>(a, kvf, tb, smem, stream);
+        else if (GB == 3) rc = launch_gb<3>(a, kvf, tb, smem, stream);
+        else rc = launch_gb<4>(a, kvf, tb, smem, stream);
         if (rc) return rc;
         if (nsplit > 1) {
             const dim3 cg(Hq, (hd + CW - 1) / CW, tb);
@@ -434,7 +453,7 @@ int attn_run(attn_args a, int kv16, int T, int n_keys_max, float *out, size_t ws
 } /* namespace */
 
 extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, const void *kc, const void *vc,
-                            int kv16, int Hkv, int n_slots, int p0, const int *p0_dev, int window,
+                            int kvf, int Hkv, int n_slots, int p0, const int *p0_dev, int window,
                             const int32_t *block_id_dev, float scale, int n_keys_max, float *ws, size_t ws_floats,
                             int sm_count, void *stream) {
     attn_args a = {};
@@ -452,7 +471,7 @@ extern "C" int cu_attention(float *out, const float *q, int T, int Hq, int hd, c
     a.n_slots = n_slots;
     a.window = window;
     a.scale = scale;
-    return attn_run(a, kv16, T, n_keys_max, out, ws_floats, sm_count, stream);
+    return attn_run(a, kvf, T, n_keys_max, out, ws_floats, sm_count, stream);
 }
 
 extern "C" int cu_attn_combine(float *out, const float *ws, int Hq, int hd, int nsplit, int n, const cu_row *rows_dev,
@@ -463,11 +482,11 @@ extern "C" int cu_attn_combine(float *out, const float *ws, int Hq, int hd, int 
                   : cu_launch(k_attn_combine<2>, cg, dim3(CT), 0, stream, out, ws, Hq, hd, nsplit, 0, rows_dev);
 }
 
-extern "C" int cu_attention_rows(float *out, const float *q, int n, const cu_row *rows_dev, int kv16, int Hq, int hd,
+extern "C" int cu_attention_rows(float *out, const float *q, int n, const cu_row *rows_dev, int kvf, int Hq, int hd,
                                  int Hkv, int window, float scale, int n_keys_max, float *ws, size_t ws_floats,
                                  int sm_count, void *stream) {
-    if (n <= 65535 && cu_attention_rows_g16_ok(kv16, Hq, Hkv, hd))
-        return cu_attention_rows_g16(out, q, n, rows_dev, Hq, hd, Hkv, window, scale, n_keys_max, ws, ws_floats,
+    if (n <= 65535 && cu_attention_rows_g16_ok(kvf, Hq, Hkv, hd))
+        return cu_attention_rows_g16(out, q, n, rows_dev, kvf, Hq, hd, Hkv, window, scale, n_keys_max, ws, ws_floats,
                                      sm_count, stream);
     attn_args a = {};
     a.ws = ws;
@@ -480,5 +499,5 @@ extern "C" int cu_attention_rows(float *out, const float *q, int n, const cu_row
     a.n_slots = 1;
     a.window = window;
     a.scale = scale;
-    return attn_run(a, kv16, n, n_keys_max, out, ws_floats, sm_count, stream);
+    return attn_run(a, kvf, n, n_keys_max, out, ws_floats, sm_count, stream);
 }

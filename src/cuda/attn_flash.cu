@@ -29,6 +29,7 @@
 #include "cuda/cuda_ops.h"
 
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <math.h>
 
 namespace {
@@ -45,8 +46,14 @@ struct flash_args {
     float scale_log2;
 };
 
-/* keys [kb, kb + nk) of the ring (slot j % n_slots; KV f16 or float) -> f16 [Hkv][nk][hd]; 4 values
- * per thread */
+/* two E4M3 bytes -> their f16 pair, as 32 bits */
+__device__ __forceinline__ uint32_t e4m3x2_h2(uint32_t b) {
+    const __half2_raw r = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)b, __NV_E4M3);
+    return (uint32_t)r.x | (uint32_t)r.y << 16;
+}
+
+/* keys [kb, kb + nk) of the ring (slot j % n_slots; KV E4M3, f16 or float) -> f16 [Hkv][nk][hd]; 4
+ * values per thread */
 template <typename KV>
 __global__ void k_kv_f16(__half *kh, __half *vh, const KV *kc, const KV *vc, int Hkv, int hd, int n_slots, int kb,
                          int nk) {
@@ -59,7 +66,11 @@ __global__ void k_kv_f16(__half *kh, __half *vh, const KV *kc, const KV *vc, int
         const int jj = (int)(hj % nk), h = (int)(hj / nk);
         const size_t src = ((size_t)((kb + jj) % n_slots) * Hkv + h) * hd + c;
         const size_t dst = hj * hd + c;
-        if (sizeof(KV) == 2) {
+        if constexpr (sizeof(KV) == 1) {   /* E4M3 -> f16: exact */
+            const uint32_t k = *reinterpret_cast<const uint32_t *>(kc + src), v = *reinterpret_cast<const uint32_t *>(vc + src);
+            *reinterpret_cast<uint2 *>(kh + dst) = make_uint2(e4m3x2_h2(k & 0xFFFFu), e4m3x2_h2(k >> 16));
+            *reinterpret_cast<uint2 *>(vh + dst) = make_uint2(e4m3x2_h2(v & 0xFFFFu), e4m3x2_h2(v >> 16));
+        } else if constexpr (sizeof(KV) == 2) {
             *reinterpret_cast<uint2 *>(kh + dst) = *reinterpret_cast<const uint2 *>(kc + src);
             *reinterpret_cast<uint2 *>(vh + dst) = *reinterpret_cast<const uint2 *>(vc + src);
         } else {
@@ -283,7 +294,7 @@ extern "C" size_t cu_attention_flash_scratch(int T, int Hkv, int hd, int n_slots
     return (size_t)2 * Hkv * (size_t)(p0 + T - kb) * hd * sizeof(__half);
 }
 
-extern "C" int cu_attention_flash(float *out, const float *q, int T, int Hq, int hd, const void *kc, const void *vc, int kv16,
+extern "C" int cu_attention_flash(float *out, const float *q, int T, int Hq, int hd, const void *kc, const void *vc, int kvf,
                                   int Hkv, int n_slots, int p0, int window, const int32_t *block_id_dev, float scale,
                                   void *scratch, size_t scratch_bytes, void *stream) {
     if (T <= 0) return 0;
@@ -296,10 +307,12 @@ extern "C" int cu_attention_flash(float *out, const float *q, int T, int Hq, int
     size_t quads = (size_t)Hkv * a.nk * (hd / 4);
     size_t grid = (quads + 255) / 256;
     const dim3 g((unsigned)(grid > 4096 ? 4096 : grid));
-    int rc = kv16 ? cu_launch(k_kv_f16<__half>, g, dim3(256), 0, stream, kh, vh, (const __half *)kc, (const __half *)vc,
-                              Hkv, hd, n_slots, a.kb, a.nk)
-                  : cu_launch(k_kv_f16<float>, g, dim3(256), 0, stream, kh, vh, (const float *)kc, (const float *)vc,
-                              Hkv, hd, n_slots, a.kb, a.nk);
+    int rc = kvf == CU_KV_E4M3 ? cu_launch(k_kv_f16<uint8_t>, g, dim3(256), 0, stream, kh, vh, (const uint8_t *)kc,
+                                           (const uint8_t *)vc, Hkv, hd, n_slots, a.kb, a.nk)
+             : kvf == CU_KV_F16 ? cu_launch(k_kv_f16<__half>, g, dim3(256), 0, stream, kh, vh, (const __half *)kc,
+                                            (const __half *)vc, Hkv, hd, n_slots, a.kb, a.nk)
+                                : cu_launch(k_kv_f16<float>, g, dim3(256), 0, stream, kh, vh, (const float *)kc,
+                                            (const float *)vc, Hkv, hd, n_slots, a.kb, a.nk);
     if (rc) return rc;
     a.out = out;
     a.q = q;

@@ -24,6 +24,7 @@
 #include "cuda/cuda_ops.h"
 #include "cuda/mma.cuh"
 
+#include <cuda_fp8.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -41,12 +42,16 @@ struct g16_args {
     float scale;
 };
 
-template <int HD> struct g16_smem {
+/* F8: the cache holds E4M3 bytes. Its tiles land by cp.async in two byte stages [2][K, V][NTK][HD]
+ * and are widened (exactly) into one f16 stage [K, V][NTK][RS] before use, so the MMA loop is the
+ * f16 one; f16 cache: two f16 stages, filled by cp.async directly. */
+template <int HD, bool F8> struct g16_smem {
     static constexpr int RS = HD + 8;   /* row stride of q / K / V tiles, halves */
     static constexpr int PS = NTK + 8;  /* row stride of p, halves */
     static constexpr int Q = 0;                              /* q hi, q lo: [2][G][RS] */
-    static constexpr int KV = Q + 2 * G * RS * 2;            /* [2 stages][K, V][NTK][RS] */
-    static constexpr int SS = KV + 2 * 2 * NTK * RS * 2;     /* scores [G][NTK + 1] f32 */
+    static constexpr int KV = Q + 2 * G * RS * 2;            /* f16 stages [F8 ? 1 : 2][K, V][NTK][RS] */
+    static constexpr int K8 = KV + (F8 ? 1 : 2) * 2 * NTK * RS * 2;   /* F8: byte stages [2][K, V][NTK][HD] */
+    static constexpr int SS = K8 + (F8 ? 2 * 2 * NTK * HD : 0);      /* scores [G][NTK + 1] f32 */
     static constexpr int P = SS + G * (NTK + 1) * 4;         /* p hi, p lo: [2][G][PS] */
     static constexpr int ST = P + 2 * G * PS * 2;            /* m, l, alpha: [3][G] f32 */
     static constexpr int BYTES = ST + 3 * G * 4;
@@ -54,8 +59,8 @@ template <int HD> struct g16_smem {
 
 __device__ __forceinline__ float lse_w(float m, float M) { return m == -INFINITY ? 0.0f : expf(m - M); }
 
-template <int HD> __global__ void __launch_bounds__(NWG * 32, 1) k_attn_g16(const g16_args a) {
-    using L = g16_smem<HD>;
+template <int HD, bool F8> __global__ void __launch_bounds__(NWG * 32, 1) k_attn_g16(const g16_args a) {
+    using L = g16_smem<HD, F8>;
     constexpr int RS = L::RS, PS = L::PS, DW = HD / NWG, NB8 = DW / 8;
     extern __shared__ __align__(16) unsigned char sm[];
     __half *qs = reinterpret_cast<__half *>(sm + L::Q);
@@ -68,7 +73,7 @@ template <int HD> __global__ void __launch_bounds__(NWG * 32, 1) k_attn_g16(cons
     pdl_wait();
 
     const cu_row r = a.rows[tz];
-    const __half *kc = static_cast<const __half *>(r.kc), *vc = static_cast<const __half *>(r.vc);
+    const uint8_t *kc = static_cast<const uint8_t *>(r.kc), *vc = static_cast<const uint8_t *>(r.vc);   /* bytes */
     const int pos = r.p0, n_slots = r.n_slots;
     const int32_t *bidp = r.bid;
     int lo = pos + 1 - n_slots;
@@ -94,16 +99,21 @@ template <int HD> __global__ void __launch_bounds__(NWG * 32, 1) k_attn_g16(cons
         lst[threadIdx.x] = 0.0f;
     }
 
-    const size_t kvrow = (size_t)a.Hkv * HD;
-    auto fill = [&](int t) {   /* tile t -> stage t & 1: NTK rows of K and of V, zeros past k1 */
-        const uint32_t st = s_kv + (uint32_t)((t & 1) * 2 * NTK * RS * 2);
+    /* tile t -> stage t & 1 (f16: of the f16 stages; F8: of the byte stages): NTK rows of K and
+     * of V, zeros past k1; EB bytes per element, 16-byte pieces of 16 / EB elements */
+    constexpr int EB = F8 ? 1 : 2, PE = 16 / EB;
+    const size_t kvrow = (size_t)a.Hkv * HD * EB;
+    const uint32_t s_k8 = smem_addr(sm + L::K8);
+    auto fill = [&](int t) {
         const int kb = k0 + t * NTK;
-        for (int p = threadIdx.x; p < 2 * NTK * (HD / 8); p += NWG * 32) {
-            const int which = p / (NTK * (HD / 8)), rem = p - which * (NTK * (HD / 8));
-            const int key = rem / (HD / 8), c = rem - key * (HD / 8), j = kb + key;
+        for (int p = threadIdx.x; p < 2 * NTK * (HD / PE); p += NWG * 32) {
+            const int which = p / (NTK * (HD / PE)), rem = p - which * (NTK * (HD / PE));
+            const int key = rem / (HD / PE), c = rem - key * (HD / PE), j = kb + key;
             const bool ok = j < k1;
-            const __half *src = (which ? vc : kc) + (ok ? (size_t)(j % n_slots) * kvrow : 0) + (size_t)h * HD + c * 8;
-            cp16(st + (uint32_t)(((which * NTK + key) * RS + c * 8) * 2), src, ok ? 16 : 0);
+            const uint8_t *src = (which ? vc : kc) + (ok ? (size_t)(j % n_slots) * kvrow : 0) + ((size_t)h * HD + c * PE) * EB;
+            const uint32_t dst = F8 ? s_k8 + (uint32_t)((t & 1) * 2 * NTK * HD + (which * NTK + key) * HD + c * 16)
+                                    : s_kv + (uint32_t)((t & 1) * 2 * NTK * RS * 2 + ((which * NTK + key) * RS + c * 8) * 2);
+            cp16(dst, src, ok ? 16 : 0);
         }
     };
 
@@ -118,7 +128,28 @@ template <int HD> __global__ void __launch_bounds__(NWG * 32, 1) k_attn_g16(cons
         cp_commit();
         cp_wait<1>();
         __syncthreads();   /* tile t (and, the first time, q and the softmax state) visible */
-        const uint32_t sk = s_kv + (uint32_t)((t & 1) * 2 * NTK * RS * 2), sv = sk + (uint32_t)(NTK * RS * 2);
+        if constexpr (F8) {   /* byte stage t & 1 -> the f16 stage (E4M3 -> f16 is exact) */
+            const unsigned char *s8 = sm + L::K8 + (t & 1) * 2 * NTK * HD;
+            __half *s16 = reinterpret_cast<__half *>(sm + L::KV);
+            for (int p = threadIdx.x; p < 2 * NTK * (HD / 16); p += NWG * 32) {
+                const int row = p / (HD / 16), c = p - row * (HD / 16);
+                const uint4 b = *reinterpret_cast<const uint4 *>(s8 + row * HD + c * 16);
+                const uint32_t w[4] = {b.x, b.y, b.z, b.w};
+                uint32_t o[8];
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    __half2 lo = __half2(__nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w[i] & 0xFFFFu), __NV_E4M3));
+                    __half2 hi = __half2(__nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w[i] >> 16), __NV_E4M3));
+                    o[2 * i] = *reinterpret_cast<uint32_t *>(&lo);
+                    o[2 * i + 1] = *reinterpret_cast<uint32_t *>(&hi);
+                }
+                uint4 *d = reinterpret_cast<uint4 *>(s16 + row * RS + c * 16);
+                d[0] = make_uint4(o[0], o[1], o[2], o[3]);
+                d[1] = make_uint4(o[4], o[5], o[6], o[7]);
+            }
+            __syncthreads();
+        }
+        const uint32_t sk = s_kv + (uint32_t)(F8 ? 0 : (t & 1) * 2 * NTK * RS * 2), sv = sk + (uint32_t)(NTK * RS * 2);
         const int kb = k0 + t * NTK;
 
         /* scores of keys kb + 8 warp + 0..7: A = q (hi, lo), B = K rows; two k16 steps per K load */
@@ -216,29 +247,29 @@ template <int HD> __global__ void __launch_bounds__(NWG * 32, 1) k_attn_g16(cons
         }
 }
 
-template <int HD> int launch(const g16_args &a, int n, void *stream) {
-    constexpr int smem = g16_smem<HD>::BYTES;
+template <int HD, bool F8> int launch(const g16_args &a, int n, void *stream) {
+    constexpr int smem = g16_smem<HD, F8>::BYTES;
     static bool attr = false;
     if (!attr) {
-        cudaError_t e = cudaFuncSetAttribute(k_attn_g16<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        cudaError_t e = cudaFuncSetAttribute(k_attn_g16<HD, F8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (e != cudaSuccess) return (int)e;
         attr = true;
     }
-    return cu_launch(k_attn_g16<HD>, dim3(a.nsplit, a.Hkv, n), dim3(NWG * 32), (size_t)smem, stream, a);
+    return cu_launch(k_attn_g16<HD, F8>, dim3(a.nsplit, a.Hkv, n), dim3(NWG * 32), (size_t)smem, stream, a);
 }
 
 } /* namespace */
 
-extern "C" int cu_attention_rows_g16_ok(int kv16, int Hq, int Hkv, int hd) {
+extern "C" int cu_attention_rows_g16_ok(int kvf, int Hq, int Hkv, int hd) {
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("G4_CUDA_ATTN_G16");
         on = !(e && e[0] == '0');
     }
-    return on && kv16 && Hkv > 0 && Hq == G * Hkv && (hd == 256 || hd == 512);
+    return on && (kvf == CU_KV_F16 || kvf == CU_KV_E4M3) && Hkv > 0 && Hq == G * Hkv && (hd == 256 || hd == 512);
 }
 
-extern "C" int cu_attention_rows_g16(float *out, const float *q, int n, const cu_row *rows_dev, int Hq, int hd, int Hkv,
+extern "C" int cu_attention_rows_g16(float *out, const float *q, int n, const cu_row *rows_dev, int kvf, int Hq, int hd, int Hkv,
                                      int window, float scale, int n_keys_max, float *ws, size_t ws_floats,
                                      int sm_count, void *stream) {
     if (n <= 0) return 0;
@@ -263,7 +294,10 @@ extern "C" int cu_attention_rows_g16(float *out, const float *q, int n, const cu
     a.nsplit = nsplit;
     a.ks = (n_keys_max + nsplit - 1) / nsplit;
     a.scale = scale;
-    int rc = hd == 512 ? launch<512>(a, n, stream) : hd == 256 ? launch<256>(a, n, stream) : (int)cudaErrorInvalidValue;
+    const bool f8 = kvf == CU_KV_E4M3;
+    int rc = hd == 512   ? (f8 ? launch<512, true>(a, n, stream) : launch<512, false>(a, n, stream))
+             : hd == 256 ? (f8 ? launch<256, true>(a, n, stream) : launch<256, false>(a, n, stream))
+                         : (int)cudaErrorInvalidValue;
     if (rc || nsplit == 1) return rc;
     return cu_attn_combine(out, ws, Hq, hd, nsplit, n, rows_dev, stream);
 }

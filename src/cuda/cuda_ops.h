@@ -147,17 +147,25 @@ int cu_copy(float *dst, const float *src, size_t n, void *stream);
 /* out[t, :] = table[ids[t], :] * scale; table fmt CU_BF16 / CU_F16 / CU_F32 rows of row_elems (>= d). */
 int cu_embed(float *out, const void *table, int fmt, size_t row_elems, int d, const int32_t *ids_dev, int T,
              float scale, void *stream);
-/* The KV cache: [n_slots, Hkv, hd] per layer, K and V apart, of f16 values (kv16 = 1; cu_half:
- * the bits) or float (kv16 = 0). */
+/* The KV cache: [n_slots, Hkv, hd] per layer, K and V apart, in one of three element formats
+ * (the `kvf` argument of every function below that reads or writes it): float, f16 (cu_half: the
+ * bits; the default) or FP8 E4M3 (one byte, the value itself: no scale, as vLLM's fp8 cache with
+ * its default scale 1.0; written round-to-nearest-even, saturated to +-448). */
+enum { CU_KV_F32 = 0, CU_KV_F16 = 1, CU_KV_E4M3 = 2 };
 typedef uint16_t cu_half;
-int cu_kv_store(void *kc, void *vc, int kv16, int n_slots, int Hkv, int hd, const float *k, const float *v, int T,
+/* bytes of one cache element of format kvf */
+static inline size_t cu_kv_elem_bytes(int kvf) { return kvf == CU_KV_F16 ? 2 : kvf == CU_KV_E4M3 ? 1 : 4; }
+int cu_kv_store(void *kc, void *vc, int kvf, int n_slots, int Hkv, int hd, const float *k, const float *v, int T,
                 int p0, const int *p0_dev, void *stream);
 /* dst[i] = f16(src[i]) (round to nearest even) and back: caches written / read by the op tests */
 int cu_f32_to_f16(cu_half *dst, const float *src, size_t n, void *stream);
 int cu_f16_to_f32(float *dst, const cu_half *src, size_t n, void *stream);
+/* the same for E4M3 bytes (kv_put's rounding) */
+int cu_f32_to_e4m3(uint8_t *dst, const float *src, size_t n, void *stream);
+int cu_e4m3_to_f32(float *dst, const uint8_t *src, size_t n, void *stream);
 /* q = rope(rms(q) * qn); v = rms(k_eq_v ? raw k : v); k = rope(rms(k) * kn); store k, v at p0.. */
 int cu_attn_prep(float *q, float *k, float *v, int T, int Hq, int Hkv, int hd, const float *qn, const float *kn,
-                 const float *inv_freq, int p0, const int *p0_dev, float eps, int k_eq_v, void *kc, void *vc, int kv16,
+                 const float *inv_freq, int p0, const int *p0_dev, float eps, int k_eq_v, void *kc, void *vc, int kvf,
                  int n_slots, void *stream);
 /* One decode row of a batched step (device table, one entry per row): the row of the stacked
  * q/k/v/out buffers it is, its session's cache of the layer and its position. */
@@ -167,7 +175,7 @@ typedef struct cu_row {
     int row, p0, n_slots, pad;
 } cu_row;
 /* cu_attn_prep for n one-token rows of different sessions: row i = rows_dev[i] (device) */
-int cu_attn_prep_rows(float *q, float *k, float *v, int n, const cu_row *rows_dev, int kv16, int Hq, int Hkv, int hd,
+int cu_attn_prep_rows(float *q, float *k, float *v, int n, const cu_row *rows_dev, int kvf, int Hq, int Hkv, int hd,
                       const float *qn, const float *kn, const float *inv_freq, float eps, int k_eq_v, void *stream);
 /* out_idx[0] = argmax(x[0..n)) (lowest index on ties). scratch: 2048 floats. */
 int cu_argmax(const float *x, int n, int32_t *out_idx, float *scratch, void *stream);
@@ -197,28 +205,28 @@ int cu_sample_rows(const float *x, size_t ld, int rows, int n, const g4_draw_row
 /* ---- attention.cu: split-KV attention (cpu_attention's contract) ----
  * n_keys_max: an upper bound of the resident keys of any query of the call (sets the grid);
  * ws: workspace of ws_floats floats. block_id_dev: int32 over absolute positions or NULL. */
-int cu_attention(float *out, const float *q, int T, int Hq, int hd, const void *kc, const void *vc, int kv16, int Hkv,
+int cu_attention(float *out, const float *q, int T, int Hq, int hd, const void *kc, const void *vc, int kvf, int Hkv,
                  int n_slots, int p0, const int *p0_dev, int window, const int32_t *block_id_dev, float scale,
                  int n_keys_max, float *ws, size_t ws_floats, int sm_count, void *stream);
 /* the same for n one-token rows of different sessions (rows_dev: device table; kc/vc/p0/n_slots/
  * block ids per row); n_keys_max bounds every row's resident keys */
-int cu_attention_rows(float *out, const float *q, int n, const cu_row *rows_dev, int kv16, int Hq, int hd, int Hkv,
+int cu_attention_rows(float *out, const float *q, int n, const cu_row *rows_dev, int kvf, int Hq, int hd, int Hkv,
                       int window, float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count, void *stream);
 /* merge n_split partials per (row, head) of the workspace into out's rows (k_attn's format) */
 int cu_attn_combine(float *out, const float *ws, int Hq, int hd, int nsplit, int n, const cu_row *rows_dev, void *stream);
 
 /* ---- attn_g16.cu: cu_attention_rows on the tensor cores for 16 query heads per kv head at hd
- * 256 / 512 with an f16 cache (Gemma 4's global layers); _ok: the shape is one of those (and
+ * 256 / 512 with an f16 or E4M3 cache (Gemma 4's global layers); _ok: the shape is one of those (and
  * G4_CUDA_ATTN_G16 is not 0). cu_attention_rows takes it by itself. */
-int cu_attention_rows_g16_ok(int kv16, int Hq, int Hkv, int hd);
-int cu_attention_rows_g16(float *out, const float *q, int n, const cu_row *rows_dev, int Hq, int hd, int Hkv,
+int cu_attention_rows_g16_ok(int kvf, int Hq, int Hkv, int hd);
+int cu_attention_rows_g16(float *out, const float *q, int n, const cu_row *rows_dev, int kvf, int Hq, int hd, int Hkv,
                           int window, float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count,
                           void *stream);
 
 /* ---- attn_flash.cu: tensor-core prefill attention (the same contract, T >= 2 queries) ----
  * _ok: the shape is supported (hd a multiple of 16 up to 512, Hq / Hkv <= 64). */
 int cu_attention_flash_ok(int Hq, int Hkv, int hd);
-int cu_attention_flash(float *out, const float *q, int T, int Hq, int hd, const void *kc, const void *vc, int kv16, int Hkv,
+int cu_attention_flash(float *out, const float *q, int T, int Hq, int hd, const void *kc, const void *vc, int kvf, int Hkv,
                        int n_slots, int p0, int window, const int32_t *block_id_dev, float scale, void *scratch,
                        size_t scratch_bytes, void *stream);
 /* bytes of scratch cu_attention_flash needs (the f16 copy of the visible keys and values) */

@@ -12,6 +12,7 @@
 #include "cuda/cuda_ops.h"
 
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <math.h>
 
 namespace {
@@ -121,9 +122,11 @@ __global__ void k_rope(float *x, int H, int hd, int p0, const int *p0_dev, const
     }
 }
 
-/* a KV cache element: f16 (round to nearest even) or float */
-__device__ __forceinline__ void kv_put(void *c, int kv16, size_t i, float x) {
-    if (kv16) static_cast<__half *>(c)[i] = __float2half_rn(x);
+/* a KV cache element (cuda_ops.h): f16 or E4M3 (round to nearest even; E4M3 saturates to
+ * +-448, as the host's f32_to_e4m3) or float */
+__device__ __forceinline__ void kv_put(void *c, int kvf, size_t i, float x) {
+    if (kvf == CU_KV_F16) static_cast<__half *>(c)[i] = __float2half_rn(x);
+    else if (kvf == CU_KV_E4M3) static_cast<uint8_t *>(c)[i] = (uint8_t)__nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3);
     else static_cast<float *>(c)[i] = x;
 }
 
@@ -133,7 +136,7 @@ __device__ __forceinline__ void kv_put(void *c, int kv16, size_t i, float x) {
 template <bool W>
 __device__ __forceinline__ void attn_prep_row(float *q, float *k, float *v, int Hq, int Hkv, int hd, const float *qn,
                                               const float *kn, const float *inv_freq, int hh, int t, int pos,
-                                              float eps, int k_eq_v, void *kc, void *vc, int kv16, int n_slots,
+                                              float eps, int k_eq_v, void *kc, void *vc, int kvf, int n_slots,
                                               int T, float *buf, double *sh) {
     const int i0 = W ? (int)(threadIdx.x & 31) : (int)threadIdx.x, di = W ? 32 : (int)blockDim.x;
     int half = hd / 2;
@@ -174,8 +177,8 @@ __device__ __forceinline__ void attn_prep_row(float *q, float *k, float *v, int 
         float vv = vb[i] * invv;
         vdst[i] = vv;
         if (store) {
-            kv_put(kc, kv16, (slot * Hkv + h) * hd + i, kv_raw[i]);
-            kv_put(vc, kv16, (slot * Hkv + h) * hd + i, vv);
+            kv_put(kc, kvf, (slot * Hkv + h) * hd + i, kv_raw[i]);
+            kv_put(vc, kvf, (slot * Hkv + h) * hd + i, vv);
         }
     }
 }
@@ -185,7 +188,7 @@ __device__ __forceinline__ void attn_prep_row(float *q, float *k, float *v, int 
  * session */
 __global__ void k_attn_prep(float *q, float *k, float *v, int Hq, int Hkv, int hd, const float *qn,
                             const float *kn, const float *inv_freq, int p0, const int *p0_dev, float eps,
-                            int k_eq_v, void *kc, void *vc, int kv16, int n_slots, int T, const cu_row *rows) {
+                            int k_eq_v, void *kc, void *vc, int kvf, int n_slots, int T, const cu_row *rows) {
     __shared__ double sh[32];
     extern __shared__ float buf[];   /* [2][hd] */
     pdl_wait();
@@ -200,7 +203,7 @@ __global__ void k_attn_prep(float *q, float *k, float *v, int Hq, int Hkv, int h
         n_slots = r.n_slots;
         T = t + 1;   /* store below */
     }
-    attn_prep_row<false>(q, k, v, Hq, Hkv, hd, qn, kn, inv_freq, blockIdx.x, t, pos, eps, k_eq_v, kc, vc, kv16,
+    attn_prep_row<false>(q, k, v, Hq, Hkv, hd, qn, kn, inv_freq, blockIdx.x, t, pos, eps, k_eq_v, kc, vc, kvf,
                          n_slots, T, buf, sh);
 }
 
@@ -210,13 +213,13 @@ constexpr int PREP_W = 4;
 __global__ void __launch_bounds__(PREP_W * 32) k_attn_prep_w(float *q, float *k, float *v, int Hq, int Hkv, int hd,
                                                              const float *qn, const float *kn, const float *inv_freq,
                                                              int p0, const int *p0_dev, float eps, int k_eq_v,
-                                                             void *kc, void *vc, int kv16, int n_slots, int T) {
+                                                             void *kc, void *vc, int kvf, int n_slots, int T) {
     extern __shared__ float buf[];   /* [PREP_W][2][hd] */
     pdl_wait();
     const int hh = blockIdx.x * PREP_W + (threadIdx.x >> 5), t = blockIdx.y;
     if (hh >= Hq + Hkv) return;
     attn_prep_row<true>(q, k, v, Hq, Hkv, hd, qn, kn, inv_freq, hh, t, (p0_dev ? *p0_dev : p0) + t, eps, k_eq_v, kc,
-                        vc, kv16, n_slots, T, buf + (size_t)(threadIdx.x >> 5) * 2 * hd, nullptr);
+                        vc, kvf, n_slots, T, buf + (size_t)(threadIdx.x >> 5) * 2 * hd, nullptr);
 }
 
 __global__ void k_gelu_mul(float *out, const float *g, const float *u, size_t n) {
@@ -259,7 +262,7 @@ __global__ void k_embed(float *out, const void *table, int fmt, size_t row_elems
     }
 }
 
-__global__ void k_kv_store(void *kc, void *vc, int kv16, int n_slots, int Hkv, int hd, const float *k,
+__global__ void k_kv_store(void *kc, void *vc, int kvf, int n_slots, int Hkv, int hd, const float *k,
                            const float *v, int T, int p0, const int *p0_dev) {
     pdl_wait();
     int t = blockIdx.y;
@@ -267,8 +270,8 @@ __global__ void k_kv_store(void *kc, void *vc, int kv16, int n_slots, int Hkv, i
     int pos = (p0_dev ? *p0_dev : p0) + t;
     size_t row = (size_t)Hkv * hd, slot = (size_t)(pos % n_slots);
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < row; i += (size_t)gridDim.x * blockDim.x) {
-        kv_put(kc, kv16, slot * row + i, k[t * row + i]);
-        kv_put(vc, kv16, slot * row + i, v[t * row + i]);
+        kv_put(kc, kvf, slot * row + i, k[t * row + i]);
+        kv_put(vc, kvf, slot * row + i, v[t * row + i]);
     }
 }
 __global__ void k_to_f16(__half *d, const float *s, size_t n) {
@@ -280,6 +283,16 @@ __global__ void k_from_f16(float *d, const __half *s, size_t n) {
     pdl_wait();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         d[i] = __half2float(s[i]);
+}
+__global__ void k_to_e4m3(uint8_t *d, const float *s, size_t n) {
+    pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        kv_put(d, CU_KV_E4M3, i, s[i]);
+}
+__global__ void k_from_e4m3(float *d, const uint8_t *s, size_t n) {
+    pdl_wait();
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        d[i] = __half2float(__half(__nv_cvt_fp8_to_halfraw(s[i], __NV_E4M3)));
 }
 
 /* two-stage argmax: stage 1 per-block (value, index) pairs into scratch, stage 2 one block.
@@ -390,24 +403,24 @@ extern "C" int cu_rope(float *x, int T, int H, int hd, int p0, const int *p0_dev
 
 extern "C" int cu_attn_prep(float *q, float *k, float *v, int T, int Hq, int Hkv, int hd, const float *qn,
                             const float *kn, const float *inv_freq, int p0, const int *p0_dev, float eps,
-                            int k_eq_v, void *kc, void *vc, int kv16, int n_slots, void *stream) {
+                            int k_eq_v, void *kc, void *vc, int kvf, int n_slots, void *stream) {
     if (T <= 0) return 0;
     if (T >= 2)
         return cu_launch(k_attn_prep_w, dim3((Hq + Hkv + PREP_W - 1) / PREP_W, T), dim3(PREP_W * 32),
                          (size_t)PREP_W * 2 * hd * sizeof(float), stream, q, k, v, Hq, Hkv, hd, qn, kn, inv_freq, p0,
-                         p0_dev, eps, k_eq_v, kc, vc, kv16, n_slots, T);
+                         p0_dev, eps, k_eq_v, kc, vc, kvf, n_slots, T);
     size_t smem = 2 * (size_t)hd * sizeof(float);
     return cu_launch(k_attn_prep, dim3(Hq + Hkv, T), dim3(128), smem, stream, q, k, v, Hq, Hkv, hd, qn, kn, inv_freq,
-                     p0, p0_dev, eps, k_eq_v, kc, vc, kv16, n_slots, T, (const cu_row *)NULL);
+                     p0, p0_dev, eps, k_eq_v, kc, vc, kvf, n_slots, T, (const cu_row *)NULL);
 }
 
-extern "C" int cu_attn_prep_rows(float *q, float *k, float *v, int n, const cu_row *rows_dev, int kv16, int Hq, int Hkv, int hd,
+extern "C" int cu_attn_prep_rows(float *q, float *k, float *v, int n, const cu_row *rows_dev, int kvf, int Hq, int Hkv, int hd,
                                  const float *qn, const float *kn, const float *inv_freq, float eps, int k_eq_v,
                                  void *stream) {
     if (n <= 0) return 0;
     size_t smem = 2 * (size_t)hd * sizeof(float);
     return cu_launch(k_attn_prep, dim3(Hq + Hkv, n), dim3(128), smem, stream, q, k, v, Hq, Hkv, hd, qn, kn, inv_freq,
-                     0, (const int *)NULL, eps, k_eq_v, (void *)NULL, (void *)NULL, kv16, 1, 1, rows_dev);
+                     0, (const int *)NULL, eps, k_eq_v, (void *)NULL, (void *)NULL, kvf, 1, 1, rows_dev);
 }
 
 extern "C" int cu_gelu_mul(float *out, const float *gate, const float *up, size_t n, void *stream) {
@@ -431,11 +444,11 @@ extern "C" int cu_embed(float *out, const void *table, int fmt, size_t row_elems
     int gx = (d + 255) / 256;
     return cu_launch(k_embed, dim3(gx, T), dim3(256), 0, stream, out, table, fmt, row_elems, d, ids_dev, scale);
 }
-extern "C" int cu_kv_store(void *kc, void *vc, int kv16, int n_slots, int Hkv, int hd, const float *k, const float *v,
+extern "C" int cu_kv_store(void *kc, void *vc, int kvf, int n_slots, int Hkv, int hd, const float *k, const float *v,
                            int T, int p0, const int *p0_dev, void *stream) {
     if (T <= 0) return 0;
     int gx = (Hkv * hd + 255) / 256;
-    return cu_launch(k_kv_store, dim3(gx, T), dim3(256), 0, stream, kc, vc, kv16, n_slots, Hkv, hd, k, v, T, p0,
+    return cu_launch(k_kv_store, dim3(gx, T), dim3(256), 0, stream, kc, vc, kvf, n_slots, Hkv, hd, k, v, T, p0,
                      p0_dev);
 }
 extern "C" int cu_f32_to_f16(cu_half *dst, const float *src, size_t n, void *stream) {
@@ -444,6 +457,12 @@ extern "C" int cu_f32_to_f16(cu_half *dst, const float *src, size_t n, void *str
 extern "C" int cu_f16_to_f32(float *dst, const cu_half *src, size_t n, void *stream) {
     return cu_launch(k_from_f16, dim3(flat_grid(n)), dim3(256), 0, stream, dst, reinterpret_cast<const __half *>(src),
                      n);
+}
+extern "C" int cu_f32_to_e4m3(uint8_t *dst, const float *src, size_t n, void *stream) {
+    return cu_launch(k_to_e4m3, dim3(flat_grid(n)), dim3(256), 0, stream, dst, src, n);
+}
+extern "C" int cu_e4m3_to_f32(float *dst, const uint8_t *src, size_t n, void *stream) {
+    return cu_launch(k_from_e4m3, dim3(flat_grid(n)), dim3(256), 0, stream, dst, src, n);
 }
 extern "C" int cu_argmax_rows(const float *x, size_t ld, int rows, int n, const int32_t *skip_ids, int n_skip,
                               int32_t *out_idx, float *out_lp, float *scratch, void *stream) {

@@ -31,6 +31,8 @@ typedef struct be be;
 struct be {
     const char *name;                       /* "cpu", "cuda" */
     void *ctx;                              /* backend state (thread pool, streams, ...) */
+    bool kv_e4m3;                           /* CPU: kv_store rounds K/V to E4M3 values (the fp8 cache's
+                                               numbers in float storage); CUDA keeps its format in ctx */
     void (*free)(be *b);
     float *(*alloc)(be *b, size_t n_floats);   /* zero-filled; NULL on failure */
     void (*release)(be *b, float *p);
@@ -53,7 +55,7 @@ struct be {
     void (*softcap)(be *b, float *y, float c, size_t n);
     void (*copy)(be *b, float *dst, const float *src, size_t n);
     /* KV cache of one layer: [n_slots, Hkv, hd] each (see cpu_ops.h for the contract), in the
-     * backend's cache format: float on the CPU, f16 on CUDA (allocated by kv_alloc when set; the
+     * backend's cache format: float on the CPU, f16 / E4M3 / float on CUDA (allocated by kv_alloc when set; the
      * float * is then an opaque handle, only KV ops read it) */
     void (*kv_store)(be *b, float *kc, float *vc, int n_slots, int Hkv, int hd, const float *k,
                      const float *v, int T, int p0);
@@ -156,9 +158,10 @@ g4_status be_cuda_upload_vec(be *b, const ckpt_vec *v, g4_error *err);
 /* op tests: a KV cache buffer (kv_alloc's format) holding host[0..n) / its values as floats */
 float *be_cuda_kv_upload(be *b, const float *host, size_t n);
 g4_status be_cuda_kv_to_host(be *b, float *host, const float *kv, size_t n, g4_error *err);
-/* the KV cache format of caches allocated from now on (f16 or float; engine options, op tests) */
-void be_cuda_set_kv_f16(be *b, bool on);
-bool be_cuda_kv_f16(const be *b);
+/* the KV cache format of caches allocated from now on (CU_KV_F16 / CU_KV_E4M3 / CU_KV_F32 of
+ * cuda_ops.h: 1 / 2 / 0; engine options, op tests) */
+void be_cuda_set_kv_format(be *b, int kvf);
+int be_cuda_kv_format(const be *b);
 /* op tests: T at and above which matmuls take the tensor-core (BF16 cuBLAS) path */
 void be_cuda_set_tc_min_t(be *b, int t);
 /* op tests: T at and above which attention takes the tensor-core kernel (attn_flash.cu) */

@@ -99,8 +99,17 @@ static void cpu_copy(be *b, float *dst, const float *src, size_t n) {
 }
 static void cpu_kv(be *b, float *kc, float *vc, int n_slots, int Hkv, int hd, const float *k, const float *v,
                    int T, int p0) {
-    (void)b;
     cpu_kv_store(kc, vc, n_slots, Hkv, hd, k, v, T, p0);
+    if (!b->kv_e4m3) return;
+    /* the fp8 cache: the stored rows become their E4M3 values (as the GPU's kv_put rounds them) */
+    const size_t row = (size_t)Hkv * hd;
+    for (int t = T > n_slots ? T - n_slots : 0; t < T; t++) {
+        const size_t slot = (size_t)((p0 + t) % n_slots);
+        for (size_t i = 0; i < row; i++) {
+            kc[slot * row + i] = e4m3_to_f32(f32_to_e4m3(kc[slot * row + i]));
+            vc[slot * row + i] = e4m3_to_f32(f32_to_e4m3(vc[slot * row + i]));
+        }
+    }
 }
 static g4_status cpu_attn(be *b, float *out, const float *q, int T, int Hq, int hd, const float *kc,
                           const float *vc, int Hkv, int n_slots, int p0, int window, const int32_t *block_id,

@@ -54,13 +54,13 @@ g4_status be_cuda_kv_to_host(be *b, float *host, const float *kv, size_t n, g4_e
     (void)n;
     return G4_FAIL(err, G4_ERR_UNSUPPORTED, "no CUDA backend in this build");
 }
-void be_cuda_set_kv_f16(be *b, bool on) {
+void be_cuda_set_kv_format(be *b, int kvf) {
     (void)b;
-    (void)on;
+    (void)kvf;
 }
-bool be_cuda_kv_f16(const be *b) {
+int be_cuda_kv_format(const be *b) {
     (void)b;
-    return false;
+    return 0;
 }
 void be_cuda_set_tc_min_t(be *b, int t) {
     (void)b;
@@ -138,7 +138,8 @@ typedef struct cu_ctx {
     int flash_min_t;            /* chunks of T >= this take the tensor-core attention (attn_flash.cu) */
     int w4_min_t;               /* products of w4_min_t <= T < tc_min_t rows: gemm_w4.cu (NVFP4), cuBLAS (BF16) */
     int fuse_res;               /* residual fused into the next NVFP4 GEMV (G4_CUDA_FUSE_RESIDUAL=0: off) */
-    int kv16;                   /* KV cache of f16 values (default) or float (G4_CUDA_KV=f32) */
+    int kvf;                    /* KV cache element format (cuda_ops.h): CU_KV_F16 (default), CU_KV_E4M3
+                                   (--kv-cache-dtype fp8) or CU_KV_F32 (G4_CUDA_KV=f32) */
     int sticky;                 /* first error of a void op (cudaError_t), 0 if none */
     /* batched decode rows (rows_table): [n_layers][n] on the device and a host copy (the ring
      * checks and the largest resident key count are done on the host per layer) */
@@ -803,16 +804,16 @@ static void cb_softcap(be *b, float *y, float cap, size_t n) { note(b, cu_softca
 static void cb_copy(be *b, float *dst, const float *src, size_t n) {
     if (dst != src) note(b, cu_memcpy_d2d(dst, src, n * sizeof(float), C(b)->stream));
 }
-/* KV caches are f16 (or float, c->kv16 = 0) behind the API's float pointers */
-static float *cb_kv_alloc(be *b, size_t n) { return cb_alloc(b, C(b)->kv16 ? (n + 1) / 2 : n); }
+/* KV caches hold c->kvf elements (f16, E4M3 bytes or float) behind the API's float pointers */
+static float *cb_kv_alloc(be *b, size_t n) { return cb_alloc(b, (n * cu_kv_elem_bytes(C(b)->kvf) + 3) / 4); }
 static void cb_kv(be *b, float *kc, float *vc, int n_slots, int Hkv, int hd, const float *k, const float *v, int T,
                   int p0) {
-    note(b, cu_kv_store(kc, vc, C(b)->kv16, n_slots, Hkv, hd, k, v, T, p0, p0_dev(b), C(b)->stream));
+    note(b, cu_kv_store(kc, vc, C(b)->kvf, n_slots, Hkv, hd, k, v, T, p0, p0_dev(b), C(b)->stream));
 }
 static void cb_attn_prep(be *b, float *q, float *k, float *v, int T, int Hq, int Hkv, int hd, const float *qn,
                          const float *kn, const float *inv_freq, int p0, float eps, bool k_eq_v, float *kc, float *vc,
                          int n_slots) {
-    note(b, cu_attn_prep(q, k, v, T, Hq, Hkv, hd, qn, kn, inv_freq, p0, p0_dev(b), eps, k_eq_v, kc, vc, C(b)->kv16,
+    note(b, cu_attn_prep(q, k, v, T, Hq, Hkv, hd, qn, kn, inv_freq, p0, p0_dev(b), eps, k_eq_v, kc, vc, C(b)->kvf,
                          n_slots, C(b)->stream));
 }
 static void cb_residual(be *b, float *x, float *o, const float *w_post, float scalar, const float *w_next, float *xn,
@@ -834,7 +835,7 @@ static g4_status cb_attn(be *b, float *out, const float *q, int T, int Hq, int h
         size_t need = cu_attention_flash_scratch(T, Hkv, hd, n_slots, p0, window, block_id != NULL);
         g4_status st = grow(b, &c->scr_kv, &c->scr_kv_bytes, need, err);
         if (st) return st;
-        return check(b, cu_attention_flash(out, q, T, Hq, hd, kc, vc, c->kv16, Hkv, n_slots, p0, window, block_id, scale,
+        return check(b, cu_attention_flash(out, q, T, Hq, hd, kc, vc, c->kvf, Hkv, n_slots, p0, window, block_id, scale,
                                            c->scr_kv, c->scr_kv_bytes, c->stream),
                      "flash attention", err);
     }
@@ -844,7 +845,7 @@ static g4_status cb_attn(be *b, float *out, const float *q, int T, int Hq, int h
         nk = p0 + T - res_lo;
         if (window > 0 && !block_id && window + T - 1 < nk) nk = window + T - 1;
     }
-    return check(b, cu_attention(out, q, T, Hq, hd, kc, vc, c->kv16, Hkv, n_slots, p0, p0_dev(b), window, block_id, scale, nk,
+    return check(b, cu_attention(out, q, T, Hq, hd, kc, vc, c->kvf, Hkv, n_slots, p0, p0_dev(b), window, block_id, scale, nk,
                                  c->ws, WS_FLOATS, c->sm_count, c->stream),
                  "attention", err);
 }
@@ -896,8 +897,8 @@ static g4_status cb_attention_rows(be *b, int layer, float *out, float *q, float
         if (nk > nk_max) nk_max = nk;
     }
     const cu_row *rows = c->d_rows + (size_t)layer * n;
-    note(b, cu_attn_prep_rows(q, k, v, n, rows, c->kv16, Hq, Hkv, hd, qn, kn, inv_freq, eps, k_eq_v, c->stream));
-    return check(b, cu_attention_rows(out, q, n, rows, c->kv16, Hq, hd, Hkv, window, scale, nk_max, c->ws, WS_FLOATS,
+    note(b, cu_attn_prep_rows(q, k, v, n, rows, c->kvf, Hq, Hkv, hd, qn, kn, inv_freq, eps, k_eq_v, c->stream));
+    return check(b, cu_attention_rows(out, q, n, rows, c->kvf, Hq, hd, Hkv, window, scale, nk_max, c->ws, WS_FLOATS,
                                       c->sm_count, c->stream),
                  "attention rows", err);
 }
@@ -1017,8 +1018,9 @@ float *be_cuda_kv_upload(be *b, const float *host, size_t n) {
     float *tmp = cb_alloc(b, n), *kv = cb_kv_alloc(b, n);
     int rc = !tmp || !kv;
     if (!rc) rc = cu_memcpy_h2d(tmp, host, n * sizeof(float), C(b)->stream);
-    if (!rc) rc = C(b)->kv16 ? cu_f32_to_f16((cu_half *)(void *)kv, tmp, n, C(b)->stream)
-                             : cu_memcpy_d2d(kv, tmp, n * sizeof(float), C(b)->stream);
+    if (!rc) rc = C(b)->kvf == CU_KV_F16    ? cu_f32_to_f16((cu_half *)(void *)kv, tmp, n, C(b)->stream)
+                  : C(b)->kvf == CU_KV_E4M3 ? cu_f32_to_e4m3((uint8_t *)(void *)kv, tmp, n, C(b)->stream)
+                                            : cu_memcpy_d2d(kv, tmp, n * sizeof(float), C(b)->stream);
     if (!rc) rc = cu_sync(C(b)->stream);
     cb_release(b, tmp);
     if (rc) {
@@ -1030,15 +1032,16 @@ float *be_cuda_kv_upload(be *b, const float *host, size_t n) {
 g4_status be_cuda_kv_to_host(be *b, float *host, const float *kv, size_t n, g4_error *err) {
     float *tmp = cb_alloc(b, n);
     if (!tmp) return G4_FAIL(err, G4_ERR_NOMEM, "cuda: out of device memory");
-    int rc = C(b)->kv16 ? cu_f16_to_f32(tmp, (const cu_half *)(const void *)kv, n, C(b)->stream)
-                        : cu_memcpy_d2d(tmp, kv, n * sizeof(float), C(b)->stream);
+    int rc = C(b)->kvf == CU_KV_F16    ? cu_f16_to_f32(tmp, (const cu_half *)(const void *)kv, n, C(b)->stream)
+             : C(b)->kvf == CU_KV_E4M3 ? cu_e4m3_to_f32(tmp, (const uint8_t *)(const void *)kv, n, C(b)->stream)
+                                       : cu_memcpy_d2d(tmp, kv, n * sizeof(float), C(b)->stream);
     if (!rc) rc = cu_memcpy_d2h(host, tmp, n * sizeof(float), C(b)->stream);
     cb_release(b, tmp);
     return check(b, rc, "kv to host", err);
 }
 
-void be_cuda_set_kv_f16(be *b, bool on) { C(b)->kv16 = on; }
-bool be_cuda_kv_f16(const be *b) { return ((const cu_ctx *)b->ctx)->kv16 != 0; }
+void be_cuda_set_kv_format(be *b, int kvf) { C(b)->kvf = kvf; }
+int be_cuda_kv_format(const be *b) { return ((const cu_ctx *)b->ctx)->kvf; }
 void be_cuda_set_tc_min_t(be *b, int t) { C(b)->tc_min_t = t < 1 ? 1 : t; }
 void be_cuda_set_flash_min_t(be *b, int t) { C(b)->flash_min_t = t < 2 ? 2 : t; }
 void be_cuda_set_w4_min_t(be *b, int t) { C(b)->w4_min_t = t < 2 ? 2 : t; }
@@ -1154,11 +1157,11 @@ g4_status be_cuda_create(const ckpt *ck, be **out, char *name, size_t name_len, 
     if (c->prof) c->use_graph = 0;   /* each phase queued eagerly, so that its events bound it */
     {
         const char *kv = getenv("G4_CUDA_KV");
-        if (kv && strcmp(kv, "f16") && strcmp(kv, "f32")) {
+        if (kv && strcmp(kv, "f16") && strcmp(kv, "f32") && strcmp(kv, "e4m3")) {
             cb_free(b);
-            return G4_FAIL(err, G4_ERR_INVALID_ARG, "G4_CUDA_KV=%s: expected f16 or f32", kv);
+            return G4_FAIL(err, G4_ERR_INVALID_ARG, "G4_CUDA_KV=%s: expected f16, e4m3 or f32", kv);
         }
-        c->kv16 = !kv || !strcmp(kv, "f16");
+        c->kvf = !kv || !strcmp(kv, "f16") ? CU_KV_F16 : !strcmp(kv, "e4m3") ? CU_KV_E4M3 : CU_KV_F32;
     }
     cu_set_pdl(env_int("G4_CUDA_PDL", 1));
     g4_status st = G4_OK;

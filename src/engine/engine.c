@@ -105,13 +105,15 @@ g4_status g4_engine_open(const char *model_dir, const g4_engine_options *opt, g4
     }
     if (cuda) {
         if ((st = be_cuda_create(e->ck, &e->be, e->device_name, sizeof e->device_name, err))) goto fail;
-        if (o.kv_cache_dtype != G4_KV_AUTO) be_cuda_set_kv_f16(e->be, o.kv_cache_dtype == G4_KV_F16);
+        if (o.kv_cache_dtype != G4_KV_AUTO)
+            be_cuda_set_kv_format(e->be, o.kv_cache_dtype == G4_KV_F16 ? 1 : o.kv_cache_dtype == G4_KV_FP8 ? 2 : 0);
         size_t cb = 0;
         if (o.prefill_bf16 && (st = be_cuda_bf16_copies(e->be, true, &cb, err))) goto fail;
         e->prefill_bf16 = cb > 0;
     } else {
         const int threads = o.n_threads > 0 ? o.n_threads : tp_cores(INT_MAX);
         if ((st = be_cpu_create(threads, &e->be, err))) goto fail;
+        e->be->kv_e4m3 = o.kv_cache_dtype == G4_KV_FP8;   /* float storage of E4M3 values */
         snprintf(e->device_name, sizeof e->device_name, "cpu (%d threads, %s)", threads, cpu_isa_name(cpu_isa_active()));
     }
     be_fused_defaults(e->be);
@@ -191,7 +193,10 @@ size_t g4_engine_device_mem(const g4_engine *e, size_t *weights) {
 const char *g4_engine_device_name(const g4_engine *e) { return e->device_name; }
 const char *g4_engine_prefill_weights(const g4_engine *e) { return e->prefill_bf16 ? "bf16" : "packed"; }
 const char *g4_engine_kv_cache_dtype(const g4_engine *e) {
-    return strcmp(e->be->name, "cuda") == 0 && be_cuda_kv_f16(e->be) ? "float16" : "float32";
+    if (e->be->kv_e4m3) return "fp8_e4m3";
+    if (strcmp(e->be->name, "cuda")) return "float32";
+    const int f = be_cuda_kv_format(e->be);
+    return f == 1 ? "float16" : f == 2 ? "fp8_e4m3" : "float32";
 }
 
 bool g4_kv_dtype_parse(const char *s, g4_kv_dtype *out) {
@@ -199,6 +204,7 @@ bool g4_kv_dtype_parse(const char *s, g4_kv_dtype *out) {
     if (!strcmp(s, "auto")) *out = G4_KV_AUTO;
     else if (!strcmp(s, "float16") || !strcmp(s, "f16") || !strcmp(s, "half")) *out = G4_KV_F16;
     else if (!strcmp(s, "float32") || !strcmp(s, "f32") || !strcmp(s, "float")) *out = G4_KV_F32;
+    else if (!strcmp(s, "fp8") || !strcmp(s, "fp8_e4m3")) *out = G4_KV_FP8;
     else return false;
     return true;
 }

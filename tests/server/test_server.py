@@ -363,9 +363,11 @@ def test_lm_eval_local_completions_loglikelihood(server, tmp_path):
 
 def test_kv_cache_dtype_flag():
     """--kv-cache-dtype: a bad name is a usage error; float16 on the CPU backend is refused at start,
-    with a message, not a crash; float32 serves."""
+    with a message, not a crash; float32 serves; fp8 (the CPU: float storage of E4M3 values) serves
+    and says so."""
     from conftest import G4, MODEL, Server
-    p = subprocess.run([G4, "serve", MODEL, "--kv-cache-dtype", "fp8"], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([G4, "serve", MODEL, "--kv-cache-dtype", "fp8_e5m2"], capture_output=True, text=True,
+                       timeout=60)
     assert p.returncode == 2 and "--kv-cache-dtype" in p.stderr
     p = subprocess.run([G4, "serve", MODEL, "--device", "cpu", "--kv-cache-dtype", "float16", "--port", "0"],
                        capture_output=True, text=True, timeout=60)
@@ -374,5 +376,12 @@ def test_kv_cache_dtype_flag():
     try:
         with urllib.request.urlopen(s.url + "/health", timeout=5) as r:
             assert r.status == 200
+    finally:
+        s.stop()
+    s = Server("--device", "cpu", "--kv-cache-dtype", "fp8")
+    try:
+        code, body = post(s.url + "/v1/completions", {"prompt": [2, 5, 9, 11], "max_tokens": 4, "temperature": 0})
+        assert code == 200 and body["usage"]["completion_tokens"] == 4
+        assert "kv cache fp8_e4m3" in s.logtext()
     finally:
         s.stop()
