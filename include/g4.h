@@ -176,6 +176,9 @@ const char *g4_engine_kv_cache_dtype(const g4_engine *e);   /* "float16", "fp8_e
 /* "bf16" when the engine holds BF16 copies of its quantized weights for prefill (the option
  * prefill_bf16 on CUDA), else "packed" */
 const char *g4_engine_prefill_weights(const g4_engine *e);
+/* Bytes of the KV caches of one session of max_context tokens (<= 0: the engine's default) in
+ * the engine's cache format (the CPU: float storage whatever the format) */
+size_t g4_engine_session_kv_bytes(const g4_engine *e, int max_context);
 /* Bytes the decoder reads per generated token (weights of every Linear + lm_head + norms). */
 size_t g4_engine_bytes_per_token(const g4_engine *e);
 /* Measure the memory ceiling of the engine's device now (CPU: all-thread read

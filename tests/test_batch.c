@@ -196,3 +196,22 @@ TEST(generated_placeholders_are_causal_tokens) {
     g4_session_free(s);
     g4_engine_free(e);
 }
+
+/* g4_engine_session_kv_bytes (the server's startup line and its out-of-memory message): on tiny-a
+ * (6 sliding layers of 2 x 16, 2 global of 1 x 32, float storage on the CPU) the caches grow with
+ * the context on every layer below the sliding rings, and past them by the global layers alone:
+ * 2 layers x (K, V) x 1 head x 32 dims x 4 bytes = 512 bytes per token */
+TEST(session_kv_bytes) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/models/tiny-a", t_fixtures());
+    g4_engine_options o = {.n_threads = 2, .device = G4_DEVICE_CPU, .no_tokenizer = true, .max_context = 2048};
+    g4_engine *e = NULL;
+    g4_error err = {0};
+    REQUIRE(g4_engine_open(dir, &o, &e, &err) == G4_OK);
+    const size_t a = g4_engine_session_kv_bytes(e, 20), b = g4_engine_session_kv_bytes(e, 40);
+    CHECK_MSG(a > 0 && b == 2 * a, "kv bytes at 20 / 40 tokens: %zu / %zu", a, b);
+    const size_t c = g4_engine_session_kv_bytes(e, 3000), d = g4_engine_session_kv_bytes(e, 4000);
+    CHECK_MSG(d - c == (size_t)1000 * 2 * 2 * 1 * 32 * 4, "kv bytes at 3000 / 4000 tokens: %zu / %zu", c, d);
+    CHECK_EQ_INT((int)g4_engine_session_kv_bytes(e, 0), (int)g4_engine_session_kv_bytes(e, 2048));
+    g4_engine_free(e);
+}

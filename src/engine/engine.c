@@ -261,6 +261,33 @@ void eng_ws_free(g4_engine *e, eng_ws *w) {
 
 /* ---- sessions ----------------------------------------------------------- */
 
+/* KV slots of layer l in a session of max_context tokens: global layers one per position, sliding
+ * layers a ring of the window + one chunk + the rollback margin (engine.h) */
+static int session_slots(const g4_engine *e, int l, int max_context) {
+    const ckpt_layer *CL = &e->ck->layers[l];
+    int slots = max_context;
+    if (CL->geo.type == CFG_SLIDING && CL->geo.window > 0) {
+        long ring = (long)CL->geo.window + e->max_chunk - 1 + G4_ROLLBACK;
+        if (ring < slots) slots = (int)ring;
+    }
+    return slots;
+}
+
+size_t g4_engine_session_kv_bytes(const g4_engine *e, int max_context) {
+    if (max_context <= 0) max_context = e->max_context;
+    size_t elem = 4;   /* the CPU: float storage, whatever the format */
+    if (!strcmp(e->be->name, "cuda")) {
+        const int f = be_cuda_kv_format(e->be);
+        elem = f == 1 ? 2 : f == 2 ? 1 : 4;
+    }
+    size_t total = 0;
+    for (int l = 0; l < e->ck->cfg.text.n_layers; l++) {
+        const ckpt_layer *CL = &e->ck->layers[l];
+        total += 2 * (size_t)session_slots(e, l, max_context) * (size_t)CL->geo.n_kv_heads * (size_t)CL->geo.head_dim * elem;
+    }
+    return total;
+}
+
 g4_status g4_session_create(g4_engine *e, int max_context, g4_session **out, g4_error *err) {
     *out = NULL;
     const cfg_text *tc = &e->ck->cfg.text;
@@ -284,11 +311,7 @@ g4_status g4_session_create(g4_engine *e, int max_context, g4_session **out, g4_
     for (int l = 0; l < L; l++) {
         const ckpt_layer *CL = &e->ck->layers[l];
         int hd = CL->geo.head_dim, nkv = CL->geo.n_kv_heads;
-        int slots = max_context;
-        if (CL->geo.type == CFG_SLIDING && CL->geo.window > 0) {
-            long ring = (long)CL->geo.window + e->max_chunk - 1 + G4_ROLLBACK;
-            if (ring < slots) slots = (int)ring;
-        }
+        const int slots = session_slots(e, l, max_context);
         s->n_slots[l] = slots;
         float *(*kv_alloc)(be *, size_t) = b->kv_alloc ? b->kv_alloc : b->alloc;
         s->kc[l] = kv_alloc(b, (size_t)slots * nkv * hd);

@@ -152,8 +152,10 @@ static void *loader(void *arg) {
         logf_("cannot load %s: %s: %s", S->o.model, g4_status_name(st), err.msg);
         atomic_store(&S->state, 2);
     } else {
-        logf_("model %s loaded on %s: max_model_len %d, max_num_seqs %d, kv cache %s, prefill weights %s", S->name,
-              g4_engine_device_name(S->e), S->max_len, S->o.max_num_seqs, g4_engine_kv_cache_dtype(S->e),
+        logf_("model %s loaded on %s: max_model_len %d, max_num_seqs %d, kv cache %s (%.2f GB for the %d sequences), "
+              "prefill weights %s", S->name, g4_engine_device_name(S->e), S->max_len, S->o.max_num_seqs,
+              g4_engine_kv_cache_dtype(S->e),
+              (double)g4_engine_session_kv_bytes(S->e, S->max_len) * S->o.max_num_seqs / 1e9, S->o.max_num_seqs,
               g4_engine_prefill_weights(S->e));
         atomic_store(&S->state, 1);
     }
