@@ -1,6 +1,6 @@
-/* attn_g16.cu - batched-decode attention (one query per row, each row its own f16 cache) for
- * layers whose kv heads each serve G = 16 query heads at head dim 256 or 512 - Gemma 4's global
- * layers (16 x 512 on one kv head) - on the tensor cores.
+/* attn_g16.cu - batched-decode attention (one query per row, each row its own f16 or E4M3
+ * cache) for layers whose kv heads each serve G = 16 query heads at head dim 256 or 512 -
+ * Gemma 4's global layers (16 x 512 on one kv head) - on the tensor cores.
  *
  * Why: k_attn (attention.cu) walks keys on the CUDA cores, 16 x 512 x 2 multiply-adds per key
  * for such a layer; with 64 rows x 600 keys that is ~250 us per layer (ncu, H200) against the
