@@ -101,6 +101,14 @@ TEST(cli_run_text_and_errors) {
     }
 }
 
+/* `g4 bench` of tiny-a-fp8 on the CPU with extra options: its exit status, its output in out */
+static int bench_cpu(char *out, size_t n, int gen, const char *opts) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen %d --threads 2 --device cpu %s",
+             t_g4_bin(), t_fixtures(), gen, opts);
+    return t_run(cmd, out, n);
+}
+
 TEST(cli_bench_json) {
     char cmd[2048], out[8192];
     snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 20 --gen 4 --threads 2",
@@ -111,26 +119,18 @@ TEST(cli_bench_json) {
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) CHECK_MSG(strstr(out, keys[i]), "%s missing: %s", keys[i], out);
     /* the KV cache format: float32 on the CPU, whether asked for or by default */
     CHECK_MSG(strstr(out, "\"kv_cache_dtype\": \"float32\""), "%s", out);
-    snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen 2 --threads 2 --device cpu "
-             "--kv-cache-dtype float32", t_g4_bin(), t_fixtures());
-    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(bench_cpu(out, sizeof out, 2, "--kv-cache-dtype float32"), 0);
     CHECK_MSG(strstr(out, "\"kv_cache_dtype\": \"float32\""), "%s", out);
     CHECK_MSG(strstr(out, "\"prefill_weights\": \"packed\""), "%s", out);
     CHECK_MSG(strstr(out, "\"sampling\": {\"temperature\": 0,"), "%s", out);
     /* the fp8 cache on the CPU: float storage of E4M3 values, reported as such */
-    snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen 2 --threads 2 --device cpu "
-             "--kv-cache-dtype fp8", t_g4_bin(), t_fixtures());
-    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(bench_cpu(out, sizeof out, 2, "--kv-cache-dtype fp8"), 0);
     CHECK_MSG(strstr(out, "\"kv_cache_dtype\": \"fp8_e4m3\""), "%s", out);
     /* the BF16 prefill copy is a CUDA option: the CPU engine runs as before, and says so */
-    snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen 2 --threads 2 --device cpu "
-             "--prefill-weights bf16", t_g4_bin(), t_fixtures());
-    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(bench_cpu(out, sizeof out, 2, "--prefill-weights bf16"), 0);
     CHECK_MSG(strstr(out, "\"prefill_weights\": \"packed\""), "%s", out);
     /* sampled decode: the settings are reported */
-    snprintf(cmd, sizeof cmd, "%s bench %s/models/tiny-a-fp8 --json --prompt-len 8 --gen 6 --threads 2 --device cpu "
-             "--temperature 0.7 --top-p 0.9 --seed 3", t_g4_bin(), t_fixtures());
-    CHECK_EQ_INT(t_run(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(bench_cpu(out, sizeof out, 6, "--temperature 0.7 --top-p 0.9 --seed 3"), 0);
     CHECK_MSG(strstr(out, "\"sampling\": {\"temperature\": 0.7, \"top_k\": 0, \"top_p\": 0.9,"), "%s", out);
     CHECK_MSG(strstr(out, "\"decode_tokens\": 6"), "%s", out);
 }

@@ -787,15 +787,15 @@ g4_status sched_create(g4_engine *e, const sched_opts *o, srv_metrics *m, sched 
         if (g4_sampler_init(&s->smps[i], s->V)) st = G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
     if (!st && s->n_smp > 1 && tp_create(s->n_smp, &s->pool, err)) st = G4_ERR_NOMEM;
     if (st) goto fail;
-    int made = 0;
-    for (; made < N && !st; made++) st = g4_session_create(e, o->max_model_len, &s->sess[made], err);
+    int made = 0;   /* sessions created */
+    while (made < N && !(st = g4_session_create(e, o->max_model_len, &s->sess[made], err))) made++;
     if (st == G4_ERR_NOMEM) {   /* say what the caches need and what to change */
         const double each = (double)g4_engine_session_kv_bytes(e, o->max_model_len) / 1e9;
         const char *kvd = g4_engine_kv_cache_dtype(e);
         st = G4_FAIL(err, G4_ERR_NOMEM,
                      "KV caches for %d sequences of %d tokens: %.2f GB (%.3f GB each, %s); only %d fit: lower "
                      "--max-num-seqs or --max-model-len%s",
-                     N, o->max_model_len, each * N, each, kvd, made - 1,
+                     N, o->max_model_len, each * N, each, kvd, made,
                      strcmp(kvd, "float16") ? "" : ", or use --kv-cache-dtype fp8 (half the bytes)");
     }
     int rows = o->token_budget > e->max_chunk ? o->token_budget : e->max_chunk;
