@@ -46,12 +46,6 @@ struct flash_args {
     float scale_log2;
 };
 
-/* two E4M3 bytes -> their f16 pair, as 32 bits */
-__device__ __forceinline__ uint32_t e4m3x2_h2(uint32_t b) {
-    const __half2_raw r = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)b, __NV_E4M3);
-    return (uint32_t)r.x | (uint32_t)r.y << 16;
-}
-
 /* keys [kb, kb + nk) of the ring (slot j % n_slots; KV E4M3, f16 or float) -> f16 [Hkv][nk][hd]; 4
  * values per thread */
 template <typename KV>
@@ -68,8 +62,8 @@ __global__ void k_kv_f16(__half *kh, __half *vh, const KV *kc, const KV *vc, int
         const size_t dst = hj * hd + c;
         if constexpr (sizeof(KV) == 1) {   /* E4M3 -> f16: exact */
             const uint32_t k = *reinterpret_cast<const uint32_t *>(kc + src), v = *reinterpret_cast<const uint32_t *>(vc + src);
-            *reinterpret_cast<uint2 *>(kh + dst) = make_uint2(e4m3x2_h2(k & 0xFFFFu), e4m3x2_h2(k >> 16));
-            *reinterpret_cast<uint2 *>(vh + dst) = make_uint2(e4m3x2_h2(v & 0xFFFFu), e4m3x2_h2(v >> 16));
+            *reinterpret_cast<uint2 *>(kh + dst) = make_uint2(e4m3x2_to_h2(k), e4m3x2_to_h2(k >> 16));
+            *reinterpret_cast<uint2 *>(vh + dst) = make_uint2(e4m3x2_to_h2(v), e4m3x2_to_h2(v >> 16));
         } else if constexpr (sizeof(KV) == 2) {
             *reinterpret_cast<uint2 *>(kh + dst) = *reinterpret_cast<const uint2 *>(kc + src);
             *reinterpret_cast<uint2 *>(vh + dst) = *reinterpret_cast<const uint2 *>(vc + src);

@@ -138,10 +138,8 @@ template <int HD, bool F8> __global__ void __launch_bounds__(NWG * 32, 1) k_attn
                 uint32_t o[8];
 #pragma unroll
                 for (int i = 0; i < 4; i++) {
-                    __half2 lo = __half2(__nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w[i] & 0xFFFFu), __NV_E4M3));
-                    __half2 hi = __half2(__nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(w[i] >> 16), __NV_E4M3));
-                    o[2 * i] = *reinterpret_cast<uint32_t *>(&lo);
-                    o[2 * i + 1] = *reinterpret_cast<uint32_t *>(&hi);
+                    o[2 * i] = e4m3x2_to_h2(w[i]);
+                    o[2 * i + 1] = e4m3x2_to_h2(w[i] >> 16);
                 }
                 uint4 *d = reinterpret_cast<uint4 *>(s16 + row * RS + c * 16);
                 d[0] = make_uint4(o[0], o[1], o[2], o[3]);

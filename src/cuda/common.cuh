@@ -4,10 +4,20 @@
 #ifndef G4_CUDA_COMMON_CUH
 #define G4_CUDA_COMMON_CUH
 
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
 extern int g_cu_pdl;   /* device.cu */
+
+/* two E4M3 bytes (the low 16 bits of b, the first in the low byte) -> their f16 pair as 32 bits
+ * (the first in the low half); exact: every E4M3 value is an f16 value. The KV cache's
+ * --kv-cache-dtype fp8 readers (attention.cu, attn_g16.cu, attn_flash.cu) all widen through it. */
+__device__ __forceinline__ uint32_t e4m3x2_to_h2(uint32_t b) {
+    const __half2_raw r = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(b & 0xFFFFu), __NV_E4M3);
+    return (uint32_t)r.x | (uint32_t)r.y << 16;
+}
 
 /* Let the next kernel of the stream launch as soon as every block of this one has started (its
  * blocks then take SM slots as ours exit and run their prologue - weight prefetch - during our
