@@ -90,21 +90,20 @@ static float *dget(dbuf d, const char *what) {
 }
 /* KV caches: the same guard layout in the cache's format, f16 (default), E4M3 or float (guard
  * values are the integers 8..14, exact in all three) */
-enum { KV_F32 = 0, KV_F16 = 1, KV_E4M3 = 2 };
-static int g_kvf = KV_F16;
-static void set_kvf(int f) {
+static g4_kv_dtype g_kvf = G4_KV_F16;
+static void set_kvf(g4_kv_dtype f) {
     g_kvf = f;
     be_cuda_set_kv_format(g_cu, f);
 }
-static const char *kvf_name(int f) { return f == KV_F16 ? "f16" : f == KV_E4M3 ? "e4m3" : "f32"; }
+static const char *kvf_name(g4_kv_dtype f) { return f == G4_KV_F16 ? "f16" : f == G4_KV_FP8 ? "e4m3" : "f32"; }
 static dbuf kvnew(size_t n, const float *init) {
     float *h = malloc((n + 2 * G) * sizeof(float));
     for (size_t i = 0; i < n + 2 * G; i++) h[i] = (float)(i % 7) + 8.0f;
     for (size_t i = 0; i < n; i++) h[G + i] = init[i];
     dbuf d = {.base = be_cuda_kv_upload(g_cu, h, n + 2 * G), .n = n};
     CHECK_MSG(d.base != NULL, "kv upload of %zu values", n);
-    d.p = g_kvf == KV_F16    ? (float *)(void *)((uint16_t *)(void *)d.base + G)
-          : g_kvf == KV_E4M3 ? (float *)(void *)((uint8_t *)(void *)d.base + G)
+    d.p = g_kvf == G4_KV_F16    ? (float *)(void *)((uint16_t *)(void *)d.base + G)
+          : g_kvf == G4_KV_FP8 ? (float *)(void *)((uint8_t *)(void *)d.base + G)
                              : d.base + G;
     free(h);
     return d;
@@ -611,7 +610,7 @@ TEST(cuda_rope_kv_prep) {
     free(got), free(x), free(ref);
     /* attn_prep (+ kv_store) with a ring that wraps, k_eq_v both ways, f16, float and E4M3 caches */
     for (int kev = 0; kev < 6; kev++) {
-        const int kvf = kev < 2 ? KV_F16 : kev < 4 ? KV_F32 : KV_E4M3;
+        const g4_kv_dtype kvf = kev < 2 ? G4_KV_F16 : kev < 4 ? G4_KV_F32 : G4_KV_FP8;
         set_kvf(kvf);
         int Hq = 4, Hkv = 2, ns = 7, pp = 10;
         size_t nq = (size_t)T * Hq * hd, nk = (size_t)T * Hkv * hd, nc = (size_t)ns * Hkv * hd;
@@ -633,15 +632,16 @@ TEST(cuda_rope_kv_prep) {
          * difference before rounding moves a value by one step now and then: 2^-11 relative in
          * f16, 2^-4 in E4M3, a few elements of the 896) */
         kv_round(rkc, nc), kv_round(rvc, nc);
-        const double ct = kvf == KV_F16 ? 1e-4 : kvf == KV_E4M3 ? 1e-2 : 2e-6;
+        const double ct = kvf == G4_KV_F16 ? 1e-4 : kvf == G4_KV_FP8 ? 1e-2 : 2e-6;
         cmp("attn_prep k cache", gkc, rkc, nc, ct);
         cmp("attn_prep v cache", gvc, rvc, nc, ct);
         free(gq), free(gk), free(gv), free(gkc), free(gvc), free(q), free(k), free(v), free(qn), free(kn), free(kc),
             free(vc), free(rq), free(rk), free(rv), free(rkc), free(rvc);
     }
     /* plain kv_store with T > n_slots, every format */
-    for (int kvf = 0; kvf < 3; kvf++) {
-        set_kvf(kvf);
+    const g4_kv_dtype kfmts[3] = {G4_KV_F32, G4_KV_F16, G4_KV_FP8};
+    for (int f = 0; f < 3; f++) {
+        set_kvf(kfmts[f]);
         int Hkv = 2, ns = 5, TT = 8;
         size_t nk = (size_t)TT * Hkv * hd, nc = (size_t)ns * Hkv * hd;
         float *k = rand_f(nk, 1.0f), *v = rand_f(nk, 1.0f), *kc = rand_f(nc, 1.0f), *vc = rand_f(nc, 1.0f);
@@ -695,7 +695,7 @@ static void one_attn(int T, int Hq, int Hkv, int hd, int ns, int p0, int window,
 
 TEST(cuda_attention) {
     NEED_GPU();
-    const int fmts[3] = {KV_F16, KV_E4M3, KV_F32};   /* the default, --kv-cache-dtype fp8, G4_CUDA_KV=f32 */
+    const g4_kv_dtype fmts[3] = {G4_KV_F16, G4_KV_FP8, G4_KV_F32};   /* the default, --kv-cache-dtype fp8, G4_CUDA_KV=f32 */
     for (int f = 0; f < 3; f++) {
         set_kvf(fmts[f]);
         fprintf(stderr, "  cache %s\n", kvf_name(fmts[f]));
@@ -714,7 +714,7 @@ TEST(cuda_attention) {
         one_attn(2, 4, 2, 21, 300, 250, 0, false);                /* odd head dim: the combine's scalar columns */
         one_attn(1, 8, 1, 300, 900, 700, 0, false);               /* two combine chunks, the second of 44 dims */
     }
-    set_kvf(KV_F16);
+    set_kvf(G4_KV_F16);
 }
 
 /* batched decode: rows of different sessions (own caches, positions, ring sizes, one with block
@@ -766,7 +766,7 @@ static void rows_case(int window, int hd, int Hq, int Hkv) {
         float *gk = kvget(dkc[i], "rows k cache"), *gv = kvget(dvc[i], "rows v cache");
         /* the new key / value rounded from the GPU's and the CPU's prep (2e-6 apart): one step
          * now and then */
-        const double ct = g_kvf == KV_E4M3 ? 1e-2 : 1e-4;
+        const double ct = g_kvf == G4_KV_FP8 ? 1e-2 : 1e-4;
         cmp("attention_rows k cache", gk, kc[i], nc, ct);
         cmp("attention_rows v cache", gv, vc[i], nc, ct);
         free(gk), free(gv), free(kc[i]), free(vc[i]);
@@ -779,7 +779,7 @@ static void rows_case(int window, int hd, int Hq, int Hkv) {
 
 TEST(cuda_attention_rows) {
     NEED_GPU();
-    const int fmts[3] = {KV_F16, KV_E4M3, KV_F32};
+    const g4_kv_dtype fmts[3] = {G4_KV_F16, G4_KV_FP8, G4_KV_F32};
     for (int f = 0; f < 3; f++) {
         set_kvf(fmts[f]);
         fprintf(stderr, "  cache %s\n", kvf_name(fmts[f]));
@@ -789,7 +789,7 @@ TEST(cuda_attention_rows) {
         rows_case(0, 24, 6, 3);      /* odd head dim */
         rows_case(0, 32, 4, 2);      /* hd 32: E4M3 rows of two 16-byte chunks */
     }
-    set_kvf(KV_F16);
+    set_kvf(G4_KV_F16);
     /* a layer that was not uploaded */
     g4_error err = {0};
     CHECK(g_cu->attention_rows(g_cu, 3, NULL, NULL, NULL, NULL, 16, 8, 256, NULL, NULL, NULL, 1e-6f, false, 0, 1.0f,
@@ -802,7 +802,7 @@ TEST(cuda_attention_rows) {
 TEST(cuda_attention_flash) {
     NEED_GPU();
     be_cuda_set_flash_min_t(g_cu, 2);
-    set_kvf(KV_F16);
+    set_kvf(G4_KV_F16);
     const double tol = 2e-3;
     one_attn_tol(200, 16, 8, 256, 1024 + 200 - 1, 0, 1024, false, tol);     /* sliding prefill from 0 */
     one_attn_tol(300, 16, 8, 256, 64 + 300 - 1, 900, 64, false, tol);       /* window 64, wrapped ring */
@@ -815,12 +815,12 @@ TEST(cuda_attention_flash) {
     one_attn_tol(70, 16, 2, 144, 400, 111, 0, false, tol);                  /* G = 8, hd 144 */
     one_attn_tol(2, 16, 8, 256, 1024 + 63, 5000, 1024, false, tol);         /* T = 2 in a full ring */
     for (int f = 0; f < 2; f++) {   /* float and E4M3 caches: converted by the copy */
-        set_kvf(f == 0 ? KV_F32 : KV_E4M3);
+        set_kvf(f == 0 ? G4_KV_F32 : G4_KV_FP8);
         one_attn_tol(130, 16, 8, 256, 1024 + 200 - 1, 500, 1024, false, tol);
         one_attn_tol(70, 16, 1, 512, 200, 3, 0, true, tol);
         one_attn_tol(33, 6, 3, 48, 100, 7, 0, false, tol);
     }
-    set_kvf(KV_F16);
+    set_kvf(G4_KV_F16);
     be_cuda_set_flash_min_t(g_cu, 128);
 }
 

@@ -160,8 +160,9 @@ float *be_cuda_kv_upload(be *b, const float *host, size_t n);
 g4_status be_cuda_kv_to_host(be *b, float *host, const float *kv, size_t n, g4_error *err);
 /* the KV cache format of caches allocated from now on (CU_KV_F16 / CU_KV_E4M3 / CU_KV_F32 of
  * cuda_ops.h: 1 / 2 / 0; engine options, op tests) */
-void be_cuda_set_kv_format(be *b, int kvf);
-int be_cuda_kv_format(const be *b);
+void be_cuda_set_kv_format(be *b, g4_kv_dtype d);   /* G4_KV_AUTO: keep the backend's default */
+g4_kv_dtype be_cuda_kv_format(const be *b);
+size_t be_cuda_kv_elem_bytes(const be *b);            /* bytes per cached K / V value */
 /* op tests: T at and above which matmuls take the tensor-core (BF16 cuBLAS) path */
 void be_cuda_set_tc_min_t(be *b, int t);
 /* op tests: T at and above which attention takes the tensor-core kernel (attn_flash.cu) */

@@ -54,13 +54,17 @@ g4_status be_cuda_kv_to_host(be *b, float *host, const float *kv, size_t n, g4_e
     (void)n;
     return G4_FAIL(err, G4_ERR_UNSUPPORTED, "no CUDA backend in this build");
 }
-void be_cuda_set_kv_format(be *b, int kvf) {
+void be_cuda_set_kv_format(be *b, g4_kv_dtype d) {
     (void)b;
-    (void)kvf;
+    (void)d;
 }
-int be_cuda_kv_format(const be *b) {
+g4_kv_dtype be_cuda_kv_format(const be *b) {
     (void)b;
-    return 0;
+    return G4_KV_F32;
+}
+size_t be_cuda_kv_elem_bytes(const be *b) {
+    (void)b;
+    return 4;
 }
 void be_cuda_set_tc_min_t(be *b, int t) {
     (void)b;
@@ -1040,8 +1044,15 @@ g4_status be_cuda_kv_to_host(be *b, float *host, const float *kv, size_t n, g4_e
     return check(b, rc, "kv to host", err);
 }
 
-void be_cuda_set_kv_format(be *b, int kvf) { C(b)->kvf = kvf; }
-int be_cuda_kv_format(const be *b) { return ((const cu_ctx *)b->ctx)->kvf; }
+/* the one mapping between the API's KV cache dtypes and the kernels' formats (cuda_ops.h) */
+void be_cuda_set_kv_format(be *b, g4_kv_dtype d) {
+    if (d != G4_KV_AUTO) C(b)->kvf = d == G4_KV_F16 ? CU_KV_F16 : d == G4_KV_FP8 ? CU_KV_E4M3 : CU_KV_F32;
+}
+g4_kv_dtype be_cuda_kv_format(const be *b) {
+    const int f = ((const cu_ctx *)b->ctx)->kvf;
+    return f == CU_KV_F16 ? G4_KV_F16 : f == CU_KV_E4M3 ? G4_KV_FP8 : G4_KV_F32;
+}
+size_t be_cuda_kv_elem_bytes(const be *b) { return cu_kv_elem_bytes(((const cu_ctx *)b->ctx)->kvf); }
 void be_cuda_set_tc_min_t(be *b, int t) { C(b)->tc_min_t = t < 1 ? 1 : t; }
 void be_cuda_set_flash_min_t(be *b, int t) { C(b)->flash_min_t = t < 2 ? 2 : t; }
 void be_cuda_set_w4_min_t(be *b, int t) { C(b)->w4_min_t = t < 2 ? 2 : t; }

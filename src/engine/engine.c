@@ -105,8 +105,7 @@ g4_status g4_engine_open(const char *model_dir, const g4_engine_options *opt, g4
     }
     if (cuda) {
         if ((st = be_cuda_create(e->ck, &e->be, e->device_name, sizeof e->device_name, err))) goto fail;
-        if (o.kv_cache_dtype != G4_KV_AUTO)
-            be_cuda_set_kv_format(e->be, o.kv_cache_dtype == G4_KV_F16 ? 1 : o.kv_cache_dtype == G4_KV_FP8 ? 2 : 0);
+        be_cuda_set_kv_format(e->be, o.kv_cache_dtype);
         size_t cb = 0;
         if (o.prefill_bf16 && (st = be_cuda_bf16_copies(e->be, true, &cb, err))) goto fail;
         e->prefill_bf16 = cb > 0;
@@ -195,8 +194,8 @@ const char *g4_engine_prefill_weights(const g4_engine *e) { return e->prefill_bf
 const char *g4_engine_kv_cache_dtype(const g4_engine *e) {
     if (e->be->kv_e4m3) return "fp8_e4m3";
     if (strcmp(e->be->name, "cuda")) return "float32";
-    const int f = be_cuda_kv_format(e->be);
-    return f == 1 ? "float16" : f == 2 ? "fp8_e4m3" : "float32";
+    const g4_kv_dtype f = be_cuda_kv_format(e->be);
+    return f == G4_KV_F16 ? "float16" : f == G4_KV_FP8 ? "fp8_e4m3" : "float32";
 }
 
 bool g4_kv_dtype_parse(const char *s, g4_kv_dtype *out) {
@@ -276,10 +275,7 @@ static int session_slots(const g4_engine *e, int l, int max_context) {
 size_t g4_engine_session_kv_bytes(const g4_engine *e, int max_context) {
     if (max_context <= 0) max_context = e->max_context;
     size_t elem = 4;   /* the CPU: float storage, whatever the format */
-    if (!strcmp(e->be->name, "cuda")) {
-        const int f = be_cuda_kv_format(e->be);
-        elem = f == 1 ? 2 : f == 2 ? 1 : 4;
-    }
+    if (!strcmp(e->be->name, "cuda")) elem = be_cuda_kv_elem_bytes(e->be);
     size_t total = 0;
     for (int l = 0; l < e->ck->cfg.text.n_layers; l++) {
         const ckpt_layer *CL = &e->ck->layers[l];
