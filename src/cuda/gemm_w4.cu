@@ -356,23 +356,45 @@ template <int N, int TPW, int NS, int CPB> __global__ void __launch_bounds__(WAR
 #pragma unroll
     for (int u = 0; u < TPW; u++) gmma_fence_regs(acc[u]);
 
-    /* acc[u][4 nt + e]: weight row 16 tile + g + 8 (e >> 1), x row t0 + 8 nt + 2 qd + (e & 1);
-     * one split: y of the tile's weight, else the partial at row 16 tile + .. of [S][T][16 ntiles] */
+    /* acc[u][4 nt + e]: weight row 16 tile + g + 8 (e >> 1), x row t0 + 8 nt + 2 qd + (e & 1).
+     * Splits (the usual case): the raw sums at row 16 tile + .. of the partials [S][T][nr], lean
+     * (per tile one base pointer and two row checks, per x-row pair one check: the generic loop
+     * below was ~1,000 instructions per warp, ~20 % of the kernel's stall samples at 15 chunks per
+     * block, ncu); a tile's padding rows (>= its weight's n, < nr) are written and ignored by the
+     * reduction. One split: y of the tile's weight, scaled. */
+    if (a.S > 1) {
+        const int nr = a.nr;
+        float *wsb = a.ws + (size_t)split * a.T * nr;
+#pragma unroll
+        for (int u = 0; u < TPW; u++) {
+            const int r0 = (tile0 + wg * 4 * TPW + 4 * u + wr) * 16 + g;
+            const bool ok0 = r0 < nr, ok1 = r0 + 8 < nr;
+#pragma unroll
+            for (int nt = 0; nt < N / 8; nt++) {
+                const int t = t0 + nt * 8 + 2 * qd;
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    if (t + h >= a.T) continue;
+                    float *p = wsb + (size_t)(t + h) * nr + r0;
+                    if (ok0) p[0] = acc[u][4 * nt + h];
+                    if (ok1) p[8] = acc[u][4 * nt + 2 + h];
+                }
+            }
+        }
+        return;
+    }
 #pragma unroll
     for (int u = 0; u < TPW; u++) {
         const int tile = tile0 + wg * 4 * TPW + 4 * u + wr;
         if (tile >= a.ntiles) continue;
         const w4_seg &sg = a.seg[seg_of(a, tile)];
-        const int nr = a.nr;
 #pragma unroll
         for (int nt = 0; nt < N / 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int rl = (tile - sg.tile0) * 16 + g + 8 * (e >> 1), t = t0 + nt * 8 + 2 * qd + (e & 1);
                 if (rl >= sg.n || t >= a.T) continue;
-                const float v = acc[u][4 * nt + e];
-                if (a.S == 1) sg.y[(size_t)t * sg.n + rl] = v * sg.mul * a.xs[t];
-                else a.ws[((size_t)split * a.T + t) * nr + tile * 16 + g + 8 * (e >> 1)] = v;
+                sg.y[(size_t)t * sg.n + rl] = acc[u][4 * nt + e] * sg.mul * a.xs[t];
             }
     }
 }
