@@ -8,7 +8,8 @@
  * p % n_slots; f16 by default, E4M3 bytes (--kv-cache-dtype fp8) or float (the kernel is
  * templated on it). Decode is a stream over those bytes, so the kernel is built to keep many
  * 16-byte loads in flight and to touch each byte once (at 64 batched rows it is bound by its
- * per-key latency chain more than by the bytes: the E4M3 cache, half the bytes, is 4 % faster):
+ * per-key latency chain - dot product, lane-group sums, softmax - more than by the bytes: the
+ * E4M3 cache, half the bytes, was 4 % faster; hence the unrolled sums and, for E4M3, the ring):
  *   grid (split, kv head x hg, query); block = NW = 4 warps; the block takes GB = G / hg of the
  *   G = Hq / Hkv query heads that read kv head h (Gemma 4: 2 of 2 on sliding layers, 4 of 16 on
  *   global ones), so K/V are read once for them (hg blocks re-read them on global layers: L2).
@@ -25,6 +26,7 @@
  * position (splits past the last key write an empty partial). */
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
+#include "cuda/mma.cuh"
 
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -73,8 +75,8 @@ template <typename KV> struct row16 {
     /* dims 2i, 2i + 1 as floats (E4M3 -> f16 is exact) */
     __device__ __forceinline__ float2 pair(int i) const {
         if constexpr (sizeof(KV) == 1) {
-            const __nv_fp8x2_storage_t b = reinterpret_cast<const __nv_fp8x2_storage_t *>(u)[i];
-            return __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(b, __NV_E4M3)));
+            const uint32_t h = e4m3x2_to_h2(reinterpret_cast<const uint16_t *>(u)[i]);
+            return __half22float2(*reinterpret_cast<const __half2 *>(&h));
         } else if constexpr (sizeof(KV) == 2) {
             return __half22float2(reinterpret_cast<const __half2 *>(u)[i]);
         } else {
@@ -89,8 +91,17 @@ __device__ __forceinline__ float lse_w(float m, float M) { return m == -INFINITY
 
 /* U keys per lane group and iteration (all their loads in flight together); PIPE: the next
  * iteration's keys are loaded while this one's are used (two register sets of U keys) */
-template <int GB, typename KV, bool VEC, int U, bool PIPE>
-__global__ void __launch_bounds__(NW * 32, U == 4 || PIPE ? 3 : 1) k_attn(const attn_args a) {
+/* RING > 0 (VEC only): each thread's own K / V chunks go through a RING-stage ring of shared memory
+ * by cp.async, RING - 1 iterations of U keys ahead (no barriers: a thread reads back only what it
+ * copied), with no registers held by loads in flight, so 4 blocks fit per SM. Why: with the
+ * register double buffer (PIPE) an iteration's loads have one iteration's math to arrive, and at
+ * 64 batched rows the E4M3 cache (half the f16 bytes) was only 4 % faster: latency, not bytes.
+ * Used for E4M3 only (measured, launch_ring). */
+template <typename KV, int U, int RING> __host__ __device__ constexpr int ring_bytes() {
+    return RING * U * 2 * (16 * (int)sizeof(KV) / 16) * 16 * NW * 32;
+}
+template <int GB, typename KV, bool VEC, int U, bool PIPE, int RING = 0, int MB = 3>
+__global__ void __launch_bounds__(NW * 32, RING ? MB : U == 4 || PIPE ? 3 : 1) k_attn(const attn_args a) {
     extern __shared__ float sm[];   /* [NW][GB][hd + 2]: each warp's acc, m, l */
     pdl_wait();
     const int hd = a.hd, GA = a.Hq / a.Hkv;
@@ -169,23 +180,37 @@ __global__ void __launch_bounds__(NW * 32, U == 4 || PIPE ? 3 : 1) k_attn(const 
         }
     };
     auto consume = [&](const row16<KV> (&kr)[U], const row16<KV> (&vr)[U], const int (&jj)[U]) {
+        /* per key: its GB partial dot products, then their lane-group sums together (the xor
+         * steps unrolled - lpk is uniform - with GB independent shuffles per step; as a rolled
+         * loop per product they were ~24 % of the stall samples at 64 rows, ncu). Across the U
+         * keys too would spill at 168 registers. */
 #pragma unroll
         for (int u = 0; u < U; u++) {
+            float dd[GB];
+#pragma unroll
+            for (int g = 0; g < GB; g++) {
+                float d0 = 0.0f, d1 = 0.0f;   /* two chains: half the FMA latency */
+#pragma unroll
+                for (int i = 0; i < DPL / 2; i++) {
+                    const float2 k2 = kr[u].pair(i);
+                    d0 = fmaf(qf[g][2 * i], k2.x, d0);
+                    d1 = fmaf(qf[g][2 * i + 1], k2.y, d1);
+                }
+                dd[g] = d0 + d1;
+            }
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1)
+                if (o < lpk) {
+#pragma unroll
+                    for (int g = 0; g < GB; g++) dd[g] += __shfl_xor_sync(0xffffffffu, dd[g], o);
+                }
             const int j = jj[u];
             const bool vis = j < w1 && ((j <= pos && (a.window <= 0 || j > pos - a.window)) ||
                                         (bq >= 0 && bidp[j] == bq));
 #pragma unroll
             for (int g = 0; g < GB; g++) {
-                float d = 0.0f;
-#pragma unroll
-                for (int i = 0; i < DPL / 2; i++) {
-                    const float2 k2 = kr[u].pair(i);
-                    d = fmaf(qf[g][2 * i], k2.x, d);
-                    d = fmaf(qf[g][2 * i + 1], k2.y, d);
-                }
-                for (int o = 1; o < lpk; o <<= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
                 if (!vis) continue;
-                const float sc = d * a.scale;
+                const float sc = dd[g] * a.scale;
                 if (sc > m[g]) {   /* new max: rescale what this group has so far */
                     const float c = lse_w(m[g], sc);
                     l[g] *= c;
@@ -205,7 +230,53 @@ __global__ void __launch_bounds__(NW * 32, U == 4 || PIPE ? 3 : 1) k_attn(const 
         }
     };
     const int stp = kps * U;
-    if (!PIPE) {
+    if constexpr (RING > 0) {
+        static_assert(VEC, "the ring copies whole 16-byte chunks");
+        constexpr int NU = row16<KV>::NU, CH = 16 / (int)sizeof(KV);
+        unsigned char *ring = reinterpret_cast<unsigned char *>(sm) + ((NW * GB * (hd + 2) * 4 + 15) & ~15);
+        /* chunk c of K (kv 0) / V (kv 1) of key u at stage st: [st][u][kv][c][thread] x 16 bytes */
+        auto slot = [&](int st, int u, int kv, int c) { return ((((st * U + u) * 2 + kv) * NU + c) * (NW * 32) + threadIdx.x) * 16; };
+        auto issue = [&](int st, int jb) {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int j = jb + u * kps + grp;
+                const bool ok = j < w1;
+                const size_t off = ok ? (size_t)(j % n_slots) * kvrow : 0;
+#pragma unroll
+                for (int c = 0; c < NU; c++) {
+                    const int dd = d0 + CH * c;
+                    const bool in = ok && dd < hd;
+                    cp16(smem_addr(ring + slot(st, u, 0, c)), in ? kh + off + dd : kh, in ? 16 : 0);
+                    cp16(smem_addr(ring + slot(st, u, 1, c)), in ? vh + off + dd : vh, in ? 16 : 0);
+                }
+            }
+        };
+        const int nit = w1 > w0 ? (w1 - w0 + stp - 1) / stp : 0;
+        for (int st = 0; st < RING - 1; st++) {
+            if (st < nit) issue(st, w0 + st * stp);
+            cp_commit();
+        }
+        for (int it = 0; it < nit; it++) {
+            const int nx = it + RING - 1;
+            if (nx < nit) issue(nx % RING, w0 + nx * stp);
+            cp_commit();
+            cp_wait<RING - 1>();   /* this thread's copies of iteration it have landed */
+            row16<KV> kr[U], vr[U];
+            int jj[U];
+            const int st = it % RING;
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                jj[u] = w0 + it * stp + u * kps + grp;
+#pragma unroll
+                for (int c = 0; c < NU; c++) {
+                    kr[u].u[c] = *reinterpret_cast<const uint4 *>(ring + slot(st, u, 0, c));
+                    vr[u].u[c] = *reinterpret_cast<const uint4 *>(ring + slot(st, u, 1, c));
+                }
+            }
+            consume(kr, vr, jj);
+        }
+        cp_wait<0>();
+    } else if (!PIPE) {
         for (int jb = w0; jb < w1; jb += stp) {
             row16<KV> kr[U], vr[U];
             int jj[U];
@@ -346,6 +417,23 @@ __global__ void __launch_bounds__(CT) k_attn_combine(float *out, const float *ws
     }
 }
 
+/* the E4M3 cache with <= 2 heads per block: the shared-memory ring (RING > 0 above), 5 stages of
+ * 2 keys per lane group (4 iterations ahead; 40 KB + the merge's 8 KB per block), held to 128
+ * registers = 4 blocks per SM. Its dynamic shared memory is opted in once per instantiation.
+ * Measured (H200, 64 rows x ~520 keys): step 15.04 -> 14.18 ms; the f16 cache through the same
+ * ring (1 key x 5-8 stages or 2 x 4, 3-4 blocks per SM) was 10-16 % slower than its register
+ * double buffer, before and after the unrolled lane-group sums (PERF.md) */
+template <int GB, typename KV, int U, int RING, int MB> int launch_ring(const attn_args &a, dim3 grid, size_t smem, void *stream) {
+    const size_t bytes = ((smem + 15) & ~(size_t)15) + ring_bytes<KV, U, RING>();
+    static size_t attr = 0;
+    if (bytes > attr) {
+        cudaError_t e = cudaFuncSetAttribute(k_attn<GB, KV, true, U, false, RING, MB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+        if (e != cudaSuccess) return (int)e;
+        attr = bytes;
+    }
+    return cu_launch(k_attn<GB, KV, true, U, false, RING, MB>, grid, dim3(NW * 32), bytes, stream, a);
+}
+
 /* The f16 cache with <= 2 heads per block (sliding layers): 2 keys per lane group in use while
  * the next 2 load (PIPE; G4_CUDA_ATTN_PIPE=0: 4 keys loaded, then used), 4 x 64 bytes per lane
  * either way, held to 168 registers = 3 blocks per SM; else 2 keys, no overlap (registers) */
@@ -356,10 +444,16 @@ template <int GB> int launch_gb(const attn_args &a, int kvf, int Tb, size_t smem
         const char *e = getenv("G4_CUDA_ATTN_PIPE");
         pipe = !(e && !strcmp(e, "0"));
     }
-    if (kvf == CU_KV_E4M3) {   /* the f16 cache's shapes (tried: 4 keys loaded then used and / or 4 blocks per SM:
-                                  -2 % at 64 rows, +3-6 % at 16; PERF.md) */
+    static int ring = -1;   /* G4_CUDA_ATTN_RING=0: the E4M3 cache without the ring (A/B) */
+    if (ring < 0) {
+        const char *e = getenv("G4_CUDA_ATTN_RING");
+        ring = !(e && !strcmp(e, "0"));
+    }
+    if (kvf == CU_KV_E4M3) {   /* <= 2 heads: the ring; else the f16 cache's shapes (tried without the ring: 4 keys
+                                  loaded then used and / or 4 blocks per SM: -2 % at 64 rows, +3-6 % at 16; PERF.md) */
         if (a.hd % 16 == 0) {
             if constexpr (GB <= 2) {
+                if (ring) return launch_ring<GB, __nv_fp8_e4m3, 2, 5, 4>(a, grid, smem, stream);
                 return cu_launch(k_attn<GB, __nv_fp8_e4m3, true, 2, true>, grid, dim3(NW * 32), smem, stream, a);
             } else {
                 return cu_launch(k_attn<GB, __nv_fp8_e4m3, true, 2, false>, grid, dim3(NW * 32), smem, stream, a);
