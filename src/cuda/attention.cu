@@ -97,8 +97,9 @@ __device__ __forceinline__ float lse_w(float m, float M) { return m == -INFINITY
  * register double buffer (PIPE) an iteration's loads have one iteration's math to arrive, and at
  * 64 batched rows the E4M3 cache (half the f16 bytes) was only 4 % faster: latency, not bytes.
  * Used for E4M3 only (measured, launch_ring). */
+/* the ring's bytes per block: RING stages x U keys x (K, V) x the row16 chunks x 16 bytes x threads */
 template <typename KV, int U, int RING> __host__ __device__ constexpr int ring_bytes() {
-    return RING * U * 2 * (16 * (int)sizeof(KV) / 16) * 16 * NW * 32;
+    return RING * U * 2 * row16<KV>::NU * 16 * NW * 32;
 }
 template <int GB, typename KV, bool VEC, int U, bool PIPE, int RING = 0, int MB = 3>
 __global__ void __launch_bounds__(NW * 32, RING ? MB : U == 4 || PIPE ? 3 : 1) k_attn(const attn_args a) {
@@ -189,14 +190,14 @@ __global__ void __launch_bounds__(NW * 32, RING ? MB : U == 4 || PIPE ? 3 : 1) k
             float dd[GB];
 #pragma unroll
             for (int g = 0; g < GB; g++) {
-                float d0 = 0.0f, d1 = 0.0f;   /* two chains: half the FMA latency */
+                float se = 0.0f, so = 0.0f;   /* even / odd dims: two chains, half the FMA latency */
 #pragma unroll
                 for (int i = 0; i < DPL / 2; i++) {
                     const float2 k2 = kr[u].pair(i);
-                    d0 = fmaf(qf[g][2 * i], k2.x, d0);
-                    d1 = fmaf(qf[g][2 * i + 1], k2.y, d1);
+                    se = fmaf(qf[g][2 * i], k2.x, se);
+                    so = fmaf(qf[g][2 * i + 1], k2.y, so);
                 }
-                dd[g] = d0 + d1;
+                dd[g] = se + so;
             }
 #pragma unroll
             for (int o = 1; o < 32; o <<= 1)
@@ -244,10 +245,10 @@ __global__ void __launch_bounds__(NW * 32, RING ? MB : U == 4 || PIPE ? 3 : 1) k
                 const size_t off = ok ? (size_t)(j % n_slots) * kvrow : 0;
 #pragma unroll
                 for (int c = 0; c < NU; c++) {
-                    const int dd = d0 + CH * c;
-                    const bool in = ok && dd < hd;
-                    cp16(smem_addr(ring + slot(st, u, 0, c)), in ? kh + off + dd : kh, in ? 16 : 0);
-                    cp16(smem_addr(ring + slot(st, u, 1, c)), in ? vh + off + dd : vh, in ? 16 : 0);
+                    const int dim = d0 + CH * c;
+                    const bool in = ok && dim < hd;
+                    cp16(smem_addr(ring + slot(st, u, 0, c)), in ? kh + off + dim : kh, in ? 16 : 0);
+                    cp16(smem_addr(ring + slot(st, u, 1, c)), in ? vh + off + dim : vh, in ? 16 : 0);
                 }
             }
         };
