@@ -871,14 +871,18 @@ TEST(cuda_embed_argmax) {
     double want = x[200000] - (mx + log(sum));
     CHECK_MSG(fabs(lp - want) <= 1e-5 * (1 + fabs(want)), "argmax log-probability %.7g, host %.7g", lp, want);
     /* many rows in one call (batched greedy steps): 37 rows of an odd length, each against the host */
-    {
-        const int R = 37, nn = 10007;
+    /* rows x vocabulary: 37 x 10,007 (a block per 1,024 ids), 100 x 40,009 (blocks shared by the
+     * rows: ~8 ids per thread, the 4-load loop and its tail; a tie of two winners per row) */
+    for (int cfg = 0; cfg < 2; cfg++) {
+        const int R = cfg ? 100 : 37, nn = cfg ? 40009 : 10007;
         float *xr = rand_f((size_t)R * nn, 3.0f);
         for (int r = 0; r < R; r++) xr[(size_t)r * nn + (r * 271) % nn] = 7.0f + r % 3;   /* a clear winner */
+        if (cfg)
+            for (int r = 0; r < R; r++) xr[(size_t)r * nn + (r * 271 + 7919) % nn] = 7.0f + r % 3;   /* tied */
         xr[5] = 100.0f;                                                                     /* row 0: suppressed */
         dbuf dr = dnew((size_t)R * nn, xr);
-        int32_t rid[37];
-        float lps[37];
+        int32_t rid[100];
+        float lps[100];
         const int32_t sup5[1] = {5};
         REQUIRE(g_cu->argmax(g_cu, dr.p, (size_t)nn, R, sup5, 1, rid, lps, &err) == G4_OK);
         int bad_id = 0, bad_lp = 0;
