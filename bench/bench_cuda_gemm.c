@@ -7,7 +7,9 @@
  * as in a real step. Per (path, T): microseconds per product and per layer, the layer's TFLOPS
  * and weight GB/s. One JSON line each. Then whole layers ("w4 layer": x converted once per input;
  * "w4 fused": q/k/v and gate/up + GELU in one launch each, Hopper).
- * Usage: bench_cuda_gemm [--t 16,32,64,96,127] [--reps N]   (needs a GPU; build: make bench-cuda) */
+ * --lmhead: instead, the tied BF16 lm_head (262,144 x 3,840, 2 GB) at each T on cuBLAS
+ * (cu_gemm_bf16, the weights read in place): us and weight GB/s.
+ * Usage: bench_cuda_gemm [--t 16,32,64,96,127] [--reps N] [--lmhead]   (needs a GPU; build: make bench-cuda) */
 #include "cuda/cuda_ops.h"
 #include "cuda/tc_layout.h"
 
@@ -28,12 +30,63 @@ static const char *pname[3] = {"w4", "bf16", "bf16res"};
 static const int shp[NP][2] = {{4096, 3840}, {2048, 3840}, {2048, 3840}, {3840, 4096},
                                {15360, 3840}, {15360, 3840}, {3840, 15360}};
 
+/* the lm_head: two BF16 copies (4 GB, so that a product reads HBM, not L2), T rows of x */
+static int lmhead(const char *ts, int reps, void *st, void *cublas) {
+    enum { V = 262144, D = 3840 };
+    const size_t wn = (size_t)V * D;
+    void *w[2] = {NULL, NULL}, *xb = NULL;
+    float *y = NULL;
+    if (cu_malloc(&w[0], wn * 2) || cu_malloc(&w[1], wn * 2) || cu_malloc(&xb, (size_t)128 * D * 2) ||
+        cu_malloc((void **)&y, (size_t)128 * V * 4))
+        return 1;
+    uint16_t *h = malloc(wn * 2);
+    if (!h) return 1;
+    uint32_t r = 7;
+    for (size_t i = 0; i < wn; i++) {   /* BF16 values in [2^-8, 2^8) of either sign */
+        r = r * 1664525u + 1013904223u;
+        h[i] = (uint16_t)(((r >> 31) << 15) | ((0x77u + (r >> 8) % 16u) << 7) | ((r >> 12) & 0x7Fu));
+    }
+    cu_memcpy_h2d(w[0], h, wn * 2, st);
+    cu_memcpy_h2d(w[1], h, wn * 2, st);
+    cu_memcpy_h2d(xb, h, (size_t)128 * D * 2, st);
+    cu_sync(st);
+    free(h);
+    char *tl = strdup(ts);
+    for (char *tok = strtok(tl, ","); tok; tok = strtok(NULL, ",")) {
+        const int T = atoi(tok);
+        if (T < 1 || T > 128) continue;
+        {
+            cu_weight cw = {.fmt = CU_BF16, .n = V, .k = D, .kp = D, .row_bytes = (size_t)D * 2, .gdiv = 1.0f};
+            double best = 1e9;
+            for (int i = 0; i <= reps; i++) {
+                cw.w = w[i & 1];
+                cu_sync(st);
+                double t0 = now_s();
+                int rc = cu_gemm_bf16(cublas, xb, T, &cw, y, NULL, st);
+                cu_sync(st);
+                double t = now_s() - t0;
+                if (rc) {
+                    printf("{\"lmhead\":\"cublas\",\"T\":%d,\"error\":\"%s\"}\n", T, cu_error_string(rc));
+                    return 1;
+                }
+                if (i > 0 && t < best) best = t;
+            }
+            printf("{\"lmhead\":\"cublas\",\"T\":%d,\"us\":%.1f,\"weight_gbs\":%.0f}\n", T, best * 1e6,
+                   wn * 2 / best * 1e-9);
+            fflush(stdout);
+        }
+    }
+    free(tl);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *ts = "16,32,64,96,127,256,1024,2048";
-    int reps = 10;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--t")) ts = argv[i + 1];
-        else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+    int reps = 10, lm = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--lmhead")) lm = 1;
+        else if (i + 1 < argc && !strcmp(argv[i], "--t")) ts = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--reps")) reps = atoi(argv[++i]);
     }
     char name[256];
     int sms = 0;
@@ -44,6 +97,10 @@ int main(int argc, char **argv) {
     }
     void *st = NULL, *cublas = NULL;
     if (cu_stream_create(&st) || cu_cublas_create(&cublas, st)) return 1;
+    if (lm) {
+        printf("{\"device\":\"%s\",\"sms\":%d}\n", name, sms);
+        return lmhead(ts, reps, st, cublas);
+    }
     /* the layer's weights, COPIES times: random codes, E4M3 scales in [2^-3, 2^3) */
     cu_weight w[COPIES][NP];
     size_t lay_codes = 0, lay_scales = 0, flops1 = 0;
