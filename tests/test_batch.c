@@ -125,6 +125,43 @@ static void batch_matches(g4_device dev) {
         CHECK_EQ_INT(g4_batch_sample(fresh, d, NULL, 0, ids, NULL, &err), G4_ERR_INVALID_ARG);   /* no step yet */
         g4_batch_free(fresh);
     }
+    /* a step's logits stay in the batch's rows (no per-row copy) until the batch steps without the
+     * session or goes away: then they are copied to the session - the same bits, on the host
+     * (g4_session_logits) and for the device argmax; a session freed while its logits are held,
+     * then another step, and a batch freed while it holds logits */
+    {
+        int32_t tk = 2;
+        g4_batch_item two[2] = {{ss[0], &tk, 1, NULL}, {ss[2], &tk, 1, NULL}};
+        REQUIRE(g4_batch_step(bt, two, 2, &err) == G4_OK);
+        const float *rows = g4_batch_logits(bt, &err);   /* the batch's copy: leaves the sessions alone */
+        REQUIRE(rows != NULL);
+        float *want = malloc((size_t)V * sizeof(float));
+        memcpy(want, rows + V, (size_t)V * sizeof(float));
+        g4_batch_item one = {ss[0], &tk, 1, NULL};
+        REQUIRE(g4_batch_step(bt, &one, 1, &err) == G4_OK);   /* overwrites row 1: ss[2]'s logits move first */
+        int32_t id = -1;
+        REQUIRE(g4_session_argmax(ss[2], NULL, 0, &id, &err) == G4_OK);
+        CHECK_EQ_INT(id, argmax(want, V));
+        CHECK_MSG(!memcmp(g4_session_logits(ss[2]), want, (size_t)V * sizeof(float)),
+                  "logits of a session left out of the next step changed");
+        g4_session *tmp = NULL;
+        REQUIRE(g4_session_create(e, 64, &tmp, &err) == G4_OK);
+        g4_batch_item with_tmp[2] = {{ss[0], &tk, 1, NULL}, {tmp, &tk, 1, NULL}};
+        REQUIRE(g4_batch_step(bt, with_tmp, 2, &err) == G4_OK);
+        g4_session_free(tmp);   /* held in row 1 */
+        REQUIRE(g4_batch_step(bt, &one, 1, &err) == G4_OK);
+        g4_batch *b2 = NULL;
+        REQUIRE(g4_batch_create(e, 8, 2, &b2, &err) == G4_OK);
+        g4_batch_item three = {ss[3], &tk, 1, NULL};
+        REQUIRE(g4_batch_step(b2, &three, 1, &err) == G4_OK);
+        rows = g4_batch_logits(b2, &err);
+        REQUIRE(rows != NULL);
+        memcpy(want, rows, (size_t)V * sizeof(float));
+        g4_batch_free(b2);
+        CHECK_MSG(!memcmp(g4_session_logits(ss[3]), want, (size_t)V * sizeof(float)),
+                  "logits of a session outlived by its batch changed");
+        free(want);
+    }
     /* errors: repeated session, too many tokens, bad id */
     g4_batch_item bad[2] = {{ss[0], seqs[0], 1, NULL}, {ss[0], seqs[0], 1, NULL}};
     CHECK(g4_batch_step(bt, bad, 2, &err) == G4_ERR_INVALID_ARG);

@@ -328,8 +328,27 @@ oom:
     return G4_FAIL(err, G4_ERR_NOMEM, "out of memory for a session of %d tokens", max_context);
 }
 
+/* the device row holding s's logits: its batch's row while they stay there, else ws.logits */
+static const float *sess_logits_dev(const g4_session *s) {
+    return s->lz_bt ? s->lz_bt->ws.logits + (size_t)s->lz_row * (size_t)s->e->ck->cfg.text.vocab : s->ws.logits;
+}
+/* forget the batch row (new logits are coming, or the session goes away) */
+static void sess_drop_lazy(g4_session *s) {
+    if (!s->lz_bt) return;
+    s->lz_bt->lz_s[s->lz_row] = NULL;
+    s->lz_bt = NULL;
+}
+/* copy the batch row into ws.logits (queued on the backend's stream) and forget it */
+static void sess_own_logits(g4_session *s) {
+    if (!s->lz_bt) return;
+    be *b = s->e->be;
+    b->copy(b, s->ws.logits, sess_logits_dev(s), (size_t)s->e->ck->cfg.text.vocab);
+    sess_drop_lazy(s);
+}
+
 void g4_session_free(g4_session *s) {
     if (!s) return;
+    sess_drop_lazy(s);
     be *b = s->e->be;
     if (b->forget) b->forget(b, s);   /* device graphs made for this session */
     int L = s->e->ck->cfg.text.n_layers;
@@ -439,6 +458,7 @@ static g4_status run_groups(g4_session *s, const int32_t *tokens, size_t n, cons
         }
         eng_group g = {s, tokens + p, (int)T, mm ? mm + mm_off * d : NULL};
         for (size_t t = p; t < p + T; t++) mm_off += is_mm_id(c, tokens[t]);
+        sess_drop_lazy(s);   /* its logits come to ws.logits now */
         st = eng_forward(e, &s->ws, &g, 1, all_dev, err);
         if (!st && all_dev) st = b->to_host(b, all_host + p * V, all_dev, T * V, err);
     }
@@ -486,7 +506,7 @@ const float *g4_session_logits(const g4_session *s) {
     if (s->logits_dev) {   /* the host copy is a cache of the session's state: filled on first use */
         g4_session *m = (g4_session *)s;
         g4_error err = {0};
-        if (m->e->be->to_host(m->e->be, m->logits, m->ws.logits, (size_t)m->e->ck->cfg.text.vocab, &err))
+        if (m->e->be->to_host(m->e->be, m->logits, sess_logits_dev(m), (size_t)m->e->ck->cfg.text.vocab, &err))
             for (size_t i = 0; i < (size_t)m->e->ck->cfg.text.vocab; i++) m->logits[i] = NAN;   /* device lost */
         m->logits_dev = false;
     }
@@ -499,7 +519,7 @@ g4_status g4_session_argmax_lp(g4_session *s, const int32_t *suppress, size_t n_
     be *b = s->e->be;
     if (s->n <= 0) return G4_FAIL(err, G4_ERR_INVALID_ARG, "argmax: the session holds no tokens");
     if (s->logits_dev && b->argmax) {
-        g4_status st = b->argmax(b, s->ws.logits, (size_t)V, 1, suppress, n_suppress, id, logprob, err);
+        g4_status st = b->argmax(b, sess_logits_dev(s), (size_t)V, 1, suppress, n_suppress, id, logprob, err);
         if (st != G4_ERR_UNSUPPORTED) return st;
     }
     const float *w = g4_session_logits(s);   /* host: as g4_sample at temperature 0 */
@@ -528,10 +548,14 @@ g4_status g4_batch_create(g4_engine *e, int max_rows, int max_items, g4_batch **
     if (max_rows < 1 || max_items < 1 || max_items > max_rows)
         return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch: max_rows %d, max_items %d", max_rows, max_items);
     g4_batch *bt = calloc(1, sizeof *bt);
-    if (!bt) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    if (!bt || !(bt->lz_s = calloc((size_t)max_items, sizeof *bt->lz_s))) {
+        free(bt);
+        return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
+    }
     bt->e = e;
     g4_status st = eng_ws_init(e, &bt->ws, max_rows, max_items, err);
     if (st) {
+        free(bt->lz_s);
         free(bt);
         return st;
     }
@@ -541,6 +565,13 @@ g4_status g4_batch_create(g4_engine *e, int max_rows, int max_items, g4_batch **
 
 void g4_batch_free(g4_batch *bt) {
     if (!bt) return;
+    for (int i = 0; i < bt->lz_n; i++)   /* logits still held here outlive the batch */
+        if (bt->lz_s[i]) sess_own_logits(bt->lz_s[i]);
+    if (bt->lz_n && bt->e->be->finish) {
+        g4_error err = {0};
+        bt->e->be->finish(bt->e->be, &err);
+    }
+    free(bt->lz_s);
     eng_ws_free(bt->e, &bt->ws);
     free(bt->host_logits);
     free(bt);
@@ -577,13 +608,32 @@ g4_status g4_batch_step(g4_batch *bt, const g4_batch_item *items, int n_items, g
     }
     if (rows > bt->ws.rows)
         return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch step: %d rows (capacity %d)", rows, bt->ws.rows);
+    /* the last step's rows: a session stepping again gets new logits; the others keep theirs, copied
+     * to their own buffers now (stream order: before this forward overwrites the rows) */
+    for (int i = 0; i < bt->lz_n; i++) {
+        g4_session *s = bt->lz_s[i];
+        if (!s) continue;
+        bool again = false;
+        for (int j = 0; j < n_items && !again; j++) again = g[j].s == s;
+        if (again) sess_drop_lazy(s);
+        else sess_own_logits(s);
+    }
+    bt->lz_n = 0;
+    for (int i = 0; i < n_items; i++) sess_drop_lazy(g[i].s);   /* held by another batch */
     g4_status st = eng_forward(e, &bt->ws, g, n_items, NULL, err);
-    /* each row's logits go to its session's device buffer (a device copy): the host copy is
-     * made when asked for, as after a single-session forward, and greedy rows pick their token
-     * on the device (g4_session_argmax) instead of moving 1 MB per row per step to the host */
-    for (int i = 0; i < n_items && !st; i++) b->copy(b, g[i].s->ws.logits, bt->ws.logits + (size_t)i * V, V);
+    /* each row's logits stay in the batch's buffer, the session pointing at its row (sess_logits_dev):
+     * no per-row device copy (64 x 1 MB copies were ~1 ms of a 64-row step); the host copy is made
+     * when asked for, and greedy rows pick their token on the device (g4_batch_argmax) */
     if (!st && b->finish) st = b->finish(b, err);
-    for (int i = 0; i < n_items; i++) g[i].s->logits_dev = !st;
+    for (int i = 0; i < n_items; i++) {
+        g[i].s->logits_dev = !st;
+        if (!st) {
+            g[i].s->lz_bt = bt;
+            g[i].s->lz_row = i;
+            bt->lz_s[i] = g[i].s;
+        }
+    }
+    bt->lz_n = st ? 0 : n_items;
     bt->last_n = st ? 0 : n_items;
     if (st)
         for (int i = 0; i < n_items; i++) g[i].s->n = 0;
@@ -659,7 +709,7 @@ g4_status g4_session_sample(g4_session *s, const g4_draw *d, const int32_t *supp
                             float *logprob, g4_error *err) {
     if (s->n <= 0) return G4_FAIL(err, G4_ERR_INVALID_ARG, "sample: the session holds no tokens");
     if (!s->logits_dev) return G4_FAIL(err, G4_ERR_UNSUPPORTED, "sample: the logits are on the host");
-    return draw_rows(s->e, s->ws.logits, 1, d, suppress, n_suppress, id, logprob, err);
+    return draw_rows(s->e, sess_logits_dev(s), 1, d, suppress, n_suppress, id, logprob, err);
 }
 
 const float *g4_batch_logits(g4_batch *bt, g4_error *err) {

@@ -76,7 +76,12 @@ struct g4_session {
     float **kc, **vc;                   /* [n_layers] caches */
     eng_ws ws;                          /* private workspace for g4_session_sync (max_chunk rows) */
     float *logits;                      /* [vocab] host copy of the last token's logits */
-    bool logits_dev;                    /* logits only in ws.logits yet: g4_session_logits copies */
+    bool logits_dev;                    /* logits only on the device yet: g4_session_logits copies */
+    /* after a batch step the session's logits stay in the batch's row lz_row (lz_bt->ws.logits)
+     * until they would be overwritten or lost (the batch's next step without this session, its
+     * free): copied into ws.logits only then. NULL: they are in ws.logits. */
+    struct g4_batch *lz_bt;
+    int lz_row;
 };
 
 struct g4_batch {
@@ -86,6 +91,8 @@ struct g4_batch {
     float *host_logits;   /* g4_batch_logits: [last_n][vocab] copy, grown on demand */
     size_t host_cap;      /* floats */
     bool host_ok;         /* host_logits holds the last step's rows */
+    g4_session **lz_s;    /* [groups] per row of the last step: the session whose logits it holds, or NULL */
+    int lz_n;             /* rows of lz_s in use */
 };
 
 /* One group of new rows: tokens[0..T) of session s at positions s->n .. s->n+T-1.
