@@ -3,7 +3,7 @@
  *   g4 serve MODEL [--host 127.0.0.1] [--port 8000] [--max-model-len N] [--max-num-seqs N]
  *            [--api-key KEY] [--served-model-name NAME] [--device cuda|cpu|auto]
  *            [--kv-cache-dtype auto|float16|fp8|float32] [--prefill-weights packed|bf16]
- *            [--max-num-batched-tokens N] [--max-queue N] [--threads N]
+ *            [--max-num-batched-tokens N] [--prefill-wait-ms N] [--max-queue N] [--threads N]
  *            [--max-body-bytes SIZE] [--shutdown-timeout S]
  *            [--allowed-local-media-path DIR] [--allow-remote-media] [--media-max-bytes SIZE]
  *            [--media-timeout S]
@@ -46,7 +46,8 @@ static int usage(void) {
     fprintf(stderr, "usage: g4 serve MODEL [--host 127.0.0.1] [--port 8000] [--max-model-len N] [--max-num-seqs N] "
                     "[--api-key KEY] [--served-model-name NAME] [--device cuda|cpu|auto] "
                     "[--kv-cache-dtype auto|float16|fp8|float32] [--prefill-weights packed|bf16] "
-                    "[--max-num-batched-tokens N] [--max-queue N] [--threads N] [--max-body-bytes SIZE] "
+                    "[--max-num-batched-tokens N] [--prefill-wait-ms N] [--max-queue N] [--threads N] "
+                    "[--max-body-bytes SIZE] "
                     "[--shutdown-timeout S] [--allowed-local-media-path DIR] [--allow-remote-media] "
                     "[--media-max-bytes SIZE] [--media-timeout S]\n");
     return 2;
@@ -82,6 +83,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-model-len")) ok = args_parse_int(v, 1, 1 << 24, &o.max_model_len);
         else if (!strcmp(a, "--max-num-seqs")) ok = args_parse_int(v, 1, 4096, &o.max_num_seqs);
         else if (!strcmp(a, "--max-num-batched-tokens")) ok = args_parse_int(v, 1, 1 << 20, &o.token_budget);
+        else if (!strcmp(a, "--prefill-wait-ms")) ok = args_parse_int(v, 0, 60000, &o.prefill_wait_ms);
         else if (!strcmp(a, "--max-queue")) ok = args_parse_int(v, 1, 1 << 20, &o.max_queue);
         else if (!strcmp(a, "--threads")) ok = args_parse_int(v, 1, 4096, &o.threads);
         else if (!strcmp(a, "--api-key")) o.api_key = v;

@@ -99,6 +99,8 @@ typedef struct sched_opts {
     int max_model_len;          /* context of each session */
     int max_queue;              /* waiting sequences before 429 */
     int token_budget;           /* prefill tokens per step (plus one decode token per running sequence) */
+    double prefill_wait;        /* seconds a new prompt may wait to start with others while sequences
+                                   decode (0: starts at the next step; see step 3 in sched.c) */
 } sched_opts;
 
 typedef struct sched sched;

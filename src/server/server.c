@@ -144,8 +144,11 @@ static void *loader(void *arg) {
          * >= 128 rows pays ~8 ms of weight dequantization whatever its size (prefill chunks share it) */
         int budget = S->o.token_budget > 0 ? S->o.token_budget
                                             : strncmp(g4_engine_device_name(S->e), "cuda", 4) ? 256 : 2048;
+        /* --prefill-wait-ms: new prompts may wait that long to start together while others decode
+         * (on CUDA a prefill step pays the weights' dequantization once however many prompts it
+         * carries); off by default: +0-2 % at 64 streams for 50-200 ms more TTFT (PERF.md) */
         sched_opts so = {.max_num_seqs = S->o.max_num_seqs, .max_model_len = S->max_len, .max_queue = S->o.max_queue,
-                         .token_budget = budget};
+                         .token_budget = budget, .prefill_wait = S->o.prefill_wait_ms * 1e-3};
         st = sched_create(S->e, &so, S->m, &S->sc, &err);
     }
     if (st) {

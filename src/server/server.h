@@ -16,6 +16,7 @@ typedef struct srv_opts {
     int max_num_seqs;           /* default 16 */
     int max_queue;              /* waiting sequences before 429 (default 256) */
     int token_budget;           /* prefill tokens per step (default 256) */
+    int prefill_wait_ms;        /* --prefill-wait-ms: new prompts wait up to this to start together (0: off) */
     const char *api_key;        /* NULL: no auth */
     const char *served_name;    /* NULL: the model path */
     g4_device device;

@@ -385,3 +385,50 @@ def test_kv_cache_dtype_flag():
         assert "kv cache fp8_e4m3" in s.logtext()
     finally:
         s.stop()
+
+
+def test_prefill_wait_coalesces_new_prompts():
+    """--prefill-wait-ms: while a sequence decodes, new prompts wait (up to the limit) to start
+    together in one prefill step; with nothing decoding they start at once; outputs unchanged."""
+    s = Server("--max-model-len", "4096", "--max-num-seqs", "6", "--prefill-wait-ms", "300")
+    url = s.url + "/v1/completions"
+
+    def stream(body, marks, out=None):
+        req = urllib.request.Request(url, data=json.dumps(dict(body, stream=True)).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as f:
+            for line in f:
+                if line.startswith(b"data: ") and line.strip() != b"data: [DONE]":
+                    marks.append(time.time())
+                    if out is not None:
+                        out.append(json.loads(line[6:])["choices"][0]["text"])
+
+    prompts = [f"prompt number {i} about {'cats' if i % 2 else 'dogs'}" for i in range(4)]
+    try:
+        a = []
+        th = cf.ThreadPoolExecutor(1)
+        fa = th.submit(stream, {"prompt": "hello", "max_tokens": 4000, "ignore_eos": True, "temperature": 0}, a)
+        deadline = time.time() + 30
+        while not a and time.time() < deadline:
+            time.sleep(0.005)
+        assert a, "the long stream never started"
+        t0 = time.time()
+        marks = [[] for _ in prompts]
+        texts = [[] for _ in prompts]
+        with cf.ThreadPoolExecutor(len(prompts)) as ex:
+            list(ex.map(lambda i: stream({"prompt": prompts[i], "max_tokens": 8, "temperature": 0}, marks[i], texts[i]),
+                        range(len(prompts))))
+        fa.result(timeout=120)
+        th.shutdown()
+        first = [m[0] - t0 for m in marks]
+        if a[-1] - t0 > 0.5:   # the long stream still decoded when the wait ran out
+            assert min(first) >= 0.25, first
+            assert max(first) < a[-1] - t0, (first, a[-1] - t0)
+        for i, p in enumerate(prompts):   # alone (nothing decoding): at once, same text
+            m, o = [], []
+            t1 = time.time()
+            stream({"prompt": p, "max_tokens": 8, "temperature": 0}, m, o)
+            assert m[0] - t1 < 0.25, m[0] - t1
+            assert "".join(o) == "".join(texts[i])
+    finally:
+        s.stop()
