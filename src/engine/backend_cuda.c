@@ -9,7 +9,8 @@
  * tied lm_head shares the embedding's bytes. No BF16 copy of a quantized weight is kept (prefill
  * dequantizes one weight at a time into a scratch) unless asked for (bf16_copies: engine option
  * prefill_bf16). Weights are found by their host data pointer (an open-addressing table). Small float vectors (norms, RoPE tables) live in one
- * arena allocation. KV caches: f16 by default (G4_CUDA_KV=f32: float), allocated by kv_alloc.
+ * arena allocation. KV caches: f16 by default (--kv-cache-dtype fp8: E4M3 bytes; G4_CUDA_KV=f32:
+ * float), allocated by kv_alloc.
  * Decode path: no allocation, no synchronization except the logits copy; a one-token
  * step is captured into a CUDA graph per (session, workspace) and replayed with the new
  * position and token id written to a device step buffer that the kernels read.

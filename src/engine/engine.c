@@ -608,18 +608,13 @@ g4_status g4_batch_step(g4_batch *bt, const g4_batch_item *items, int n_items, g
     }
     if (rows > bt->ws.rows)
         return G4_FAIL(err, G4_ERR_INVALID_ARG, "batch step: %d rows (capacity %d)", rows, bt->ws.rows);
-    /* the last step's rows: a session stepping again gets new logits; the others keep theirs, copied
-     * to their own buffers now (stream order: before this forward overwrites the rows) */
-    for (int i = 0; i < bt->lz_n; i++) {
-        g4_session *s = bt->lz_s[i];
-        if (!s) continue;
-        bool again = false;
-        for (int j = 0; j < n_items && !again; j++) again = g[j].s == s;
-        if (again) sess_drop_lazy(s);
-        else sess_own_logits(s);
-    }
+    /* this step's sessions get new logits: their held rows (here or in another batch) are dropped;
+     * the last step's other rows are copied to their sessions now (stream order: before this
+     * forward overwrites them) */
+    for (int i = 0; i < n_items; i++) sess_drop_lazy(g[i].s);
+    for (int i = 0; i < bt->lz_n; i++)
+        if (bt->lz_s[i]) sess_own_logits(bt->lz_s[i]);
     bt->lz_n = 0;
-    for (int i = 0; i < n_items; i++) sess_drop_lazy(g[i].s);   /* held by another batch */
     g4_status st = eng_forward(e, &bt->ws, g, n_items, NULL, err);
     /* each row's logits stay in the batch's buffer, the session pointing at its row (sess_logits_dev):
      * no per-row device copy (64 x 1 MB copies were ~1 ms of a 64-row step); the host copy is made
