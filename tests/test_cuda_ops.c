@@ -785,10 +785,20 @@ TEST(cuda_attention_rows) {
         fprintf(stderr, "  cache %s\n", kvf_name(fmts[f]));
         rows_case(0, 512, 16, 1);    /* global layer shape (f16 / E4M3: attn_g16.cu, the tensor cores) */
         rows_case(40, 256, 16, 1);   /* 16 heads per kv head at hd 256, a window; row 2 wrapped its ring */
-        rows_case(48, 256, 16, 8);   /* sliding: row 2 wrapped its 48-slot ring */
+        rows_case(48, 256, 16, 8);   /* sliding: row 2 wrapped its 48-slot ring (f16: attn_g2.cu, split) */
+        rows_case(0, 256, 16, 8);    /* sliding shape, 701 keys in row 2: 16 splits of 3 tiles (f16) */
         rows_case(0, 24, 6, 3);      /* odd head dim */
         rows_case(0, 32, 4, 2);      /* hd 32: E4M3 rows of two 16-byte chunks */
     }
+    /* attn_g2.cu's persistent warps taking many items each: its grid capped at one block (4 warps
+     * for 32 items, one split of up to 44 tiles each, the ring refilled across items) */
+    set_kvf(G4_KV_F16);
+#ifdef G4_HAVE_CUDA
+    cu_attention_rows_g2_grid(1);
+    rows_case(48, 256, 16, 8);
+    rows_case(0, 256, 16, 8);
+    cu_attention_rows_g2_grid(0);
+#endif
     set_kvf(G4_KV_F16);
     /* a layer that was not uploaded */
     g4_error err = {0};

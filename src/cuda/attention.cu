@@ -2,7 +2,9 @@
  * cpu_attention (cpu_ops.h): ring slots p % n_slots, causal + sliding window + optional
  * bidirectional blocks, GQA, any head dim <= 512; f32 scores, online softmax and sums. Used for
  * decode (one query per session, alone or as the rows of a batched step) and for chunks shorter
- * than the tensor-core kernel's threshold (attn_flash.cu).
+ * than the tensor-core kernel's threshold (attn_flash.cu). Batched rows of Gemma 4's shapes over
+ * an f16 / E4M3 cache go to the tensor-core kernels instead (cu_attention_rows: attn_g2.cu for the
+ * sliding layers' 2 heads per kv head at hd 256 (f16), attn_g16.cu for 16 heads per kv head).
  *
  * Cache layout: [n_slots][Hkv][hd] per layer and session (K and V apart), key p in slot
  * p % n_slots; f16 by default, E4M3 bytes (--kv-cache-dtype fp8) or float (the kernel is
@@ -580,6 +582,9 @@ extern "C" int cu_attn_combine(float *out, const float *ws, int Hq, int hd, int 
 extern "C" int cu_attention_rows(float *out, const float *q, int n, const cu_row *rows_dev, int kvf, int Hq, int hd,
                                  int Hkv, int window, float scale, int n_keys_max, float *ws, size_t ws_floats,
                                  int sm_count, void *stream) {
+    if (cu_attention_rows_g2_ok(kvf, Hq, Hkv, hd))
+        return cu_attention_rows_g2(out, q, n, rows_dev, Hq, Hkv, window, scale, n_keys_max, ws, ws_floats, sm_count,
+                                    stream);
     if (n <= 65535 && cu_attention_rows_g16_ok(kvf, Hq, Hkv, hd))
         return cu_attention_rows_g16(out, q, n, rows_dev, kvf, Hq, hd, Hkv, window, scale, n_keys_max, ws, ws_floats,
                                      sm_count, stream);

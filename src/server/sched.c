@@ -139,6 +139,14 @@ struct sched {
     size_t n_in, cap_in;
     size_t queued;              /* sequences submitted and not yet admitted */
     bool stop;
+    /* step trace (G4_SCHED_TRACE=1): host seconds per step phase, summed per step class (0: decode
+     * rows only, 1: with prefill chunks), printed when the scheduler is freed */
+    bool trace;
+    struct {
+        long steps, rows;
+        double pre, fwd, pick, post, gap;
+    } tr[2];
+    double tr_end;              /* when the last traced step ended (the gap: the loop between steps) */
 };
 
 static void seq_free(seq *q) {
@@ -527,6 +535,7 @@ static void host_draw(void *ctx, int task, int thread) {
 }
 
 static void step(sched *s) {
+    const double t0 = s->trace ? srv_now() : 0;
     /* 1. cancelled requests */
     for (size_t i = 0; i < s->n_run;) {
         seq *q = s->run[i];
@@ -641,7 +650,9 @@ static void step(sched *s) {
     if (!ni) return;
     /* 4. forward */
     g4_error err = {0};
+    const double t1 = s->trace ? srv_now() : 0;
     g4_status st = g4_batch_step(s->batch, s->items, ni, &err);
+    const double t2 = s->trace ? srv_now() : 0;
     if (st) {
         char msg[600];
         snprintf(msg, sizeof msg, "engine error: %s", err.msg);
@@ -695,6 +706,7 @@ static void step(sched *s) {
         hd.u = u;
         tp_run(s->pool, hd.n, host_draw, &hd);
     }
+    const double t3 = s->trace ? srv_now() : 0;
     for (int k = 0; k < ni; k++) {
         seq *q = s->item_seq[k];
         if (g4_session_length(s->sess[q->slot]) < q->n_prompt) continue;   /* prefill continues */
@@ -707,6 +719,19 @@ static void step(sched *s) {
         if (!sample_seq(s, q, pre, pre_lp, row ? &hid[k] : NULL, row, drew ? &u[k] : NULL)) remove_run(s, q);
     }
     metrics_set_load(s->m, (int)s->n_run, waiting, (double)s->n_run / s->o.max_num_seqs);
+    if (s->trace) {
+        const double t4 = srv_now();
+        int cls = 0;
+        for (int k = 0; k < ni; k++) cls |= s->items[k].n > 1;
+        s->tr[cls].steps++;
+        s->tr[cls].rows += ni;
+        s->tr[cls].pre += t1 - t0;
+        s->tr[cls].fwd += t2 - t1;
+        s->tr[cls].pick += t3 - t2;
+        s->tr[cls].post += t4 - t3;
+        if (s->tr_end > 0 && t0 - s->tr_end < 0.1) s->tr[cls].gap += t0 - s->tr_end;   /* not idle waits */
+        s->tr_end = t4;
+    }
 }
 
 /* A request that never became sequences: fail it and drop the scheduler's reference. */
@@ -776,6 +801,8 @@ g4_status sched_create(g4_engine *e, const sched_opts *o, srv_metrics *m, sched 
     if (!s) return G4_FAIL(err, G4_ERR_NOMEM, "out of memory");
     s->e = e;
     s->o = *o;
+    const char *tr = getenv("G4_SCHED_TRACE");
+    s->trace = tr && tr[0] == '1';
     s->m = m;
     s->tok = g4_engine_tokenizer(e);
     s->V = g4_engine_vocab(e);
@@ -870,6 +897,16 @@ void sched_free(sched *s) {
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->th, NULL);
     }
+    for (int c = 0; s->trace && c < 2; c++)
+        if (s->tr[c].steps) {
+            const double n = (double)s->tr[c].steps;
+            fprintf(stderr,
+                    "g4 serve step trace (%s): %ld steps, %.1f items per step; ms per step: before the forward %.3f, "
+                    "forward %.3f, picks %.3f, after %.3f, between steps %.3f\n",
+                    c ? "with prefill chunks" : "decode only", s->tr[c].steps, (double)s->tr[c].rows / n,
+                    1e3 * s->tr[c].pre / n, 1e3 * s->tr[c].fwd / n, 1e3 * s->tr[c].pick / n, 1e3 * s->tr[c].post / n,
+                    1e3 * s->tr[c].gap / n);
+        }
     for (size_t i = 0; i < s->n_in; i++) srv_req_release(s->inq[i]);
     for (int i = 0; s->sess && i < s->o.max_num_seqs; i++) g4_session_free(s->sess[i]);
     g4_batch_free(s->batch);

@@ -19,13 +19,13 @@ def free_port():
 
 
 class Server:
-    def __init__(self, *extra):
+    def __init__(self, *extra, env=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(os.path.join(os.environ.get("G4_TEST_TMP", "/tmp"), f"g4-serve-{self.port}.log"), "w+")
         self.proc = subprocess.Popen(
             [G4, "serve", MODEL, "--port", str(self.port), "--threads", "1", *extra],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:

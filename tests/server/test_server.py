@@ -8,6 +8,7 @@ SIGTERM with a stream in flight, and an lm-eval loglikelihood task end to end.""
 import concurrent.futures as cf
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -342,6 +343,34 @@ def test_sigterm_finishes_inflight_stream():
     assert finals == ["length"]
     assert s.proc.wait(60) == 0
     s.log.close()
+
+
+def test_sched_trace_reports_step_phases():
+    """G4_SCHED_TRACE=1: the scheduler's per-step host timings, printed at shutdown, count the
+    steps that ran (two 8-token requests at once: one prefill step, then 7 decode-only steps of 2)."""
+    s = Server("--max-model-len", "512", env={"G4_SCHED_TRACE": "1"})
+    try:
+        cl = client(s)
+        mid = cl.models.list().data[0].id
+        with cf.ThreadPoolExecutor(2) as ex:
+            futs = [ex.submit(cl.completions.create, model=mid, prompt=p, max_tokens=8, temperature=0,
+                              extra_body={"ignore_eos": True}) for p in ("one two three", "four five six")]
+            outs = [f.result() for f in futs]
+        assert all(o.usage.completion_tokens == 8 for o in outs)
+    finally:
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(60) == 0
+    log = s.logtext()
+    s.log.close()
+    dec = re.search(r"step trace \(decode only\): (\d+) steps, ([0-9.]+) items per step; ms per step: "
+                    r"before the forward ([0-9.]+), forward ([0-9.]+), picks ([0-9.]+), after ([0-9.]+)", log)
+    pre = re.search(r"step trace \(with prefill chunks\): (\d+) steps", log)
+    assert dec and pre, log[-2000:]
+    # each request's first token comes from a step with its prompt chunk, its other 7 from steps
+    # after it: 7 decode-only steps (both requests in them) up to 14 (one after the other)
+    n_dec, items = int(dec.group(1)), float(dec.group(2))
+    assert 7 <= n_dec <= 14 and 1.0 <= items <= 2.0 and int(pre.group(1)) >= 1, dec.group(0)
+    assert float(dec.group(4)) > 0
 
 
 def test_lm_eval_local_completions_loglikelihood(server, tmp_path):
