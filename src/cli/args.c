@@ -15,6 +15,14 @@ bool cli_prefill_weights(const char *s, bool *bf16) {
     return true;
 }
 
+bool cli_device(const char *s, g4_device *dev) {
+    if (!strcmp(s, "cpu")) *dev = G4_DEVICE_CPU;
+    else if (!strcmp(s, "cuda")) *dev = G4_DEVICE_CUDA;
+    else if (!strcmp(s, "auto")) *dev = G4_DEVICE_AUTO;
+    else return false;
+    return true;
+}
+
 bool args_parse_int(const char *s, int lo, int hi, int *out) {
     char *end;
     errno = 0;
@@ -92,10 +100,7 @@ int args_parse(args *a, int argc, char **argv, const char *cmd) {
         } else if (!strcmp(o, "--prefill-weights") && v) {
             ok = cli_prefill_weights(v, &a->prefill_bf16);
         } else if (!strcmp(o, "--device") && v) {
-            if (!strcmp(v, "cpu")) a->device = G4_DEVICE_CPU;
-            else if (!strcmp(v, "cuda")) a->device = G4_DEVICE_CUDA;
-            else if (!strcmp(v, "auto")) a->device = G4_DEVICE_AUTO;
-            else ok = false;
+            ok = cli_device(v, &a->device);
         } else {
             takes = false;
             if (!strcmp(o, "--raw")) a->raw = true;

@@ -34,6 +34,8 @@ typedef struct args {
 /* --prefill-weights: "packed" (the checkpoint's 4- / 8-bit weights only, dequantized per prefill
  * step) or "bf16" (also a BF16 copy for prefill: g4_engine_options.prefill_bf16) */
 bool cli_prefill_weights(const char *s, bool *bf16);
+/* --device: "cpu", "cuda" or "auto" */
+bool cli_device(const char *s, g4_device *dev);
 /* *out = the decimal integer s when it is all digits (sign allowed) and in [lo, hi] */
 bool args_parse_int(const char *s, int lo, int hi, int *out);
 /* 0 ok; non-zero after printing a one-line usage error for `cmd`. */

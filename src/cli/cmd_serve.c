@@ -105,10 +105,7 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--prefill-weights")) {
             ok = cli_prefill_weights(v, &o.prefill_bf16);
         } else if (!strcmp(a, "--device")) {
-            if (!strcmp(v, "cpu")) o.device = G4_DEVICE_CPU;
-            else if (!strcmp(v, "cuda")) o.device = G4_DEVICE_CUDA;
-            else if (!strcmp(v, "auto")) o.device = G4_DEVICE_AUTO;
-            else ok = false;
+            ok = cli_device(v, &o.device);
         } else {
             fprintf(stderr, "g4 serve: unknown option: %s\n", a);
             return usage();
