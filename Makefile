@@ -8,8 +8,9 @@ NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 G4FLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter -Iinclude -Isrc -MMD -MP
-# media decoders (Debian: libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libsndfile1-dev libsoxr-dev)
-MEDIA_LIBS := $(shell pkg-config --libs libjpeg libpng libwebpdemux libwebp sndfile soxr 2>/dev/null || echo -ljpeg -lpng16 -lwebpdemux -lwebp -lsndfile -lsoxr) -lgif
+# media decoders (Debian: libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libsndfile1-dev libsoxr-dev
+# libvorbis-dev; libogg / libvorbis also check Ogg Vorbis headers before libsndfile: audio.c)
+MEDIA_LIBS := $(shell pkg-config --libs libjpeg libpng libwebpdemux libwebp sndfile soxr vorbis ogg 2>/dev/null || echo -ljpeg -lpng16 -lwebpdemux -lwebp -lsndfile -lsoxr -lvorbis -logg) -lgif
 # server media fetch (Debian: libcurl4-openssl-dev)
 # G4_NO_CURL=1 builds without it (remote media then answer 400: not compiled in)
 ifeq ($(G4_NO_CURL),1)

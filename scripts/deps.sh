@@ -9,7 +9,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # media: image decoders, audio decode + resample (libs), video frames (the ffmpeg command)
 # server: libcurl (image_url / video_url http(s) fetch)
-for p in libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libsndfile1-dev libsoxr-dev libcurl4-openssl-dev; do
+for p in libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libsndfile1-dev libvorbis-dev libsoxr-dev libcurl4-openssl-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)

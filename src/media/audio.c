@@ -16,8 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ogg/ogg.h>
 #include <sndfile.h>
 #include <soxr.h>
+#include <vorbis/codec.h>
 
 typedef struct vio { const uint8_t *d; sf_count_t n, p; } vio;
 
@@ -69,11 +71,69 @@ g4_status audio_resample16k(const float *x, size_t n, double in_rate, float **ou
     return G4_OK;
 }
 
+/* libsndfile 1.2.0 (Debian 12) leaks libvorbis's codec setup (~5.7 KB from vorbis_info_init) on
+ * its error paths for Ogg input (malformed Vorbis headers, a first page it cannot read, an Ogg stream
+ * of no codec it knows: found by fuzz/fuzz_audio). So an Ogg input reaches libsndfile only when
+ * its first page passes libogg's checksum and starts a stream of a codec libsndfile reads: Vorbis -
+ * then its three header packets must pass libvorbis too - Opus or FLAC. Every libogg / libvorbis
+ * state here is cleared. Returns false to reject (non-Ogg input: true). */
+static bool ogg_input_ok(const uint8_t *d, size_t n) {
+    if (n < 4 || memcmp(d, "OggS", 4)) return true;
+    if (n > (size_t)0x7fffffff) return false;
+    ogg_sync_state oy;
+    ogg_stream_state os;
+    ogg_page og;
+    ogg_packet op;
+    vorbis_info vi;
+    vorbis_comment vc;
+    ogg_sync_init(&oy);
+    vorbis_info_init(&vi);
+    vorbis_comment_init(&vc);
+    bool stream = false, bad = false, vorbis = false, other = false;
+    int headers = 0, r;
+    char *buf = ogg_sync_buffer(&oy, (long)n);
+    if (buf) {
+        memcpy(buf, d, n);
+        ogg_sync_wrote(&oy, (long)n);
+    }
+    /* the first page must start the stream: no resynchronisation */
+    while (buf && !bad && !other && headers < 3 && (r = ogg_sync_pageout(&oy, &og)) != 0) {
+        if (r < 0 || (!stream && ogg_stream_init(&os, ogg_page_serialno(&og)))) {
+            bad = true;
+            break;
+        }
+        stream = true;
+        if (ogg_stream_pagein(&os, &og)) continue;   /* a page of another logical stream */
+        while (!bad && !other && headers < 3 && (r = ogg_stream_packetout(&os, &op)) != 0) {
+            if (r < 0) {
+                bad = true;
+            } else if (headers == 0 && !(op.bytes >= 7 && !memcmp(op.packet, "\x01vorbis", 7))) {
+                other = (op.bytes >= 8 && !memcmp(op.packet, "OpusHead", 8)) ||
+                        (op.bytes >= 5 && !memcmp(op.packet, "\x7f" "FLAC", 5));
+                bad = !other;
+            } else if (vorbis_synthesis_headerin(&vi, &vc, &op)) {
+                bad = true;
+            } else {
+                vorbis = true;
+                headers++;
+            }
+        }
+    }
+    if (!other && !(vorbis && headers == 3)) bad = true;
+    if (stream) ogg_stream_clear(&os);
+    vorbis_comment_clear(&vc);
+    vorbis_info_clear(&vi);
+    ogg_sync_clear(&oy);
+    return !bad;
+}
+
 g4_status audio_decode(const uint8_t *d, size_t n, size_t max_samples, float **out, size_t *n_out, int *src_rate,
                        int *src_channels, g4_error *err) {
     *out = NULL;
     *n_out = 0;
     if (!d || !n) return G4_FAIL(err, G4_ERR_FORMAT, "audio: empty data");
+    if (!ogg_input_ok(d, n))
+        return G4_FAIL(err, G4_ERR_FORMAT, "audio: malformed Ogg stream (Vorbis, Opus or FLAC headers expected)");
     vio v = {d, (sf_count_t)n, 0};
     SF_VIRTUAL_IO io = {v_len, v_seek, v_read, v_write, v_tell};
     SF_INFO info;
