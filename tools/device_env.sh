@@ -1,6 +1,9 @@
 # device_env.sh - sourced by the device scripts (gpu_bench_all.sh, gpu_profile.sh, gpu_final_check.sh):
 # binaries built on the dev machine in .devbin/, their media libraries in .devlibs/, the Gemma 3
 # tokenizer gzipped in .devshared/ (all git-excluded, carried by the device call; 64 MiB in all).
+# Scripts print their result lines as they go and the call runs them bare: the call returns the
+# last 12,000 characters of output, and a `| tail` in the call's command prints nothing at all
+# when the call reaches its time limit (stop 19 lost a 7-minute call that way).
 OUT=${OUT:-/tmp/g4-gpu-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH=$PWD/.devlibs:$LD_LIBRARY_PATH
