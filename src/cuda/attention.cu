@@ -88,9 +88,6 @@ template <typename KV> struct row16 {
     }
 };
 
-/* running (max, sum, acc) of one query head += the state (m2, l2, acc2) of another key set */
-__device__ __forceinline__ float lse_w(float m, float M) { return m == -INFINITY ? 0.0f : expf(m - M); }
-
 /* U keys per lane group and iteration (all their loads in flight together); PIPE: the next
  * iteration's keys are loaded while this one's are used (two register sets of U keys) */
 /* RING > 0 (VEC only): each thread's own K / V chunks go through a RING-stage ring of shared memory

@@ -57,7 +57,6 @@ template <int HD, bool F8> struct g16_smem {
     static constexpr int BYTES = ST + 3 * G * 4;
 };
 
-__device__ __forceinline__ float lse_w(float m, float M) { return m == -INFINITY ? 0.0f : expf(m - M); }
 
 template <int HD, bool F8> __global__ void __launch_bounds__(NWG * 32, 1) k_attn_g16(const g16_args a) {
     using L = g16_smem<HD, F8>;

@@ -47,7 +47,6 @@ struct g2_args {
     float scale;
 };
 
-__device__ __forceinline__ float lse_w(float m, float M) { return m == -INFINITY ? 0.0f : expf(m - M); }
 
 __device__ __forceinline__ void split_h(float x, __half &h, __half &l) {
     h = __float2half_rn(x);

@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
+#include <math.h>
 #include <stdint.h>
 
 extern int g_cu_pdl;   /* device.cu */
@@ -18,6 +19,10 @@ __device__ __forceinline__ uint32_t e4m3x2_to_h2(uint32_t b) {
     const __half2_raw r = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(b & 0xFFFFu), __NV_E4M3);
     return (uint32_t)r.x | (uint32_t)r.y << 16;
 }
+
+/* the weight exp(m - M) that moves a softmax state of running max m onto the larger max M; 0 for
+ * an empty state (m = -inf), so that -inf - -inf never makes a NaN (the attention kernels' merges) */
+__device__ __forceinline__ float lse_w(float m, float M) { return m == -INFINITY ? 0.0f : expf(m - M); }
 
 /* Let the next kernel of the stream launch as soon as every block of this one has started (its
  * blocks then take SM slots as ours exit and run their prologue - weight prefetch - during our
