@@ -89,7 +89,7 @@ static bool ogg_input_ok(const uint8_t *d, size_t n) {
     ogg_sync_init(&oy);
     vorbis_info_init(&vi);
     vorbis_comment_init(&vc);
-    bool stream = false, bad = false, vorbis = false, other = false;
+    bool stream = false, bad = false, other = false;
     int headers = 0, r;
     char *buf = ogg_sync_buffer(&oy, (long)n);
     if (buf) {
@@ -114,12 +114,11 @@ static bool ogg_input_ok(const uint8_t *d, size_t n) {
             } else if (vorbis_synthesis_headerin(&vi, &vc, &op)) {
                 bad = true;
             } else {
-                vorbis = true;
                 headers++;
             }
         }
     }
-    if (!other && !(vorbis && headers == 3)) bad = true;
+    if (!other && headers < 3) bad = true;
     if (stream) ogg_stream_clear(&os);
     vorbis_comment_clear(&vc);
     vorbis_info_clear(&vi);

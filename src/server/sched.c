@@ -143,7 +143,7 @@ struct sched {
      * rows only, 1: with prefill chunks), printed when the scheduler is freed */
     bool trace;
     struct {
-        long steps, rows;
+        long steps, items;
         double pre, fwd, pick, post, gap;
     } tr[2];
     double tr_end;              /* when the last traced step ended (the gap: the loop between steps) */
@@ -724,7 +724,7 @@ static void step(sched *s) {
         int cls = 0;
         for (int k = 0; k < ni; k++) cls |= s->items[k].n > 1;
         s->tr[cls].steps++;
-        s->tr[cls].rows += ni;
+        s->tr[cls].items += ni;
         s->tr[cls].pre += t1 - t0;
         s->tr[cls].fwd += t2 - t1;
         s->tr[cls].pick += t3 - t2;
@@ -903,7 +903,7 @@ void sched_free(sched *s) {
             fprintf(stderr,
                     "g4 serve step trace (%s): %ld steps, %.1f items per step; ms per step: before the forward %.3f, "
                     "forward %.3f, picks %.3f, after %.3f, between steps %.3f\n",
-                    c ? "with prefill chunks" : "decode only", s->tr[c].steps, (double)s->tr[c].rows / n,
+                    c ? "with prefill chunks" : "decode only", s->tr[c].steps, (double)s->tr[c].items / n,
                     1e3 * s->tr[c].pre / n, 1e3 * s->tr[c].fwd / n, 1e3 * s->tr[c].pick / n, 1e3 * s->tr[c].post / n,
                     1e3 * s->tr[c].gap / n);
         }
