@@ -783,7 +783,7 @@ TEST(cuda_attention_rows) {
     for (int f = 0; f < 3; f++) {
         set_kvf(fmts[f]);
         fprintf(stderr, "  cache %s\n", kvf_name(fmts[f]));
-        rows_case(0, 512, 16, 1);    /* global layer shape (f16 / E4M3: attn_g16.cu, the tensor cores) */
+        rows_case(0, 512, 16, 1);    /* global layer shape (f16: attn_g16t.cu, E4M3: attn_g16.cu) */
         rows_case(40, 256, 16, 1);   /* 16 heads per kv head at hd 256, a window; row 2 wrapped its ring */
         rows_case(48, 256, 16, 8);   /* sliding: row 2 wrapped its 48-slot ring (f16: attn_g2.cu, split) */
         rows_case(0, 256, 16, 8);    /* sliding shape, 701 keys in row 2: 16 splits of 3 tiles (f16) */
@@ -798,6 +798,11 @@ TEST(cuda_attention_rows) {
     rows_case(48, 256, 16, 8);
     rows_case(0, 256, 16, 8);
     cu_attention_rows_g2_grid(0);
+    /* attn_g16t.cu's teams likewise (one team for 4 rows' items) */
+    cu_attention_rows_g16t_grid(1);
+    rows_case(0, 512, 16, 1);
+    rows_case(40, 256, 16, 1);
+    cu_attention_rows_g16t_grid(0);
 #endif
     set_kvf(G4_KV_F16);
     /* a layer that was not uploaded */

@@ -232,6 +232,15 @@ int cu_attention_rows_g2(float *out, const float *q, int n, const cu_row *rows_d
                          float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count, void *stream);
 void cu_attention_rows_g2_grid(int blocks);
 
+/* ---- attn_g16t.cu: the same as attn_g16.cu for an f16 cache by persistent two-warp teams
+ * (flash-attention-2 register layout); _ok: 16 heads per kv head, hd 256 / 512, f16 (and
+ * G4_CUDA_ATTN_G16T is not 0). _grid: tests cap its grid at `blocks` teams (0: all that fit). */
+int cu_attention_rows_g16t_ok(int kvf, int Hq, int Hkv, int hd);
+int cu_attention_rows_g16t(float *out, const float *q, int n, const cu_row *rows_dev, int Hq, int hd, int Hkv,
+                           int window, float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count,
+                           void *stream);
+void cu_attention_rows_g16t_grid(int blocks);
+
 /* ---- attn_flash.cu: tensor-core prefill attention (the same contract, T >= 2 queries) ----
  * _ok: the shape is supported (hd a multiple of 16 up to 512, Hq / Hkv <= 64). */
 int cu_attention_flash_ok(int Hq, int Hkv, int hd);
