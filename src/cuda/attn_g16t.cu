@@ -46,8 +46,6 @@ struct t_args {
     float scale;
 };
 
-__device__ __forceinline__ float lse_w(float m, float M) { return m == -INFINITY ? 0.0f : expf(m - M); }
-
 __device__ __forceinline__ void split2(float a, float b, uint32_t &hi, uint32_t &lo) {
     const __half ah = __float2half_rn(a), bh = __float2half_rn(b);
     __half2 h = __halves2half2(ah, bh);
