@@ -792,12 +792,15 @@ TEST(cuda_attention_rows) {
     }
     /* attn_g2.cu's persistent warps taking many items each: its grid capped at one block (4 warps
      * for 32 items, one split of up to 44 tiles each, the ring refilled across items) */
-    set_kvf(G4_KV_F16);
 #ifdef G4_HAVE_CUDA
-    cu_attention_rows_g2_grid(1);
-    rows_case(48, 256, 16, 8);
-    rows_case(0, 256, 16, 8);
-    cu_attention_rows_g2_grid(0);
+    for (int f = 0; f < 2; f++) {   /* f16, E4M3 */
+        set_kvf(f ? G4_KV_FP8 : G4_KV_F16);
+        cu_attention_rows_g2_grid(1);
+        rows_case(48, 256, 16, 8);
+        rows_case(0, 256, 16, 8);
+        cu_attention_rows_g2_grid(0);
+    }
+    set_kvf(G4_KV_F16);
     /* attn_g16t.cu's teams likewise (one team for 4 rows' items) */
     cu_attention_rows_g16t_grid(1);
     rows_case(0, 512, 16, 1);

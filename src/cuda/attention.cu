@@ -580,8 +580,8 @@ extern "C" int cu_attention_rows(float *out, const float *q, int n, const cu_row
                                  int Hkv, int window, float scale, int n_keys_max, float *ws, size_t ws_floats,
                                  int sm_count, void *stream) {
     if (cu_attention_rows_g2_ok(kvf, Hq, Hkv, hd))
-        return cu_attention_rows_g2(out, q, n, rows_dev, Hq, Hkv, window, scale, n_keys_max, ws, ws_floats, sm_count,
-                                    stream);
+        return cu_attention_rows_g2(out, q, n, rows_dev, kvf, Hq, Hkv, window, scale, n_keys_max, ws, ws_floats,
+                                    sm_count, stream);
     if (cu_attention_rows_g16t_ok(kvf, Hq, Hkv, hd))
         return cu_attention_rows_g16t(out, q, n, rows_dev, Hq, hd, Hkv, window, scale, n_keys_max, ws, ws_floats,
                                       sm_count, stream);

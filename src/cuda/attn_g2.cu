@@ -37,7 +37,10 @@ namespace {
 constexpr int HD = 256;           /* head dim */
 constexpr int KT = 16;            /* keys per tile */
 constexpr int RS = HD + 8;        /* smem row stride, halves */
-constexpr int STAGE = 2 * KT * RS * 2;        /* bytes: K and V tiles */
+constexpr int STAGE = 2 * KT * RS * 2;        /* bytes: K and V tiles (f16) */
+constexpr int STAGE8 = 2 * KT * HD;           /* bytes: K and V tiles as E4M3 bytes, unpadded */
+/* a warp's shared memory: f16: NS stages; E4M3: NS byte stages + the f16 tile they widen into */
+template <int NS, bool F8> __host__ __device__ constexpr int warp_smem() { return F8 ? NS * STAGE8 + STAGE : NS * STAGE; }
 
 struct g2_args {
     float *ws, *out;
@@ -57,18 +60,21 @@ __device__ __forceinline__ uint32_t h2u(__half a, __half b) {
     return *reinterpret_cast<uint32_t *>(&v);
 }
 
-/* NWP warps per block, NS ring stages per warp */
-template <int NWP, int NS> __global__ void __launch_bounds__(NWP * 32, 1) k_attn_g2(const g2_args a) {
+/* NWP warps per block, NS ring stages per warp; F8: the cache holds E4M3 bytes, copied into byte
+ * stages and widened (exactly) into the warp's f16 tile before the same MMA loop */
+template <int NWP, int NS, bool F8> __global__ void __launch_bounds__(NWP * 32, 1) k_attn_g2(const g2_args a) {
     extern __shared__ __align__(16) unsigned char sm[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    unsigned char *ring = sm + warp * NS * STAGE;
+    unsigned char *ring = sm + warp * warp_smem<NS, F8>();
     const uint32_t s_ring = smem_addr(ring);
+    unsigned char *tile16 = ring + (F8 ? NS * STAGE8 : 0);   /* F8: the widened tile */
     pdl_wait();
     const int W = gridDim.x * NWP, n_items = a.n * a.Hkv * a.nsplit;
     for (int it = blockIdx.x * NWP + warp; it < n_items; it += W) {
         const int tz = it / (a.Hkv * a.nsplit), h = (it / a.nsplit) % a.Hkv, s = it % a.nsplit;
         const cu_row r = a.rows[tz];
         const __half *kc = static_cast<const __half *>(r.kc), *vc = static_cast<const __half *>(r.vc);
+        const uint8_t *kc8 = static_cast<const uint8_t *>(r.kc), *vc8 = static_cast<const uint8_t *>(r.vc);
         const int pos = r.p0, n_slots = r.n_slots;
         const int32_t *bidp = r.bid;
         int lo = pos + 1 - n_slots;
@@ -84,6 +90,22 @@ template <int NWP, int NS> __global__ void __launch_bounds__(NWP * 32, 1) k_attn
         /* tile i -> stage i % NS: lane copies 16-byte chunk `lane` of every key's K and V row */
         auto fill = [&](int i) {
             const int st = i % NS, kb = k0 + i * KT;
+            if constexpr (F8) {   /* lane: chunk lane % 16 of keys 2u + lane / 16 (256-byte rows) */
+                const int half = lane >> 4, c = lane & 15;
+                int slot = (kb + half) % n_slots;
+#pragma unroll
+                for (int u = 0; u < KT / 2; u++) {
+                    const int key = 2 * u + half;
+                    const bool ok = kb + key < k1;
+                    const size_t off = (ok ? (size_t)slot * kvrow : 0) + (size_t)h * HD + c * 16;
+                    slot += 2;
+                    while (slot >= n_slots) slot -= n_slots;
+                    const uint32_t d = s_ring + (uint32_t)(st * STAGE8 + key * HD + c * 16);
+                    cp16(d, kc8 + off, ok ? 16 : 0);
+                    cp16(d + KT * HD, vc8 + off, ok ? 16 : 0);
+                }
+                return;
+            }
             int slot = kb % n_slots;   /* key kb + key's ring slot, stepped (one division per tile) */
 #pragma unroll
             for (int key = 0; key < KT; key++) {
@@ -129,7 +151,26 @@ template <int NWP, int NS> __global__ void __launch_bounds__(NWP * 32, 1) k_attn
             cp_commit();
             cp_wait<NS - 1>();
             __syncwarp();   /* every lane's copies of tile i landed */
-            const uint32_t sk = s_ring + (uint32_t)((i % NS) * STAGE), sv = sk + KT * RS * 2;
+            if constexpr (F8) {   /* byte stage -> f16 tile (E4M3 -> f16 is exact), the chunks this lane copied */
+                const unsigned char *s8 = ring + (i % NS) * STAGE8;
+                __half *d16 = reinterpret_cast<__half *>(tile16);
+                const int half = lane >> 4, c = lane & 15;
+#pragma unroll
+                for (int u = 0; u < KT; u++) {   /* K keys (u < 8) then V keys */
+                    const int which = u >> 3, key = 2 * (u & 7) + half;
+                    const uint4 b = *reinterpret_cast<const uint4 *>(s8 + which * KT * HD + key * HD + c * 16);
+                    uint32_t o[8];
+                    e4m3x4_to_f16x2(b.x, o[0], o[1]);
+                    e4m3x4_to_f16x2(b.y, o[2], o[3]);
+                    e4m3x4_to_f16x2(b.z, o[4], o[5]);
+                    e4m3x4_to_f16x2(b.w, o[6], o[7]);
+                    uint4 *dst = reinterpret_cast<uint4 *>(d16 + (which * KT + key) * RS + c * 16);
+                    dst[0] = make_uint4(o[0], o[1], o[2], o[3]);
+                    dst[1] = make_uint4(o[4], o[5], o[6], o[7]);
+                }
+                __syncwarp();   /* the whole tile widened */
+            }
+            const uint32_t sk = F8 ? smem_addr(tile16) : s_ring + (uint32_t)((i % NS) * STAGE), sv = sk + KT * RS * 2;
             /* scores: four chains (q hi / lo x even / odd kk) */
             float c[4][4];
 #pragma unroll
@@ -252,15 +293,15 @@ int env_int(const char *name, int dflt) {
 
 int g_grid_cap = 0;   /* tests: at most this many blocks (0: one per SM) */
 
-template <int NWP, int NS> int launch(const g2_args &a, int blocks, void *stream) {
-    constexpr int smem = NWP * NS * STAGE;
+template <int NWP, int NS, bool F8> int launch(const g2_args &a, int blocks, void *stream) {
+    constexpr int smem = NWP * warp_smem<NS, F8>();
     static bool attr = false;
     if (!attr) {
-        cudaError_t e = cudaFuncSetAttribute(k_attn_g2<NWP, NS>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        cudaError_t e = cudaFuncSetAttribute(k_attn_g2<NWP, NS, F8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (e != cudaSuccess) return (int)e;
         attr = true;
     }
-    return cu_launch(k_attn_g2<NWP, NS>, dim3((unsigned)blocks), dim3(NWP * 32), (size_t)smem, stream, a);
+    return cu_launch(k_attn_g2<NWP, NS, F8>, dim3((unsigned)blocks), dim3(NWP * 32), (size_t)smem, stream, a);
 }
 
 } /* namespace */
@@ -270,11 +311,14 @@ extern "C" void cu_attention_rows_g2_grid(int blocks) { g_grid_cap = blocks; }
 extern "C" int cu_attention_rows_g2_ok(int kvf, int Hq, int Hkv, int hd) {
     static int on = -1;
     if (on < 0) on = env_int("G4_CUDA_ATTN_G2", 1) != 0;
-    return on && kvf == CU_KV_F16 && Hkv > 0 && Hq == 2 * Hkv && hd == HD;
+    static int f8 = -1;   /* G4_CUDA_ATTN_G2_F8=0: the E4M3 cache stays on k_attn's ring (A/B timing) */
+    if (f8 < 0) f8 = env_int("G4_CUDA_ATTN_G2_F8", 1) != 0;
+    return on && (kvf == CU_KV_F16 || (kvf == CU_KV_E4M3 && f8)) && Hkv > 0 && Hq == 2 * Hkv && hd == HD;
 }
 
-extern "C" int cu_attention_rows_g2(float *out, const float *q, int n, const cu_row *rows_dev, int Hq, int Hkv, int window,
-                                    float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count, void *stream) {
+extern "C" int cu_attention_rows_g2(float *out, const float *q, int n, const cu_row *rows_dev, int kvf, int Hq, int Hkv,
+                                    int window, float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count,
+                                    void *stream) {
     if (n <= 0) return 0;
     if (n_keys_max < 1) n_keys_max = 1;
     /* 4 warps x 3 stages per block, one block per SM (measured against 4 x 2, 6 x 2, 3 x 4 and two
@@ -313,7 +357,8 @@ extern "C" int cu_attention_rows_g2(float *out, const float *q, int n, const cu_
     const long items = (long)n * Hkv * best;
     long blocks = (items + NWP - 1) / NWP;
     if (blocks > cap) blocks = cap;
-    int rc = launch<NWP, NS>(a, (int)blocks, stream);
+    /* E4M3: 4 byte stages (8 KB each) + the f16 tile: ~196 KB per block */
+    int rc = kvf == CU_KV_E4M3 ? launch<NWP, 4, true>(a, (int)blocks, stream) : launch<NWP, NS, false>(a, (int)blocks, stream);
     if (rc || best == 1) return rc;
     return cu_attn_combine(out, ws, Hq, HD, best, n, rows_dev, stream);
 }

@@ -224,11 +224,12 @@ int cu_attention_rows_g16(float *out, const float *q, int n, const cu_row *rows_
                           void *stream);
 
 /* ---- attn_g2.cu: cu_attention_rows on the tensor cores for 2 query heads per kv head at hd 256
- * with an f16 cache (Gemma 4's sliding layers); _ok: that shape (and G4_CUDA_ATTN_G2 is not 0).
+ * with an f16 or E4M3 cache (Gemma 4's sliding layers); _ok: that shape (and G4_CUDA_ATTN_G2 is
+ * not 0; G4_CUDA_ATTN_G2_F8=0 leaves the E4M3 cache to k_attn).
  * cu_attention_rows takes it by itself. _grid: tests cap its persistent grid at `blocks` blocks (0:
  * one per SM), so that each warp takes several items. */
 int cu_attention_rows_g2_ok(int kvf, int Hq, int Hkv, int hd);
-int cu_attention_rows_g2(float *out, const float *q, int n, const cu_row *rows_dev, int Hq, int Hkv, int window,
+int cu_attention_rows_g2(float *out, const float *q, int n, const cu_row *rows_dev, int kvf, int Hq, int Hkv, int window,
                          float scale, int n_keys_max, float *ws, size_t ws_floats, int sm_count, void *stream);
 void cu_attention_rows_g2_grid(int blocks);
 
