@@ -9,7 +9,9 @@
  * "w4 fused": q/k/v and gate/up + GELU in one launch each, Hopper).
  * --lmhead: instead, the tied BF16 lm_head (262,144 x 3,840, 2 GB) at each T on cuBLAS
  * (cu_gemm_bf16, the weights read in place): us and weight GB/s.
- * Usage: bench_cuda_gemm [--t 16,32,64,96,127] [--reps N] [--lmhead]   (needs a GPU; build: make bench-cuda) */
+ * --dequant: instead, the dequantization to BF16 of each product alone (the cuBLAS path's first
+ * half; cu_dequant_bf16), us and GB/s of its bytes read + written, against the copy ceiling.
+ * Usage: bench_cuda_gemm [--t 16,32,64,96,127] [--reps N] [--lmhead | --dequant]   (needs a GPU; build: make bench-cuda) */
 #include "cuda/cuda_ops.h"
 #include "cuda/tc_layout.h"
 
@@ -82,9 +84,10 @@ static int lmhead(const char *ts, int reps, void *st, void *cublas) {
 
 int main(int argc, char **argv) {
     const char *ts = "16,32,64,96,127,256,1024,2048";
-    int reps = 10, lm = 0;
+    int reps = 10, lm = 0, dq = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--lmhead")) lm = 1;
+        else if (!strcmp(argv[i], "--dequant")) dq = 1;
         else if (i + 1 < argc && !strcmp(argv[i], "--t")) ts = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--reps")) reps = atoi(argv[++i]);
     }
@@ -172,6 +175,33 @@ int main(int argc, char **argv) {
         free(hx);
     }
     printf("{\"device\":\"%s\",\"sms\":%d,\"layer_weight_mb\":%.1f}\n", name, sms, (lay_codes + lay_scales) / 1e6);
+    if (dq) {   /* each product's dequantization alone, 4 launches per sample over the copies */
+        printf("{\"copy_gbs\":%.0f}\n", cu_copy_gbs((size_t)256 << 20, 10));
+        double lay = 0, lay_bytes = 0;
+        for (int p = 0; p < NP; p++) {
+            double best = 1e9;
+            for (int r = 0; r <= reps; r++) {
+                cu_sync(st);
+                double t0 = now_s();
+                int rc = 0;
+                for (int u = 0; u < 4 && !rc; u++) rc = cu_dequant_bf16(&w[(r * 4 + u) % COPIES][p], wb, st);
+                cu_sync(st);
+                if (rc) {
+                    printf("{\"dequant\":\"%s\",\"error\":\"%s\"}\n", names[p], cu_error_string(rc));
+                    return 1;
+                }
+                const double t = (now_s() - t0) / 4;
+                if (r > 0 && t < best) best = t;
+            }
+            const double bytes = (double)tc_code_bytes((size_t)shp[p][0], (size_t)shp[p][1]) +
+                                 (double)tc_scale_bytes((size_t)shp[p][0], (size_t)shp[p][1]) + 2.0 * shp[p][0] * shp[p][1];
+            printf("{\"dequant\":\"%s\",\"us\":%.1f,\"gbs\":%.0f}\n", names[p], best * 1e6, bytes / best * 1e-9);
+            lay += best;
+            lay_bytes += bytes;
+        }
+        printf("{\"dequant\":\"layer\",\"us\":%.1f,\"gbs\":%.0f}\n", lay * 1e6, lay_bytes / lay * 1e-9);
+        return 0;
+    }
     char *tl = strdup(ts);
     for (char *tok = strtok(tl, ","); tok; tok = strtok(NULL, ",")) {
         const int T = atoi(tok);
