@@ -75,13 +75,9 @@ template <int HD, bool F8> __global__ void __launch_bounds__(NWG * 32, 1) k_attn
     const uint8_t *kc = static_cast<const uint8_t *>(r.kc), *vc = static_cast<const uint8_t *>(r.vc);   /* bytes */
     const int pos = r.p0, n_slots = r.n_slots;
     const int32_t *bidp = r.bid;
-    int lo = pos + 1 - n_slots;
-    if (lo < 0) lo = 0;
-    if (!bidp && a.window > 0 && pos - a.window + 1 > lo) lo = pos - a.window + 1;
-    const int hi = pos + 1;
     const int bq = bidp ? bidp[pos] : -1;
-    const int k0 = lo + s * a.ks;
-    const int k1 = k0 + a.ks < hi ? k0 + a.ks : hi;
+    int k0, k1;
+    split_keys(pos, n_slots, bidp != nullptr, a.window, s, a.ks, k0, k1);
     const int ntiles = k1 > k0 ? (k1 - k0 + NTK - 1) / NTK : 0;
 
     /* q hi / lo (f16) of the G heads */

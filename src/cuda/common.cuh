@@ -55,6 +55,19 @@ static inline int cu_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_
     return (int)e;
 }
 
+/* The keys [k0, k1) of split s (ks keys per split) of a batched-decode attention row whose query
+ * sits at position pos: the cache ring holds the last n_slots positions; a sliding window (window
+ * > 0) narrows that unless the row carries media block ids (bids), whose masks decide instead.
+ * Shared by attn_g2.cu, attn_g16.cu and attn_g16t.cu. */
+__device__ __forceinline__ void split_keys(int pos, int n_slots, bool bids, int window, int s, int ks, int &k0, int &k1) {
+    int lo = pos + 1 - n_slots;
+    if (lo < 0) lo = 0;
+    if (!bids && window > 0 && pos - window + 1 > lo) lo = pos - window + 1;
+    const int hi = pos + 1;
+    k0 = lo + s * ks;
+    k1 = k0 + ks < hi ? k0 + ks : hi;
+}
+
 /* GELU, tanh approximation (Gemma's gelu_pytorch_tanh), fp32 */
 __device__ __forceinline__ float gelu_tanh(float x) {
     const float k0 = 0.7978845608028654f;   /* sqrt(2/pi) */
