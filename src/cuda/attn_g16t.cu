@@ -16,6 +16,7 @@
  * (and k_attn's) accuracy.
  * Output: k_attn's split-KV workspace merged by cu_attn_combine, or with one split the row.
  * Visibility as k_attn (ring window, sliding window, media block ids). */
+#include "cuda/attn_split.h"
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/mma.cuh"
@@ -258,17 +259,8 @@ extern "C" int cu_attention_rows_g16t(float *out, const float *q, int n, const c
     const int per_sm = hd == 512 ? 2 : 4;
     int cap = g_grid_cap > 0 ? g_grid_cap : sm_count * per_sm;
     if (cap < 1) cap = 1;
-    /* splits: the fewest team passes x (tiles per item + ~1 of fixed cost) (as attn_g2.cu) */
-    const int max_ns = (n_keys_max + KT - 1) / KT < 64 ? (n_keys_max + KT - 1) / KT : 64;
-    int best = 1;
-    double best_cost = 1e30;
-    for (int ns = 1; ns <= max_ns; ns++) {
-        if (ns > 1 && (size_t)n * Hq * ns * (hd + 2) > ws_floats) break;
-        const int ks = (n_keys_max + ns - 1) / ns;
-        const long items = (long)n * Hkv * ns;
-        const double cost = (double)((items + cap - 1) / cap) * ((ks + KT - 1) / KT + 1.0);
-        if (cost < best_cost - 1e-9) best_cost = cost, best = ns;
-    }
+    /* splits: attn_split.h's cost model over the teams */
+    const int best = attn_split_count(n, Hq, Hkv, hd, n_keys_max, KT, cap, ws_floats);
     t_args a = {ws, out, q, rows_dev, n, Hq, Hkv, window, best, (n_keys_max + best - 1) / best, scale};
     const long items = (long)n * Hkv * best;
     const int blocks = (int)(items < cap ? items : cap);

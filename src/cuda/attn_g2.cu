@@ -25,6 +25,7 @@
  * Output: k_attn's split-KV workspace [table row][head][split][hd + 2] merged by cu_attn_combine, or
  * with one split the normalised row. Key visibility is k_attn's (ring window, sliding window,
  * media block ids). */
+#include "cuda/attn_split.h"
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 #include "cuda/mma.cuh"
@@ -322,19 +323,10 @@ extern "C" int cu_attention_rows_g2(float *out, const float *q, int n, const cu_
     constexpr int NWP = 4, NS = 3;
     int cap = g_grid_cap > 0 ? g_grid_cap : sm_count;
     if (cap < 1) cap = 1;
-    /* splits: the fewest warp passes x (tiles per item + ~1 of fixed cost), W = one block of 4 warps
-     * per SM; the partials must fit the workspace (G4_CUDA_ATTN_G2_NS forces a count) */
-    const long W = (long)cap * NWP;
+    /* splits: attn_split.h's cost model over the warps (one block of 4 per SM); G4_CUDA_ATTN_G2_NS
+     * forces a count (tuning) */
+    int best = attn_split_count(n, Hq, Hkv, HD, n_keys_max, KT, (long)cap * NWP, ws_floats);
     const int max_ns = (n_keys_max + KT - 1) / KT < 64 ? (n_keys_max + KT - 1) / KT : 64;
-    int best = 1;
-    double best_cost = 1e30;
-    for (int ns = 1; ns <= max_ns; ns++) {
-        if (ns > 1 && (size_t)n * Hq * ns * (HD + 2) > ws_floats) break;
-        const int ks = (n_keys_max + ns - 1) / ns;
-        const long items = (long)n * Hkv * ns;
-        const double cost = (double)((items + W - 1) / W) * ((ks + KT - 1) / KT + 1.0);
-        if (cost < best_cost - 1e-9) best_cost = cost, best = ns;
-    }
     static int force = -1;
     if (force < 0) force = env_int("G4_CUDA_ATTN_G2_NS", 0);
     if (force > 0 && force <= max_ns && (force == 1 || (size_t)n * Hq * force * (HD + 2) <= ws_floats)) best = force;
